@@ -1,0 +1,439 @@
+r"""Certified Lipschitz constants of networks, computed from the actual weights in float64.
+
+For a chain :math:`f = W_m \sigma(\cdots \sigma(W_1 z + b_1) \cdots) + b_m` with activations that
+are 1-Lipschitz in :math:`\ell_p` for :math:`p \in \{1, 2, \infty\}` (GroupSort, full sort,
+ReLU), and any of these intermediate norms :math:`\|\cdot\|_p`,
+
+.. math::
+
+    \Big|\frac{\partial f_k}{\partial z_j}\Big| \le
+    \|W_m^\top e_k\|_{p^*} \Big(\prod_{i=2}^{m-1} \|W_i\|_{p \to p}\Big) \|W_1 e_j\|_p ,
+
+where :math:`p^*` is the dual exponent. Each choice of :math:`p` gives an upper bound, so their
+minimum is one too. Per-input bounds are therefore available whatever norm the network was
+trained with (certificates.md section 3). Rows and columns are the natural "per-input" and
+"per-output" factors: for ``l1-column`` networks the :math:`p = 1` chain gives exactly the
+column sums the norm constrains.
+
+All norms are computed in float64 from the float32 (or float64) weights the network uses and
+multiplied by a rounding margin :math:`1 + \gamma` with
+:math:`\gamma = (10 \sum_i (n_i + n_{i-1}) + 100)\,u`, :math:`u = 2^{-53}`, which dominates the
+accumulated relative error of the sums, products and the SVD (LAPACK's computed singular values
+are within :math:`p(n) u \|W\|_2`). The result is a **certified upper bound**, never an estimate.
+Only :func:`empirical_lipschitz` returns an estimate (a lower bound from sampled gradients).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..exceptions import CertificationError
+from ..nn._utils import eval_mode
+from ..nn.activations import GroupSort
+from ..nn.mlp import LipschitzMLP
+
+__all__ = [
+    "LinearChain",
+    "LipschitzBounds",
+    "extract_chain",
+    "lipschitz_bounds",
+    "empirical_lipschitz",
+    "evaluate_float64",
+]
+
+_U = 2.0**-53  # unit roundoff of float64
+
+
+@dataclass
+class LinearChain:
+    r"""A network written out in float64 for certification.
+
+    ``f(x) = out_scale * (W_m act(... act(W_1 z + b_1) ...) + b_m) + residual . z`` with
+    ``z = (x - in_offset) * in_scale``; ``aux`` (another chain) multiplies the output.
+    """
+
+    weights: list[np.ndarray]
+    biases: list[np.ndarray]
+    activation: nn.Module | None
+    in_scale: np.ndarray
+    in_offset: np.ndarray
+    out_scale: np.ndarray | None = None
+    residual: np.ndarray | None = None
+    aux: "LinearChain | None" = None
+
+    @property
+    def in_features(self) -> int:
+        return self.weights[0].shape[1]
+
+    @property
+    def out_features(self) -> int:
+        return self.weights[-1].shape[0]
+
+    def margin(self) -> float:
+        """The relative rounding margin :math:`1 + \\gamma` of the module docstring."""
+        n = sum(w.shape[0] + w.shape[1] for w in self.weights)
+        return 1.0 + (10.0 * n + 100.0) * _U
+
+
+@dataclass(frozen=True)
+class LipschitzBounds:
+    r"""Certified Lipschitz constants of a network (all numbers are **certified upper bounds**).
+
+    Attributes
+    ----------
+    partial_lower, partial_upper : ndarray, shape (out, in)
+        Certified interval :math:`[\ell_{kj}, u_{kj}]` containing
+        :math:`\partial f_k / \partial x_j` wherever it exists (and every difference quotient
+        along axis :math:`j`). For monotonic inputs the interval lies on one side of zero.
+    per_input : ndarray, shape (out, in)
+        :math:`\max(|\ell_{kj}|, |u_{kj}|)`: a bound on :math:`|\partial f_k / \partial x_j|`, i.e.
+        :math:`|f_k(x) - f_k(y)| \le \sum_j L_{kj} |x_j - y_j|`.
+    l1, l2, linf : ndarray, shape (out,)
+        Lipschitz constants of each output with respect to the :math:`\ell_1`, :math:`\ell_2`
+        and :math:`\ell_\infty` norms of the input.
+    norm : str
+        The norm the network was built with ("l1" for the l1-type weight norms, "l2" for
+        spectral); :attr:`global_constant` reports the constant in that norm.
+    domain : ndarray or None
+        ``(in, 2)`` box on which the bounds hold (needed by the ``aux`` head); None means all of
+        :math:`\mathbb{R}^d`.
+    method : str
+        How the numbers were obtained.
+    """
+
+    partial_lower: np.ndarray
+    partial_upper: np.ndarray
+    per_input: np.ndarray
+    l1: np.ndarray
+    l2: np.ndarray
+    linf: np.ndarray
+    norm: str
+    domain: np.ndarray | None
+    method: str
+    kind: str = field(default="certified upper bound")
+
+    @property
+    def global_constant(self) -> np.ndarray:
+        """Per-output Lipschitz constant in the network's own norm (certified)."""
+        return self.l2 if self.norm == "l2" else self.l1
+
+    def to_dict(self) -> dict:
+        """JSON-ready summary, with the kind of each number stated."""
+        return {
+            "kind": self.kind,
+            "norm": self.norm,
+            "global_constant": self.global_constant.tolist(),
+            "per_input": self.per_input.tolist(),
+            "partial_lower": self.partial_lower.tolist(),
+            "partial_upper": self.partial_upper.tolist(),
+            "l1": self.l1.tolist(),
+            "l2": self.l2.tolist(),
+            "linf": self.linf.tolist(),
+            "domain": None if self.domain is None else self.domain.tolist(),
+            "method": self.method,
+        }
+
+
+def _f64(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().to(torch.float64).numpy().copy()
+
+
+def extract_chain(model: nn.Module) -> LinearChain:
+    """Write ``model`` out as a float64 :class:`LinearChain` (in evaluation mode, no side effects).
+
+    Supports :class:`~lipsurrogate.nn.LipschitzMLP` (every head, parametrized or plain) and
+    ``nn.Sequential`` stacks of ``nn.Linear`` with GroupSort or ReLU in between.
+    """
+    with eval_mode(model), torch.no_grad():
+        if isinstance(model, LipschitzMLP):
+            linears = model.linears
+            chain = LinearChain(
+                weights=[_f64(l.weight) for l in linears],
+                biases=[_f64(l.bias) for l in linears],
+                activation=model.activation,
+                in_scale=_f64(model.input_scale),
+                in_offset=_f64(model.input_offset),
+            )
+            if model.head == "scale":
+                scale = _f64(model.output_scale)
+                chain.out_scale = np.broadcast_to(scale, (model.out_features,)).copy()
+            if model.head == "aux":
+                chain.aux = extract_chain(model.aux)
+            if model.has_monotonic:
+                chain.residual = model.lipschitz * _f64(model.monotonic)
+            return chain
+        if isinstance(model, nn.Sequential):
+            return _chain_from_sequential(model)
+    raise CertificationError(
+        f"Cannot certify a {type(model).__name__}: expected a LipschitzMLP or an nn.Sequential of "
+        "nn.Linear layers with GroupSort/ReLU activations."
+    )
+
+
+def _chain_from_sequential(model: nn.Sequential) -> LinearChain:
+    weights, biases, activation = [], [], None
+    expect_linear = True
+    for module in model:
+        if isinstance(module, nn.Linear):
+            if not expect_linear:
+                raise CertificationError("Two linear layers in a row: merge them or add an activation.")
+            weights.append(_f64(module.weight))
+            biases.append(_f64(module.bias) if module.bias is not None else np.zeros(module.out_features))
+            expect_linear = False
+        elif isinstance(module, (GroupSort, nn.ReLU)):
+            if expect_linear:
+                raise CertificationError("An activation must follow a linear layer.")
+            if activation is not None and repr(activation) != repr(module):
+                raise CertificationError("All activations of a certified chain must be the same.")
+            activation = module
+            expect_linear = True
+        else:
+            raise CertificationError(
+                f"Cannot certify a layer of type {type(module).__name__}; supported: nn.Linear, "
+                "GroupSort, nn.ReLU."
+            )
+    if not weights or expect_linear:
+        raise CertificationError("A certified chain must start and end with nn.Linear.")
+    n = weights[0].shape[1]
+    return LinearChain(weights, biases, activation, np.ones(n), np.zeros(n))
+
+
+# -- norms --------------------------------------------------------------------------------------
+
+def _op_norm(w: np.ndarray, p: float) -> float:
+    if p == 1:
+        return float(np.abs(w).sum(axis=0).max())
+    if p == np.inf:
+        return float(np.abs(w).sum(axis=1).max())
+    return float(np.linalg.svd(w, compute_uv=False)[0])
+
+
+def _column_norms(w: np.ndarray, p: float) -> np.ndarray:
+    return np.linalg.norm(w, ord=p, axis=0)
+
+
+def _dual(p: float) -> float:
+    return {1: np.inf, 2: 2, np.inf: 1}[p]
+
+
+def _body_partials(chain: LinearChain) -> np.ndarray:
+    """Certified bounds on |d g_k / d z_j| for the body g (no scale, residual or aux)."""
+    ws = chain.weights
+    if len(ws) == 1:
+        return np.abs(ws[0])
+    best = None
+    for p in (1, 2, np.inf):
+        first = _column_norms(ws[0], p)  # (in,)
+        middle = float(np.prod([_op_norm(w, p) for w in ws[1:-1]])) if len(ws) > 2 else 1.0
+        last = np.linalg.norm(ws[-1], ord=_dual(p), axis=1)  # (out,)
+        bound = np.outer(last, first) * middle
+        best = bound if best is None else np.minimum(best, bound)
+    return best * chain.margin()
+
+
+def _body_l2(chain: LinearChain) -> np.ndarray:
+    """Certified l2 Lipschitz constants (per output) of the body composed with the input scale."""
+    ws = chain.weights
+    first = ws[0] * chain.in_scale[None, :]
+    if len(ws) == 1:
+        return np.linalg.norm(first, axis=1) * chain.margin()
+    middle = float(np.prod([_op_norm(w, 2) for w in ws[1:-1]])) if len(ws) > 2 else 1.0
+    return np.linalg.norm(ws[-1], axis=1) * middle * _op_norm(first, 2) * chain.margin()
+
+
+def _scale_interval(lo: np.ndarray, hi: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a, b = lo * s, hi * s
+    return np.minimum(a, b), np.maximum(a, b)
+
+
+def lipschitz_bounds(
+    model: nn.Module, domain: Sequence[Sequence[float]] | np.ndarray | None = None
+) -> LipschitzBounds:
+    """Certified Lipschitz constants of ``model`` from its actual weights, in float64.
+
+    Parameters
+    ----------
+    model : LipschitzMLP or nn.Sequential
+        The network, certified as it computes in evaluation mode.
+    domain : array-like of shape (in_features, 2), optional
+        Box of inputs on which the bounds must hold. Required for the ``aux`` head, whose
+        product rule needs :math:`\\sup|g|` and :math:`\\sup|h|` on the box.
+
+    Returns
+    -------
+    LipschitzBounds
+        Certified upper bounds (never estimates): per-input partial-derivative intervals and the
+        global constants in the l1, l2 and l-inf input norms.
+    """
+    chain = extract_chain(model)
+    box = None if domain is None else _check_domain(domain, chain.in_features)
+    lo, hi = _chain_partials(chain, box)
+    per_input = np.maximum(np.abs(lo), np.abs(hi))
+    l2 = np.linalg.norm(per_input, axis=1)
+    if chain.aux is None:
+        body_l2 = _body_l2(chain)
+        if chain.out_scale is not None:
+            body_l2 = body_l2 * np.abs(chain.out_scale)
+        if chain.residual is not None:
+            body_l2 = body_l2 + np.linalg.norm(chain.residual * chain.in_scale) * chain.margin()
+        l2 = np.minimum(l2, body_l2)
+    norm = "l2" if _uses_spectral(model) else "l1"
+    method = (
+        "float64 products of layer norms (min over l1, l2, l-inf chains), per-input columns and "
+        "per-output rows, times a rounding margin"
+    )
+    if chain.residual is not None:
+        method += "; monotonic residual interval [rho - L_g, rho + L_g]"
+    if chain.aux is not None:
+        method += "; aux head: product rule with sup|g|, sup|h| on the domain box"
+    return LipschitzBounds(
+        partial_lower=lo,
+        partial_upper=hi,
+        per_input=per_input,
+        l1=per_input.max(axis=1),
+        l2=l2,
+        linf=per_input.sum(axis=1),
+        norm=norm,
+        domain=box,
+        method=method,
+    )
+
+
+def _uses_spectral(model: nn.Module) -> bool:
+    return getattr(model, "config", {}).get("norm") == "spectral"
+
+
+def _check_domain(domain, n: int) -> np.ndarray:
+    box = np.asarray(domain, dtype=np.float64)
+    if box.shape != (n, 2) or not np.all(np.isfinite(box)) or np.any(box[:, 1] < box[:, 0]):
+        raise CertificationError(
+            f"'domain' must be a finite box of shape ({n}, 2) with low <= high. Got {box.tolist()!r}."
+        )
+    return box
+
+
+def _chain_partials(chain: LinearChain, box: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Certified interval for d f_k / d x_j of the whole chain (with heads)."""
+    g = _body_partials(chain)  # w.r.t. z
+    lo, hi = -g, g
+    if chain.out_scale is not None:
+        lo, hi = _scale_interval(lo, hi, chain.out_scale[:, None] * chain.margin())
+    if chain.aux is not None:
+        if box is None:
+            raise CertificationError(
+                "The 'aux' head multiplies two networks; its Lipschitz constant exists only on a "
+                "bounded domain. Pass domain=[[low, high], ...] (one row per input)."
+            )
+        gx = g * np.abs(chain.in_scale)[None, :]  # d g / d x bounds
+        h_lo, h_hi = _chain_partials(chain.aux, box)
+        hx = np.maximum(np.abs(h_lo), np.abs(h_hi))
+        body_only = LinearChain(chain.weights, chain.biases, chain.activation, chain.in_scale, chain.in_offset)
+        sup_g = _sup_abs(body_only, gx, box)
+        sup_h = _sup_abs(chain.aux, hx, box)
+        bound = (sup_g[:, None] * hx + sup_h[:, None] * gx) * chain.margin()
+        return -bound, bound
+    lo, hi = _scale_interval(lo, hi, chain.in_scale[None, :])
+    if chain.residual is not None:
+        rho = (chain.residual * chain.in_scale)[None, :]
+        lo = lo + rho - np.abs(rho) * 4 * _U
+        hi = hi + rho + np.abs(rho) * 4 * _U
+    return lo, hi
+
+
+def _sup_abs(chain: LinearChain, partials_x: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Certified sup over the box of |f_k|: |f(centre)| + rounding + sum_j L_kj * halfwidth_j."""
+    centre = box.mean(axis=1)
+    value, err = evaluate_float64(chain, centre[None, :])
+    half = (box[:, 1] - box[:, 0]) / 2
+    return (np.abs(value[0]) + err[0] + partials_x @ half) * chain.margin()
+
+
+# -- float64 evaluation with a rounding-error bound ----------------------------------------------
+
+def _gamma(n: int) -> float:
+    return n * _U / (1 - n * _U)
+
+
+def evaluate_float64(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluate ``chain`` at ``x`` (shape (n, in)) in float64 with a bound on the rounding error.
+
+    Returns ``(values, errors)``, both (n, out): the float64 result and a **certified bound** on
+    its distance to the exact-arithmetic value of the network with these weights, from the
+    standard forward error bound :math:`|\\mathrm{fl}(Wx + b) - (Wx + b)| \\le \\gamma_{n+1}(|W||x| +
+    |b|)` (Higham, Accuracy and Stability of Numerical Algorithms, 3.5) propagated through the
+    layers (GroupSort is evaluated with exact min/max/sort and is 1-Lipschitz in l-inf).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim != 2 or x.shape[1] != chain.in_features:
+        raise CertificationError(
+            f"Expected points of shape (n, {chain.in_features}). Got {x.shape} instead."
+        )
+    diff = x - chain.in_offset
+    z = diff * chain.in_scale
+    # two roundings: subtraction then product
+    z_err = (np.abs(diff) * _U) * np.abs(chain.in_scale) + np.abs(z) * _U * (1 + _U)
+    h, h_err = z, z_err
+    n_layers = len(chain.weights)
+    for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
+        aw = np.abs(w)
+        y = h @ w.T + b
+        y_err = np.abs(h_err) @ aw.T + _gamma(w.shape[1] + 1) * (np.abs(h) @ aw.T + np.abs(b))
+        if i < n_layers - 1:
+            y, y_err = _activation_with_error(chain.activation, y, y_err)
+        h, h_err = y, y_err
+    out, out_err = h, h_err
+    if chain.out_scale is not None:
+        out = out * chain.out_scale
+        out_err = out_err * np.abs(chain.out_scale) + np.abs(out) * _U * 2
+    if chain.aux is not None:
+        a, a_err = evaluate_float64(chain.aux, x)
+        prod = out * a
+        out_err = np.abs(out) * a_err + np.abs(a) * out_err + out_err * a_err + np.abs(prod) * _U * 2
+        out = prod
+    if chain.residual is not None:
+        r = z @ chain.residual
+        r_err = z_err @ np.abs(chain.residual) + _gamma(len(chain.residual)) * (np.abs(z) @ np.abs(chain.residual))
+        out = out + r[:, None]
+        out_err = out_err + r_err[:, None] + np.abs(out) * _U * 2
+    return out, out_err * (1 + 8 * _U)
+
+
+def _activation_with_error(activation, y: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if isinstance(activation, nn.ReLU):
+        return np.maximum(y, 0.0), err
+    if isinstance(activation, GroupSort):
+        values = activation.exact(torch.from_numpy(y)).numpy()
+        if activation.group_size is None:
+            spread = np.repeat(err.max(axis=1, keepdims=True), err.shape[1], axis=1)
+        elif activation.group_size == 2:
+            a, b = np.split(err, 2, axis=1)
+            m = np.maximum(a, b)
+            spread = np.concatenate([m, m], axis=1)
+        else:
+            g = activation.group_size
+            grouped = err.reshape(err.shape[0], -1, g).max(axis=2, keepdims=True)
+            spread = np.repeat(grouped, g, axis=2).reshape(err.shape)
+        return values, spread
+    raise CertificationError(f"Unsupported activation {activation!r} in a certified chain.")
+
+
+def empirical_lipschitz(model: nn.Module, points: torch.Tensor) -> np.ndarray:
+    """**Estimate** (a lower bound): the largest |d f_k / d x_j| seen at ``points``, shape (out, in).
+
+    Uses autograd in float64 on a copy of the model; never use it as a certificate.
+    """
+    import copy
+
+    probe = copy.deepcopy(model).double().eval()
+    x = points.detach().to(torch.float64).clone().requires_grad_(True)
+    out = probe(x)
+    grads = []
+    for k in range(out.shape[-1]):
+        (g,) = torch.autograd.grad(out[..., k].sum(), x, retain_graph=True)
+        grads.append(g.abs().amax(dim=0))
+    return torch.stack(grads).numpy()

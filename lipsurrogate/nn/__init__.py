@@ -1,0 +1,53 @@
+"""Lipschitz network building blocks (Kitouni, Nolte & Williams, "Robust and Provably Monotonic
+Networks").
+
+Modules
+-------
+norms
+    Weight norms as parametrizations or projections (Eq. 2.7, Eq. 2.8, row-wise, spectral).
+activations
+    GroupSort and full sort, 1-Lipschitz in every l_p norm.
+mlp
+    :class:`LipschitzMLP`: per-input scaling, monotonic residual (Eq. 2.3), free / scale / aux heads.
+serialization
+    Export to plain modules, safe save/load (safetensors + JSON).
+"""
+
+from .activations import ACTIVATIONS, GroupSort, make_activation
+from .mlp import HEADS, LipschitzMLP
+from .norms import (
+    ENFORCE_MODES,
+    NORM_KINDS,
+    ColumnL1Norm,
+    L1Norm,
+    OperatorNormConstraint,
+    RowLinfNorm,
+    SpectralNorm,
+    lipschitz_norm,
+    project_weights_,
+    register_projection,
+    weight_constraint,
+)
+from .serialization import load_model, save_model, to_plain
+
+__all__ = [
+    "ACTIVATIONS",
+    "ENFORCE_MODES",
+    "HEADS",
+    "NORM_KINDS",
+    "ColumnL1Norm",
+    "GroupSort",
+    "L1Norm",
+    "LipschitzMLP",
+    "OperatorNormConstraint",
+    "RowLinfNorm",
+    "SpectralNorm",
+    "lipschitz_norm",
+    "load_model",
+    "make_activation",
+    "project_weights_",
+    "register_projection",
+    "save_model",
+    "to_plain",
+    "weight_constraint",
+]

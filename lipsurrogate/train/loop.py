@@ -1,0 +1,148 @@
+"""A small, seeded training loop with mini-batches, a learning-rate schedule and a progress bar."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import nn
+
+from ..exceptions import ConfigurationError
+from ..nn.norms import project_weights_
+
+__all__ = ["TrainingHistory", "train", "LOSSES"]
+
+LossFn = Callable[..., torch.Tensor]
+
+
+def _mse(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.mean((outputs.reshape(targets.shape) - targets) ** 2)
+
+
+def _mae(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return torch.mean(torch.abs(outputs.reshape(targets.shape) - targets))
+
+
+LOSSES: dict[str, LossFn] = {"mse": _mse, "mae": _mae}
+"""Regression losses available by name; classification losses live in ``train.losses``."""
+
+
+@dataclass
+class TrainingHistory:
+    """What happened during :func:`train`.
+
+    Attributes
+    ----------
+    steps, losses, learning_rates : list
+        Recorded every ``log_every`` steps: the mini-batch loss (an estimate of the training
+        loss, not the full-data loss) and the learning rate.
+    seconds : float
+        Wall-clock training time.
+    """
+
+    steps: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+    learning_rates: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict:
+        return {
+            "steps": self.steps,
+            "losses": self.losses,
+            "learning_rates": self.learning_rates,
+            "seconds": self.seconds,
+        }
+
+
+def train(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    targets: torch.Tensor | Sequence[torch.Tensor],
+    loss: str | LossFn = "mse",
+    *,
+    steps: int = 2000,
+    batch_size: int = 256,
+    lr: float = 3e-3,
+    schedule: str = "cosine",
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    progress: bool = True,
+    log_every: int = 10,
+    description: str = "training",
+) -> TrainingHistory:
+    """Train ``model`` with Adam on mini-batches drawn with a seeded generator.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Any model; weights constrained with ``enforce="project"`` are projected after each step.
+    inputs : Tensor, shape (n, d)
+    targets : Tensor or sequence of Tensors, each with first dimension n
+        Passed to ``loss(outputs, *targets_batch)``; extra tensors (e.g. per-point margins for
+        :func:`~lipsurrogate.train.losses.dynamic_hinge_loss`) are batched the same way.
+    loss : str or callable
+        ``"mse"``, ``"mae"`` or a function ``loss(outputs, *targets) -> scalar``.
+    steps, batch_size, lr, weight_decay
+        Optimisation settings. ``batch_size >= n`` means full batch.
+    schedule : {"cosine", "constant"}
+        Cosine decay to 1% of ``lr`` over ``steps`` or a constant rate.
+    seed : int
+        Seeds the batch order (torch's global generator is left alone).
+    progress : bool
+        Show a tqdm progress bar (on stderr).
+    """
+    if isinstance(targets, torch.Tensor):
+        targets = (targets,)
+    targets = tuple(targets)
+    n = inputs.shape[0]
+    for t in targets:
+        if t.shape[0] != n:
+            raise ConfigurationError(f"Expected {n} targets to match the inputs. Got {t.shape[0]} instead.")
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ConfigurationError(f"'loss' must be one of {sorted(LOSSES)} or a callable. Got {loss!r}.")
+        loss = LOSSES[loss]
+    if steps < 1 or batch_size < 1:
+        raise ConfigurationError(f"'steps' and 'batch_size' must be positive. Got {steps} and {batch_size}.")
+    if schedule not in ("cosine", "constant"):
+        raise ConfigurationError(f"'schedule' must be 'cosine' or 'constant'. Got {schedule!r} instead.")
+
+    from tqdm.auto import tqdm
+    import time
+
+    generator = torch.Generator().manual_seed(int(seed))
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    if schedule == "cosine":
+        lr_lambda = lambda step: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))  # noqa: E731
+    else:
+        lr_lambda = lambda step: 1.0  # noqa: E731
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    history = TrainingHistory()
+    full_batch = batch_size >= n
+    model.train()
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc=description, disable=not progress, leave=False)
+    for step in bar:
+        if full_batch:
+            x, ys = inputs, targets
+        else:
+            idx = torch.randint(0, n, (batch_size,), generator=generator)
+            x, ys = inputs[idx], tuple(t[idx] for t in targets)
+        optimizer.zero_grad(set_to_none=True)
+        value = loss(model(x), *ys)
+        if not torch.isfinite(value):
+            raise FloatingPointError(f"The training loss became {value.item()} at step {step}.")
+        value.backward()
+        optimizer.step()
+        project_weights_(model)
+        scheduler.step()
+        if step % log_every == 0 or step == steps - 1:
+            history.steps.append(step)
+            history.losses.append(float(value.detach()))
+            history.learning_rates.append(optimizer.param_groups[0]["lr"])
+            bar.set_postfix(loss=f"{history.losses[-1]:.3g}")
+    history.seconds = time.perf_counter() - start
+    model.eval()
+    return history

@@ -1,0 +1,92 @@
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from lipsurrogate.bounds import empirical_lipschitz, evaluate_float64, extract_chain, lipschitz_bounds
+from lipsurrogate.exceptions import CertificationError
+from lipsurrogate.nn import GroupSort, LipschitzMLP
+
+
+def test_single_layer_bound_is_exact():
+    lin = nn.Linear(3, 2)
+    b = lipschitz_bounds(nn.Sequential(lin))
+    np.testing.assert_allclose(b.per_input, np.abs(lin.weight.detach().double().numpy()), rtol=1e-12)
+    np.testing.assert_allclose(b.l2, np.linalg.norm(lin.weight.detach().double().numpy(), axis=1), rtol=1e-12)
+
+
+def test_two_layer_relu_bound_is_attained_on_linear_region():
+    # f(x) = relu(x) with weights [[2]] then [[3]]: slope 6 for x > 0, and the bound must be 6
+    first, second = nn.Linear(1, 1), nn.Linear(1, 1)
+    with torch.no_grad():
+        first.weight.fill_(2.0), second.weight.fill_(3.0)
+    b = lipschitz_bounds(nn.Sequential(first, nn.ReLU(), second))
+    assert b.per_input[0, 0] == pytest.approx(6.0, rel=1e-12)
+    assert b.per_input[0, 0] >= 6.0
+
+
+def test_plain_mlp_bound_exceeds_estimate(torch_gen):
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 1))
+    b = lipschitz_bounds(net)
+    est = empirical_lipschitz(net, torch.randn(4000, 2, generator=torch_gen) * 3)
+    assert np.all(est <= b.per_input)
+
+
+def test_estimate_is_below_certified_for_monotonic_net(torch_gen):
+    model = LipschitzMLP(4, 1, (16, 16), lipschitz=2.0, monotonic=[1, 1, -1, 0], seed=0)
+    b = lipschitz_bounds(model)
+    x = torch.randn(2000, 4, generator=torch_gen) * 5
+    est = empirical_lipschitz(model, x)
+    assert np.all(est <= b.per_input)
+
+
+def test_aux_head_needs_domain_and_holds_on_it(rng):
+    model = LipschitzMLP(2, 1, (8, 8), head="aux", seed=0).eval()
+    with pytest.raises(CertificationError, match="domain"):
+        lipschitz_bounds(model)
+    box = np.array([[-2.0, 2.0], [0.0, 1.0]])
+    b = lipschitz_bounds(model, domain=box)
+    x = rng.uniform(box[:, 0], box[:, 1], size=(3000, 2))
+    y = rng.uniform(box[:, 0], box[:, 1], size=(3000, 2))
+    f = lambda p: model.double()(torch.from_numpy(p)).detach().numpy()[:, 0]  # noqa: E731
+    lhs = np.abs(f(x) - f(y))
+    rhs = np.abs(x - y) @ b.per_input[0]
+    assert np.all(lhs <= rhs + 1e-12)
+
+
+def test_float64_evaluation_error_bound_holds_against_extended_precision(rng):
+    model = LipschitzMLP(3, 2, (16, 16), lipschitz=3.0, input_scale=[3.0, 0.3, 1.0],
+                         input_offset=[0.1, 0.2, 0.3], monotonic=[1, 0, -1], seed=2)
+    chain = extract_chain(model)
+    x = rng.normal(size=(500, 3)) * 10
+    values, errors = evaluate_float64(chain, x)
+    # reference in 80-bit extended precision with the same (exact) weights
+    h = (x.astype(np.longdouble) - chain.in_offset.astype(np.longdouble)) * chain.in_scale.astype(np.longdouble)
+    z = h
+    gs = GroupSort(2)
+    for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
+        h = h @ w.astype(np.longdouble).T + b.astype(np.longdouble)
+        if i < len(chain.weights) - 1:
+            a, c = np.split(h, 2, axis=1)
+            h = np.concatenate([np.minimum(a, c), np.maximum(a, c)], axis=1)
+    h = h + (z @ chain.residual.astype(np.longdouble))[:, None]
+    actual = np.abs(values.astype(np.longdouble) - h).astype(np.float64)
+    assert np.all(actual <= errors)
+    assert np.all(errors < 1e-10)  # and the bound is not vacuous
+    del gs
+
+
+def test_bounds_json_says_what_the_numbers_are():
+    d = lipschitz_bounds(LipschitzMLP(2, 1, (8,), seed=0)).to_dict()
+    assert d["kind"] == "certified upper bound"
+    assert d["norm"] == "l1" and len(d["per_input"][0]) == 2
+
+
+def test_unsupported_models_are_refused():
+    with pytest.raises(CertificationError, match="Tanh"):
+        lipschitz_bounds(nn.Sequential(nn.Linear(2, 2), nn.Tanh(), nn.Linear(2, 1)))
+    with pytest.raises(CertificationError, match="Cannot certify"):
+        lipschitz_bounds(nn.Linear(2, 2))
+    with pytest.raises(CertificationError, match="domain"):
+        lipschitz_bounds(LipschitzMLP(2, 1, (8,), head="aux"), domain=[[0, 1]])

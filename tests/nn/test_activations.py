@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from lipsurrogate.exceptions import ConfigurationError
+from lipsurrogate.nn import GroupSort
+
+
+@pytest.mark.parametrize("group_size", [2, 3, 4, None])
+def test_groupsort_sorts_groups_and_matches_exact(group_size, torch_gen):
+    x = torch.randn(50, 12, generator=torch_gen, dtype=torch.float64)
+    gs = GroupSort(group_size)
+    out, exact = gs(x), gs.exact(x)
+    torch.testing.assert_close(out, exact, rtol=0, atol=1e-14)
+    # a permutation of each row: same multiset of values
+    torch.testing.assert_close(out.sort(-1).values, x.sort(-1).values, rtol=0, atol=1e-14)
+
+
+def test_groupsort_pairs_are_min_then_max(torch_gen):
+    x = torch.randn(10, 8, generator=torch_gen)
+    out = GroupSort(2).exact(x)
+    a, b = x[:, :4], x[:, 4:]
+    assert torch.equal(out[:, :4], torch.minimum(a, b))
+    assert torch.equal(out[:, 4:], torch.maximum(a, b))
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, float("inf")])
+def test_groupsort_is_one_lipschitz(p, torch_gen):
+    gs = GroupSort(4)
+    x = torch.randn(200, 16, generator=torch_gen, dtype=torch.float64)
+    y = torch.randn(200, 16, generator=torch_gen, dtype=torch.float64)
+    lhs = torch.linalg.vector_norm(gs(x) - gs(y), ord=p, dim=1)
+    rhs = torch.linalg.vector_norm(x - y, ord=p, dim=1)
+    assert torch.all(lhs <= rhs + 1e-12)
+
+
+@pytest.mark.parametrize("bad", [1, 0, -2, 2.5, True, "2"])
+def test_bad_group_size(bad):
+    with pytest.raises(ConfigurationError, match="group_size"):
+        GroupSort(bad)
+
+
+def test_width_not_divisible():
+    with pytest.raises(ConfigurationError, match="divisible"):
+        GroupSort(3)(torch.zeros(2, 8))

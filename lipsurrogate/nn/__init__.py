@@ -14,11 +14,12 @@ serialization
 """
 
 from .activations import ACTIVATIONS, GroupSort, make_activation
-from .mlp import HEADS, LipschitzMLP
+from .mlp import HEADS, NETWORK_NORMS, LipschitzMLP
 from .norms import (
     ENFORCE_MODES,
     NORM_KINDS,
     ColumnL1Norm,
+    ColumnMaxNorm,
     L1Norm,
     OperatorNormConstraint,
     RowLinfNorm,
@@ -34,8 +35,10 @@ __all__ = [
     "ACTIVATIONS",
     "ENFORCE_MODES",
     "HEADS",
+    "NETWORK_NORMS",
     "NORM_KINDS",
     "ColumnL1Norm",
+    "ColumnMaxNorm",
     "GroupSort",
     "L1Norm",
     "LipschitzMLP",

@@ -46,12 +46,19 @@ from torch import nn
 
 from ..exceptions import ConfigurationError
 from .activations import ACTIVATIONS, make_activation
-from .norms import ENFORCE_MODES, NORM_KINDS, lipschitz_norm
+from .norms import ENFORCE_MODES, lipschitz_norm
 
-__all__ = ["LipschitzMLP", "HEADS"]
+__all__ = ["LipschitzMLP", "HEADS", "NETWORK_NORMS"]
 
 HEADS = ("lipschitz", "free", "scale", "aux")
 """Output heads of :class:`LipschitzMLP` (see the module docstring)."""
+
+NETWORK_NORMS = ("l1", "l1-column", "linf-row", "mixed", "spectral")
+"""Norms a :class:`LipschitzMLP` accepts; ``"mixed"`` = ``"l1-linf"`` first, ``"linf-row"`` after.
+
+``"l1-linf"`` alone is not among them: l1->l-inf norms do not compose from layer to layer, so
+using it for every layer would not bound the product (certification would still be honest,
+but the constant would not be lambda)."""
 
 
 class LipschitzMLP(nn.Module):
@@ -67,10 +74,12 @@ class LipschitzMLP(nn.Module):
         :math:`\lambda`, the bound on the product of the layer norms, spread evenly over the
         constrained layers. Nobody has to reason per layer.
     norm : str
-        Weight norm, one of :data:`lipsurrogate.nn.norms.NORM_KINDS`. The l1-type norms
-        (``"l1"``, ``"l1-column"``, ``"linf-row"``) bound every partial derivative by
-        :math:`\lambda` exactly; ``"spectral"`` bounds the l2 gradient norm approximately while
-        training (power iteration).
+        Weight norm: one of :data:`NETWORK_NORMS`, i.e. one kind of
+        :data:`lipsurrogate.nn.norms.NORM_KINDS` for every layer, or ``"mixed"`` (the paper's
+        scheme: ``"l1-linf"`` for the first layer, ``"linf-row"`` after it). The exact norms
+        (all but ``"spectral"``) bound every partial derivative by :math:`\lambda`;
+        ``"spectral"`` bounds the l2 gradient norm approximately while training (power
+        iteration).
     norm_variant : {"clip", "rescale"}
         The two forms of Eq. 2.7, used only with ``norm="l1"``.
     enforce : {"reparametrize", "project"}
@@ -134,8 +143,8 @@ class LipschitzMLP(nn.Module):
         out_features = _positive_int("out_features", out_features)
         hidden = [_positive_int("hidden", h) for h in hidden]
         lipschitz = _positive_float("lipschitz", lipschitz)
-        if norm not in NORM_KINDS:
-            raise ConfigurationError(f"'norm' must be one of {NORM_KINDS}. Got {norm!r} instead.")
+        if norm not in NETWORK_NORMS:
+            raise ConfigurationError(f"'norm' must be one of {NETWORK_NORMS}. Got {norm!r} instead.")
         if enforce not in ENFORCE_MODES:
             raise ConfigurationError(f"'enforce' must be one of {ENFORCE_MODES}. Got {enforce!r} instead.")
         if activation not in ACTIVATIONS:
@@ -187,7 +196,7 @@ class LipschitzMLP(nn.Module):
                 )
             if norm == "spectral":
                 raise ConfigurationError(
-                    "Monotonic constraints need a norm enforced exactly ('l1', 'l1-column' or 'linf-row'); "
+                    "Monotonic constraints need a norm enforced exactly (any but 'spectral'); "
                     "'spectral' uses a power-iteration estimate, so monotonicity would not be guaranteed."
                 )
 
@@ -200,8 +209,9 @@ class LipschitzMLP(nn.Module):
             linear = nn.Linear(n_in, n_out)
             _init_linear_(linear, generator)
             if i < constrained:
+                kind = norm if norm != "mixed" else ("l1-linf" if i == 0 else "linf-row")
                 lipschitz_norm(
-                    linear, norm, per_layer, variant=norm_variant, enforce=enforce, generator=generator
+                    linear, kind, per_layer, variant=norm_variant, enforce=enforce, generator=generator
                 )
             layers.append(linear)
             if i < len(widths) - 2:

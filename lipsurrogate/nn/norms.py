@@ -24,6 +24,12 @@ Norms (``kind``):
 ``"linf-row"``
     Row-wise: each row's absolute sum is at most :math:`c`, i.e. the induced
     :math:`\ell_\infty` operator norm.
+``"l1-linf"``
+    Column-wise largest entry: :math:`W_{:j} / \max(1, \max_i |W_{ij}| / c)`, i.e. the
+    operator norm from :math:`\ell_1` to :math:`\ell_\infty`. Used for the first layer of the
+    paper's mixed scheme (``LipschitzMLP(norm="mixed")``: ``l1-linf`` first, ``linf-row`` after),
+    where :math:`\|W_1\|_{1,\infty} \prod_{i>1} \|W_i\|_\infty \le \lambda` bounds every partial
+    derivative by :math:`\lambda` while letting one input fan out to many units (|x| needs it).
 ``"spectral"``
     :math:`W / \max(1, \hat\sigma / c)` with :math:`\hat\sigma` a power-iteration **estimate** of the
     largest singular value (one iteration per training step, as ``torch.nn.utils.spectral_norm``).
@@ -57,6 +63,7 @@ __all__ = [
     "L1Norm",
     "ColumnL1Norm",
     "RowLinfNorm",
+    "ColumnMaxNorm",
     "SpectralNorm",
     "make_constraint",
     "lipschitz_norm",
@@ -65,7 +72,7 @@ __all__ = [
     "register_projection",
 ]
 
-NORM_KINDS = ("l1", "l1-column", "linf-row", "spectral")
+NORM_KINDS = ("l1", "l1-column", "linf-row", "l1-linf", "spectral")
 """Names accepted by :func:`lipschitz_norm` (see the module docstring)."""
 
 ENFORCE_MODES = ("reparametrize", "project")
@@ -164,6 +171,16 @@ class RowLinfNorm(OperatorNormConstraint):
         return self._scale(weight, norms, self._target())
 
 
+class ColumnMaxNorm(OperatorNormConstraint):
+    r"""Every column scaled to :math:`\max_i |W_{ij}| \le c`: the :math:`\ell_1 \to \ell_\infty` norm."""
+
+    kind = "l1-linf"
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        norms = weight.double().abs().amax(dim=0, keepdim=True)
+        return self._scale(weight, norms, self._target())
+
+
 class SpectralNorm(OperatorNormConstraint):
     r"""Spectral norm constraint :math:`W / \max(1, \hat\sigma / c)` with power iteration.
 
@@ -239,6 +256,8 @@ def make_constraint(
         return ColumnL1Norm(max_norm)
     if kind == "linf-row":
         return RowLinfNorm(max_norm)
+    if kind == "l1-linf":
+        return ColumnMaxNorm(max_norm)
     if kind == "spectral":
         return SpectralNorm(max_norm, shape=shape, generator=generator)
     raise ConfigurationError(f"The norm 'kind' must be one of {NORM_KINDS}. Got {kind!r} instead.")

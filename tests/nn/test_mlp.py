@@ -73,6 +73,7 @@ def test_scale_head_multiplies_certified_constant():
         (dict(lipschitz=-1.0), "lipschitz"),
         (dict(lipschitz=0.0), "lipschitz"),
         (dict(norm="l7"), "norm"),
+        (dict(norm="l1-linf"), "norm"),
         (dict(head="softmax"), "head"),
         (dict(activation="tanh"), "activation"),
         (dict(monotonic=[1, 0]), "one constraint per input"),
@@ -106,3 +107,16 @@ def test_plain_export_computes_same_function(head, norm):
     assert not any(hasattr(m, "parametrizations") for m in plain.modules())
     x = torch.randn(64, 3)
     assert torch.equal(plain(x), model(x))
+
+
+def test_mixed_norm_lets_one_input_fan_out():
+    # |x| = max(x, -x): representable with slope 1 under the mixed norms (first layer l1->linf)
+    model = LipschitzMLP(1, 1, (2,), lipschitz=1.0, norm="mixed", activation="groupsort")
+    with torch.no_grad():
+        model.linears[0].parametrizations.weight.original.copy_(torch.tensor([[1.0], [-1.0]]))
+        model.linears[0].bias.zero_()
+        model.linears[1].parametrizations.weight.original.copy_(torch.tensor([[0.0, 1.0]]))
+        model.linears[1].bias.zero_()
+    x = torch.linspace(-1, 1, 11).unsqueeze(1)
+    torch.testing.assert_close(model(x), x.abs(), atol=1e-5, rtol=0)
+    assert lipschitz_bounds(model).l1[0] <= 1.0

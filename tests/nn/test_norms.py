@@ -130,3 +130,10 @@ def test_norms_match_numpy_definitions(rng):
     col = ColumnL1Norm(c)(w).numpy()
     expected = w.numpy() / np.maximum(1.0, np.abs(w.numpy()).sum(0) / (c * (1 - 2**-20)))
     np.testing.assert_allclose(col, expected, rtol=1e-14)
+
+
+def test_column_max_norm_bounds_l1_to_linf(torch_gen):
+    from lipsurrogate.nn import ColumnMaxNorm
+
+    out = ColumnMaxNorm(0.5)(_big_weight(torch_gen))
+    assert out.double().abs().max() <= 0.5

@@ -13,7 +13,7 @@ from lipsurrogate.bounds import lipschitz_bounds
 from lipsurrogate.nn import LipschitzMLP, to_plain
 from lipsurrogate.train import train
 
-NORMS = ["l1", "l1-column", "linf-row", "spectral"]
+NORMS = ["l1", "l1-column", "linf-row", "mixed", "spectral"]
 
 
 @st.composite

@@ -1,0 +1,313 @@
+"""Training-step throughput of Lipschitz layers against a plain MLP and peer libraries.
+
+Every model maps 3 inputs through 4 hidden layers of width 128 to 1 output and is trained
+with Adam on an MSE loss over one fixed random batch of 4096 points. One *step* is a forward
+pass, a backward pass and an optimizer step (plus the projection for ``enforce="project"``).
+
+Models
+------
+``plain MLP``
+    ``nn.Sequential`` of ``nn.Linear`` + ``nn.ReLU``; the reference (ratio 1.0).
+``lipsurrogate <norm>``
+    :class:`lipsurrogate.nn.LipschitzMLP` with GroupSort (group size 2) for the norms
+    ``"l1-column"`` (Eq. 2.8, the headline), ``"l1"``, ``"linf-row"`` and ``"spectral"``,
+    and ``"l1-column"`` with ``enforce="project"`` (projection after every optimizer step via
+    :func:`lipsurrogate.nn.project_weights_`).
+``deel-torchlip``
+    ``torchlip.Sequential`` of ``torchlip.SpectralLinear`` (power iteration followed by
+    Bjorck orthonormalisation, Bjorck on by default) with ``torchlip.GroupSort2``.
+``monotonicnetworks``
+    ``lmn.LipschitzLinear(kind="one")`` (per-column l1 normalisation, the same constraint as
+    ``"l1-column"``) with ``lmn.GroupSort(n_groups=width // 2)``.
+
+Method
+------
+All models are built first and warmed up (10 steps each). Timing then runs in interleaved
+rounds: in every round each model runs ``steps`` steps in round-robin order, and the time
+per step of that round is recorded. The reported figure is the median over rounds; the ratio
+is relative to the plain MLP's median from the same run. Peer libraries are optional (the
+``bench`` extra); a missing one gives a "not installed" row.
+
+Usage
+-----
+::
+
+    python benchmarks/bench_layers.py            # full run, writes benchmarks/results/layers.md
+    python benchmarks/bench_layers.py --quick    # fewer rounds and steps
+    python benchmarks/bench_layers.py --out PATH
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+import lipsurrogate
+from lipsurrogate.nn import LipschitzMLP, project_weights_
+
+IN_FEATURES = 3
+OUT_FEATURES = 1
+WIDTH = 128
+DEPTH = 4
+BATCH_SIZE = 4096
+LEARNING_RATE = 1e-3
+WARMUP_STEPS = 10
+DEFAULT_OUT = Path("benchmarks") / "results" / "layers.md"
+BENCH_EXTRA = "pip install -c constraints.txt -e \".[bench]\" (extra lipsurrogate[bench])"
+
+
+@dataclass
+class BenchCase:
+    """One benchmarked model, or the reason it could not be built."""
+
+    name: str
+    description: str
+    model: nn.Module | None = None
+    after_step: Callable[[nn.Module], object] | None = None
+    unavailable: str | None = None
+    optimizer: torch.optim.Optimizer | None = None
+    round_ms_per_step: list[float] = field(default_factory=list)
+
+
+def build_plain_mlp() -> nn.Module:
+    """Return the reference ``Linear``/``ReLU`` network."""
+    widths = [IN_FEATURES] + [WIDTH] * DEPTH
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+    layers.append(nn.Linear(WIDTH, OUT_FEATURES))
+    return nn.Sequential(*layers)
+
+
+def build_lipsurrogate(norm: str, enforce: str = "reparametrize") -> nn.Module:
+    """Return a :class:`~lipsurrogate.nn.LipschitzMLP` with GroupSort (group size 2)."""
+    return LipschitzMLP(
+        IN_FEATURES,
+        OUT_FEATURES,
+        (WIDTH,) * DEPTH,
+        norm=norm,
+        enforce=enforce,
+        activation="groupsort",
+        group_size=2,
+        seed=0,
+    )
+
+
+def build_torchlip() -> nn.Module:
+    """Return a deel-torchlip network: ``SpectralLinear`` (Bjorck on) + ``GroupSort2``."""
+    from deel import torchlip
+
+    widths = [IN_FEATURES] + [WIDTH] * DEPTH
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        layers += [torchlip.SpectralLinear(n_in, n_out), torchlip.GroupSort2()]
+    layers.append(torchlip.SpectralLinear(WIDTH, OUT_FEATURES))
+    return torchlip.Sequential(*layers)
+
+
+def build_monotonicnetworks() -> nn.Module:
+    """Return a monotonicnetworks network: ``LipschitzLinear(kind="one")`` + ``GroupSort``."""
+    import monotonicnetworks as lmn
+
+    widths = [IN_FEATURES] + [WIDTH] * DEPTH
+    layers: list[nn.Module] = []
+    for n_in, n_out in zip(widths[:-1], widths[1:]):
+        # GroupSort takes the number of groups; width // 2 groups means pairs.
+        layers += [lmn.LipschitzLinear(n_in, n_out, kind="one"), lmn.GroupSort(n_groups=n_out // 2)]
+    layers.append(lmn.LipschitzLinear(WIDTH, OUT_FEATURES, kind="one"))
+    return nn.Sequential(*layers)
+
+
+def make_cases() -> list[BenchCase]:
+    """Build every benchmarked model (peers that fail to import become placeholder rows)."""
+    cases = [
+        BenchCase("plain MLP", "nn.Linear + ReLU, unconstrained (reference)", build_plain_mlp()),
+        BenchCase(
+            "lipsurrogate l1-column",
+            "LipschitzMLP, per-column l1 norm (Eq. 2.8), reparametrized, GroupSort2",
+            build_lipsurrogate("l1-column"),
+        ),
+        BenchCase(
+            "lipsurrogate l1",
+            "LipschitzMLP, l1 operator norm (Eq. 2.7, clip), reparametrized, GroupSort2",
+            build_lipsurrogate("l1"),
+        ),
+        BenchCase(
+            "lipsurrogate linf-row",
+            "LipschitzMLP, per-row l-inf norm, reparametrized, GroupSort2",
+            build_lipsurrogate("linf-row"),
+        ),
+        BenchCase(
+            "lipsurrogate spectral",
+            "LipschitzMLP, spectral norm (power iteration), reparametrized, GroupSort2",
+            build_lipsurrogate("spectral"),
+        ),
+        BenchCase(
+            "lipsurrogate l1-column project",
+            "LipschitzMLP, l1-column, projection after each Adam step",
+            build_lipsurrogate("l1-column", enforce="project"),
+            after_step=project_weights_,
+        ),
+    ]
+    peers = [
+        (
+            "deel-torchlip",
+            "torchlip.SpectralLinear (power iteration + Bjorck, default) + GroupSort2",
+            build_torchlip,
+        ),
+        (
+            "monotonicnetworks",
+            'lmn.LipschitzLinear(kind="one") (per-column l1) + lmn.GroupSort(n_groups=64)',
+            build_monotonicnetworks,
+        ),
+    ]
+    for name, description, builder in peers:
+        try:
+            model = builder()
+        except ImportError:
+            cases.append(
+                BenchCase(name, description, unavailable=f"not installed: {BENCH_EXTRA}")
+            )
+        else:
+            cases.append(BenchCase(name, description, model))
+    return cases
+
+
+def run_steps(case: BenchCase, inputs: torch.Tensor, targets: torch.Tensor, n_steps: int) -> None:
+    """Run ``n_steps`` training steps (forward, backward, Adam, optional projection)."""
+    model, optimizer = case.model, case.optimizer
+    for _ in range(n_steps):
+        optimizer.zero_grad(set_to_none=True)
+        loss = nn.functional.mse_loss(model(inputs), targets)
+        loss.backward()
+        optimizer.step()
+        if case.after_step is not None:
+            case.after_step(model)
+
+
+def benchmark(cases: list[BenchCase], n_rounds: int, steps_per_round: int) -> None:
+    """Warm up every runnable case, then time them in interleaved round-robin rounds."""
+    inputs = torch.rand(BATCH_SIZE, IN_FEATURES) * 2.0 - 1.0
+    targets = torch.randn(BATCH_SIZE, OUT_FEATURES)
+    runnable = [case for case in cases if case.model is not None]
+    for case in runnable:
+        case.model.train()
+        case.optimizer = torch.optim.Adam(case.model.parameters(), lr=LEARNING_RATE)
+        run_steps(case, inputs, targets, WARMUP_STEPS)
+    for round_index in range(n_rounds):
+        for case in runnable:
+            start = time.perf_counter()
+            run_steps(case, inputs, targets, steps_per_round)
+            elapsed = time.perf_counter() - start
+            case.round_ms_per_step.append(1e3 * elapsed / steps_per_round)
+        print(f"round {round_index + 1}/{n_rounds} done", file=sys.stderr, flush=True)
+
+
+def format_table(cases: list[BenchCase]) -> str:
+    """Return the Markdown results table."""
+    baseline_ms = statistics.median(cases[0].round_ms_per_step)
+    lines = [
+        "| model | what it is | ms/step | steps/s | ratio to plain MLP |",
+        "|---|---|---:|---:|---:|",
+    ]
+    for case in cases:
+        if case.unavailable is not None:
+            lines.append(f"| {case.name} | {case.description} | {case.unavailable} | – | – |")
+            continue
+        median_ms = statistics.median(case.round_ms_per_step)
+        lines.append(
+            f"| {case.name} | {case.description} | {median_ms:.2f} | {1e3 / median_ms:.1f} "
+            f"| {median_ms / baseline_ms:.2f} |"
+        )
+    return "\n".join(lines)
+
+
+def format_report(table: str, n_rounds: int, steps_per_round: int, command: str) -> str:
+    """Return the Markdown file content: context, method and the table."""
+    uname = platform.uname()
+    peer_versions = []
+    for dist in ("deel-torchlip", "monotonicnetworks"):
+        try:
+            from importlib.metadata import version
+
+            peer_versions.append(f"{dist} {version(dist)}")
+        except Exception:  # noqa: BLE001 - any metadata failure means "not installed"
+            peer_versions.append(f"{dist} not installed")
+    return "\n".join(
+        [
+            "# Layer benchmark: training steps per second",
+            "",
+            f"- date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}",
+            f"- command: `{command}`",
+            f"- lipsurrogate {lipsurrogate.__version__}, torch {torch.__version__}, "
+            + ", ".join(peer_versions),
+            f"- python {platform.python_version()}, {uname.system} {uname.release}, "
+            f"{uname.machine}, processor: {platform.processor() or 'unknown'}, "
+            f"CPUs: {os.cpu_count()}",
+            f"- torch threads: {torch.get_num_threads()} (default)",
+            f"- workload: {IN_FEATURES} -> {DEPTH} x {WIDTH} -> {OUT_FEATURES}, batch "
+            f"{BATCH_SIZE}, MSE on random data, Adam (lr {LEARNING_RATE}); one step = forward + "
+            "backward + optimizer step (+ projection where noted)",
+            f"- method: {WARMUP_STEPS} warm-up steps per model, then {n_rounds} interleaved "
+            f"rounds of {steps_per_round} steps per model (round-robin); median over rounds of "
+            "ms/step; ratio = model median / plain-MLP median from the same run",
+            "",
+            table,
+            "",
+        ]
+    )
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same directory."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Parse arguments, run the benchmark, print the table and write the report."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="2 rounds of 5 steps")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5)")
+    parser.add_argument("--steps", type=int, default=None, help="steps per round (default 20)")
+    parser.add_argument(
+        "--out", type=Path, default=DEFAULT_OUT, help=f"report file (default {DEFAULT_OUT})"
+    )
+    args = parser.parse_args(argv)
+    n_rounds = args.rounds or (2 if args.quick else 5)
+    steps_per_round = args.steps or (5 if args.quick else 20)
+    cli_args = sys.argv[1:] if argv is None else argv
+    command = shlex.join(["python", "benchmarks/bench_layers.py", *cli_args])
+
+    torch.manual_seed(0)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads", file=sys.stderr)
+    cases = make_cases()
+    benchmark(cases, n_rounds, steps_per_round)
+    table = format_table(cases)
+    print(table)
+    write_atomically(args.out, format_report(table, n_rounds, steps_per_round, command))
+    print(f"wrote {args.out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

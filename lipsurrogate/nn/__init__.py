@@ -14,6 +14,7 @@ serialization
 """
 
 from .activations import ACTIVATIONS, GroupSort, make_activation
+from .baselines import unconstrained_mlp
 from .mlp import HEADS, NETWORK_NORMS, LipschitzMLP
 from .norms import (
     ENFORCE_MODES,
@@ -52,5 +53,6 @@ __all__ = [
     "register_projection",
     "save_model",
     "to_plain",
+    "unconstrained_mlp",
     "weight_constraint",
 ]

@@ -16,11 +16,11 @@ __all__ = ["TASKS", "get_task"]
 
 TASKS: dict[str, tuple[str, str]] = {
     "toys": ("lipsurrogate.tasks.toys:run_all", "all five toy problems of Kitouni et al. (sections 3 and 5)"),
-    "toy-outlier": ("lipsurrogate.tasks.toys:run_outlier", "sin(x) with one outlier: Lipschitz vs unconstrained fit"),
-    "toy-monotone": ("lipsurrogate.tasks.toys:run_monotone", "noisy log(x) with a gap and a missing tail: monotone fit"),
-    "toy-circle": ("lipsurrogate.tasks.toys:run_circle", "circle with an oscillating radius, GroupSort network"),
-    "toy-abs": ("lipsurrogate.tasks.toys:run_abs", "|x| with lambda = 1: GroupSort fits it, ReLU cannot"),
-    "toy-moons": ("lipsurrogate.tasks.toys:run_moons", "two moons with six objectives: accuracy and margin"),
+    "toy-outlier": ("lipsurrogate.tasks.toys:task_outlier", "sin(x) with one outlier: Lipschitz vs unconstrained fit"),
+    "toy-monotone": ("lipsurrogate.tasks.toys:task_monotone", "noisy log(x) with a gap and a missing tail: monotone fit"),
+    "toy-circle": ("lipsurrogate.tasks.toys:task_circle", "circle with an oscillating radius, GroupSort network"),
+    "toy-abs": ("lipsurrogate.tasks.toys:task_abs", "|x| with lambda = 1: GroupSort fits it, ReLU cannot"),
+    "toy-moons": ("lipsurrogate.tasks.toys:task_moons", "two moons with six objectives: accuracy and margin"),
 }
 """Task name -> ("module:function", description)."""
 

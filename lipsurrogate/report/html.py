@@ -1,0 +1,78 @@
+"""A self-contained HTML report: headings, paragraphs, tables and embedded PNG figures."""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from pathlib import Path
+from typing import Sequence
+
+from .._io import atomic_path
+
+__all__ = ["HtmlReport", "save_figure"]
+
+
+def save_figure(fig, path: str | Path, dpi: int = 110) -> bytes:
+    """Save a matplotlib figure as PNG at ``path`` (atomically) and return the PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    data = buffer.getvalue()
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return data
+
+
+class HtmlReport:
+    """Build a report piece by piece, then :meth:`write` it as one self-contained file."""
+
+    def __init__(self, title: str) -> None:
+        self.title = title
+        self._parts: list[str] = []
+
+    def heading(self, text: str, level: int = 2) -> "HtmlReport":
+        self._parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
+        return self
+
+    def paragraph(self, text: str) -> "HtmlReport":
+        self._parts.append(f"<p>{html.escape(text)}</p>")
+        return self
+
+    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> "HtmlReport":
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
+        )
+        self._parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        return self
+
+    def figure(self, png: bytes, caption: str = "") -> "HtmlReport":
+        data = base64.b64encode(png).decode("ascii")
+        self._parts.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>"
+        )
+        return self
+
+    def render(self) -> str:
+        style = (
+            "body{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}"
+            "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 8px;"
+            "text-align:right}th{background:#eee}img{max-width:100%}figcaption{font-size:90%;color:#444}"
+        )
+        body = "\n".join(self._parts)
+        return (
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(self.title)}</title>"
+            f"<style>{style}</style></head><body><h1>{html.escape(self.title)}</h1>\n{body}\n</body></html>\n"
+        )
+
+    def write(self, path: str | Path) -> Path:
+        with atomic_path(path) as tmp:
+            tmp.write_text(self.render(), encoding="utf-8")
+        return Path(path)
+
+
+def _fmt(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

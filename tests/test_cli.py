@@ -1,0 +1,44 @@
+import subprocess
+import sys
+
+import pytest
+
+from lipsurrogate import __version__
+from lipsurrogate.cli import main
+
+
+def test_version_and_help_are_fast_and_work():
+    out = subprocess.run([sys.executable, "-m", "lipsurrogate", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and __version__ in out.stdout
+    out = subprocess.run([sys.executable, "-m", "lipsurrogate", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "fit" in out.stdout
+    # --help must not import torch (it takes seconds)
+    code = "import sys; from lipsurrogate.cli import build_parser; build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_tasks_lists_toys(capsys):
+    assert main(["tasks"]) == 0
+    assert "toy-moons" in capsys.readouterr().out
+
+
+def test_unknown_task_is_an_argparse_error(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["fit", "no-such-task"])
+    assert err.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
+    (tmp_path / "run").mkdir()
+    with pytest.raises(FileExistsError):
+        main(["fit", "toy-abs", "--quick", "--no-progress", "--out", str(tmp_path / "run")])
+
+
+def test_single_toy_run_folder(tmp_path, capsys):
+    out = tmp_path / "abs"
+    assert main(["fit", "toy-abs", "--quick", "--no-progress", "--out", str(out)]) == 0
+    assert (out / "report.html").is_file() and (out / "figures" / "abs.png").is_file()
+    assert "Run folder" in capsys.readouterr().out
+    assert not list(tmp_path.glob(".abs.partial-*"))

@@ -56,7 +56,7 @@ import torch
 from torch import nn
 
 import lipsurrogate
-from lipsurrogate.nn import LipschitzMLP, project_weights_
+from lipsurrogate.nn import GroupSort, LipschitzMLP, project_weights_
 
 IN_FEATURES = 3
 OUT_FEATURES = 1
@@ -82,12 +82,12 @@ class BenchCase:
     round_ms_per_step: list[float] = field(default_factory=list)
 
 
-def build_plain_mlp() -> nn.Module:
-    """Return the reference ``Linear``/``ReLU`` network."""
+def build_plain_mlp(activation: type[nn.Module] = nn.ReLU) -> nn.Module:
+    """Return the reference unconstrained network (``Linear`` + ``activation``)."""
     widths = [IN_FEATURES] + [WIDTH] * DEPTH
     layers: list[nn.Module] = []
     for n_in, n_out in zip(widths[:-1], widths[1:]):
-        layers += [nn.Linear(n_in, n_out), nn.ReLU()]
+        layers += [nn.Linear(n_in, n_out), activation()]
     layers.append(nn.Linear(WIDTH, OUT_FEATURES))
     return nn.Sequential(*layers)
 
@@ -135,6 +135,11 @@ def make_cases() -> list[BenchCase]:
     """Build every benchmarked model (peers that fail to import become placeholder rows)."""
     cases = [
         BenchCase("plain MLP", "nn.Linear + ReLU, unconstrained (reference)", build_plain_mlp()),
+        BenchCase(
+            "plain MLP + GroupSort2",
+            "nn.Linear + lipsurrogate GroupSort(2), unconstrained: the activation's share of the cost",
+            build_plain_mlp(GroupSort),
+        ),
         BenchCase(
             "lipsurrogate l1-column",
             "LipschitzMLP, per-column l1 norm (Eq. 2.8), reparametrized, GroupSort2",
@@ -291,13 +296,13 @@ def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run the benchmark, print the table and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="2 rounds of 5 steps")
-    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 5)")
+    parser.add_argument("--rounds", type=int, default=None, help="rounds (default 9)")
     parser.add_argument("--steps", type=int, default=None, help="steps per round (default 20)")
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"report file (default {DEFAULT_OUT})"
     )
     args = parser.parse_args(argv)
-    n_rounds = args.rounds or (2 if args.quick else 5)
+    n_rounds = args.rounds or (2 if args.quick else 9)
     steps_per_round = args.steps or (5 if args.quick else 20)
     cli_args = sys.argv[1:] if argv is None else argv
     command = shlex.join(["python", "benchmarks/bench_layers.py", *cli_args])

@@ -44,6 +44,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
+from .._validation import positive_float, positive_int
 from ..exceptions import ConfigurationError
 from .activations import ACTIVATIONS, make_activation
 from .norms import ENFORCE_MODES, lipschitz_norm
@@ -139,10 +140,10 @@ class LipschitzMLP(nn.Module):
         seed: int | None = None,
     ) -> None:
         super().__init__()
-        in_features = _positive_int("in_features", in_features)
-        out_features = _positive_int("out_features", out_features)
-        hidden = [_positive_int("hidden", h) for h in hidden]
-        lipschitz = _positive_float("lipschitz", lipschitz)
+        in_features = positive_int("in_features", in_features)
+        out_features = positive_int("out_features", out_features)
+        hidden = [positive_int("hidden", h) for h in hidden]
+        lipschitz = positive_float("lipschitz", lipschitz)
         if norm not in NETWORK_NORMS:
             raise ConfigurationError(f"'norm' must be one of {NETWORK_NORMS}. Got {norm!r} instead.")
         if enforce not in ENFORCE_MODES:
@@ -276,22 +277,6 @@ class LipschitzMLP(nn.Module):
 
     def extra_repr(self) -> str:
         return f"lipschitz={self.lipschitz:.6g}, head={self.head!r}"
-
-
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"'{name}' must be a positive integer. Got {value!r} instead.")
-    return value
-
-
-def _positive_float(name: str, value: Any) -> float:
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"'{name}' must be a positive number. Got {value!r} instead.") from None
-    if not math.isfinite(v) or v <= 0:
-        raise ConfigurationError(f"'{name}' must be a positive finite number. Got {value!r} instead.")
-    return v
 
 
 def _input_vector(name: str, values: Sequence[float] | None, n: int, default: float) -> torch.Tensor:

@@ -47,13 +47,13 @@ Note [float64 norms and slack]
 
 from __future__ import annotations
 
-import math
 from typing import Iterable
 
 import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .._validation import positive_float
 from ..exceptions import ConfigurationError
 
 __all__ = [
@@ -101,7 +101,7 @@ class OperatorNormConstraint(nn.Module):
 
     def __init__(self, max_norm: float = 1.0) -> None:
         super().__init__()
-        self.max_norm = _check_max_norm(max_norm)
+        self.max_norm = positive_float("max_norm", max_norm)
 
     def extra_repr(self) -> str:
         return f"max_norm={self.max_norm:.6g}"
@@ -229,16 +229,6 @@ class SpectralNorm(OperatorNormConstraint):
         sigma = torch.dot(self.u, weight.mv(self.v)).abs()
         factor = 1.0 / torch.clamp(sigma / self._target(), min=1.0)
         return weight * factor
-
-
-def _check_max_norm(max_norm: float) -> float:
-    try:
-        value = float(max_norm)
-    except (TypeError, ValueError):
-        raise ConfigurationError(f"'max_norm' must be a positive number. Got {max_norm!r} instead.") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigurationError(f"'max_norm' must be a positive finite number. Got {max_norm!r} instead.")
-    return value
 
 
 def make_constraint(

@@ -9,6 +9,8 @@ __all__ = [
     "ConfigurationError",
     "ModelFileError",
     "CertificationError",
+    "DataSchemaError",
+    "SolverError",
 ]
 
 
@@ -26,3 +28,11 @@ class ModelFileError(LipsurrogateError, ValueError):
 
 class CertificationError(LipsurrogateError, RuntimeError):
     """A certified number cannot be computed, or its assumptions were found to be false."""
+
+
+class DataSchemaError(LipsurrogateError, ValueError):
+    """A data file or dataset does not have the layout that was expected (the message names both)."""
+
+
+class SolverError(LipsurrogateError, RuntimeError):
+    """A PDE solve failed, e.g. the solution became NaN or infinite (the message names the time)."""

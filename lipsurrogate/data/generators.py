@@ -1,0 +1,509 @@
+r"""PDE data generators built on py-pde, each producing one labelled :class:`xarray.Dataset`.
+
+==================  =====================================================================  ==========================
+name                equation                                                               solver error
+==================  =====================================================================  ==========================
+``heat2d``          :math:`u_t = \kappa \Delta u`, periodic :math:`[0, 2\pi]^2`, Fourier modes  exact (closed form)
+``heat2d-dirichlet`` :math:`u_t = \kappa \Delta u`, :math:`u = 0` on :math:`\partial[0,\pi]^2`, sine modes  exact (closed form)
+``advection1d``     :math:`u_t + c\,u_x = 0`, periodic :math:`[0, 1]`                          exact (:math:`u_0(x - ct)`)
+``burgers1d``       :math:`u_t + u u_x = \nu u_{xx}`, periodic :math:`[0, 1]`                  estimate (3x finer solve)
+``allen-cahn1d``    :math:`u_t = \epsilon^2 u_{xx} + u - u^3`, periodic :math:`[0, 1]`          estimate (3x finer solve)
+``reaction-diffusion2d`` FitzHugh-Nagumo: :math:`u_t = D_u\Delta u + u - u^3 - k - v`,
+                    :math:`v_t = D_v \Delta v + u - v`, no-flux :math:`[-1, 1]^2`              estimate (3x finer solve)
+==================  =====================================================================  ==========================
+
+Every generator takes ``samples`` (``None`` for one trajectory, or a count for a family with a
+``sample`` dimension), a ``seed``, and the grid, time span, number of frames, time step, explicit
+scheme and backend. The finer solve uses 3x as many cells per axis, so that every coarse cell
+centre is also a fine cell centre (no interpolation enters the estimate), and a 9x smaller time
+step. The error figures are stored as dataset attributes with their kind ("exact" or "estimate").
+"""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+import xarray as xr
+
+from .._validation import positive_float, positive_int
+from ..environment import environment
+from ..exceptions import ConfigurationError
+from .heat import HeatModes, random_dirichlet_modes, random_periodic_modes
+from .simulate import Stepper, choose_backend, frame_times
+
+__all__ = ["GENERATORS", "generate", "heat2d"]
+
+_STABILITY = {"euler": 2.0, "runge-kutta": 2.78}  # |lambda dt| limits on the negative real axis
+_EXPRESSION_STEP_OVERHEAD = 0.04  # seconds per numpy right-hand side of a pde.PDE (measured)
+
+
+def _progress(iterable, total: int, desc: str, progress: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(iterable, total=total, desc=desc, disable=not progress, leave=False)
+
+
+def _check_dt(dt: float | None, limit: float, what: str) -> float:
+    """Default to half the stability limit; refuse a requested step above it."""
+    if dt is None:
+        return 0.5 * limit
+    dt = positive_float("dt", dt)
+    if dt > limit:
+        raise ConfigurationError(
+            f"Unstable explicit time step: dt={dt:.4g} exceeds the stability limit {limit:.4g} of {what}. "
+            "Use a smaller dt (or leave dt unset to get half the limit)."
+        )
+    return dt
+
+
+def _coord(name: str, values: np.ndarray, long_name: str) -> tuple[str, np.ndarray, dict]:
+    return (name, values, {"units": "1", "long_name": long_name})
+
+
+def _provenance(**attrs) -> dict:
+    env = environment()
+    attrs.update(
+        source="py-pde",
+        versions=json.dumps({k: v for k, v in env["packages"].items() if v is not None}),
+    )
+    return {k: (json.dumps(v) if isinstance(v, (dict, list)) else v) for k, v in attrs.items()}
+
+
+# -- heat equation ------------------------------------------------------------------------------
+
+def _heat_worker(args):
+    """Solve a chunk of heat samples in one process (one compiled stepper per process)."""
+    boundary, cells, length, dt_tau, solver, backend, times, jobs = args
+    from pde import CartesianGrid, DiffusionPDE, ScalarField
+
+    grid = CartesianGrid([[0, length]] * 2, [cells] * 2, periodic=boundary == "periodic")
+    bc = "periodic" if boundary == "periodic" else {"value": 0}
+    eq = DiffusionPDE(diffusivity=1.0, bc=bc)
+    stepper = Stepper(eq, ScalarField(grid), dt_tau, solver, backend)
+    x, y = np.meshgrid(*grid.axes_coords, indexing="ij")
+    out = []
+    for modes_json, kappa in jobs:
+        modes = HeatModes.from_json(modes_json)
+        frames, dt_used = stepper.run(modes.solution(x, y, 0.0, kappa), times, time_scale=kappa)
+        exact = modes.solution(x[None], y[None], times[:, None, None], kappa)
+        out.append((frames, float(np.abs(frames - exact).max()), dt_used / kappa))
+    return out
+
+
+def heat2d(
+    *,
+    grid: int = 64,
+    t_end: float = 1.0,
+    frames: int = 51,
+    diffusivity: float = 0.05,
+    diffusivity_range: tuple[float, float] | None = None,
+    boundary: str = "periodic",
+    n_modes: int = 4,
+    k_max: int = 3,
+    amplitude: float = 1.0,
+    samples: int | None = None,
+    seed: int = 0,
+    dt: float | None = None,
+    solver: str = "euler",
+    backend: str = "auto",
+    workers: int = 1,
+    progress: bool = True,
+) -> xr.Dataset:
+    r"""The heat equation on a square, with a closed-form reference for every sample.
+
+    The PDE is solved as :math:`u_\tau = \Delta u` in the rescaled time :math:`\tau = \kappa t`,
+    so one compiled stepper serves every diffusivity of a family (``diffusivity_range``).
+
+    Parameters
+    ----------
+    grid : int
+        Cells per axis.
+    t_end, frames : float, int
+        Frames at ``linspace(0, t_end, frames)``.
+    diffusivity : float
+        :math:`\kappa` (ignored when ``diffusivity_range`` is given).
+    diffusivity_range : (float, float), optional
+        For a family: each sample draws :math:`\kappa` uniformly from this range.
+    boundary : {"periodic", "dirichlet"}
+        Periodic :math:`[0, 2\pi]^2` with Fourier modes, or :math:`u = 0` on the boundary of
+        :math:`[0, \pi]^2` with sine modes.
+    n_modes, k_max, amplitude
+        The random initial condition (:func:`~lipsurrogate.data.heat.random_periodic_modes`).
+    samples : int, optional
+        ``None`` gives one trajectory with dimensions ``(t, x, y)``; an integer gives a family
+        with dimensions ``(sample, t, x, y)`` and per-sample modes and diffusivities.
+    seed : int
+        Seeds the modes and diffusivities.
+    dt : float, optional
+        Time step (physical time); default half the explicit stability limit.
+    solver, backend, workers, progress
+        Explicit scheme, py-pde backend ("auto" picks by cost), processes for a family, progress bar.
+
+    Returns
+    -------
+    xarray.Dataset
+        ``u`` plus provenance attributes; ``solver_max_error`` is **exact** (the largest
+        :math:`|u_\text{py-pde} - u_\text{exact}|` over all cells, frames and samples).
+    """
+    cells = positive_int("grid", grid)
+    if boundary not in ("periodic", "dirichlet"):
+        raise ConfigurationError(f"'boundary' must be 'periodic' or 'dirichlet'. Got {boundary!r} instead.")
+    times = frame_times(t_end, frames)
+    workers = positive_int("workers", workers)
+    rng = np.random.default_rng(seed)
+    n = 1 if samples is None else positive_int("samples", samples)
+    if diffusivity_range is not None:
+        lo, hi = (positive_float("diffusivity_range", v) for v in diffusivity_range)
+        if hi < lo:
+            raise ConfigurationError(f"'diffusivity_range' must be (low, high). Got {diffusivity_range!r}.")
+        kappas = rng.uniform(lo, hi, size=n)
+    else:
+        kappas = np.full(n, positive_float("diffusivity", diffusivity))
+    length = 2 * np.pi if boundary == "periodic" else np.pi
+    make_modes = random_periodic_modes if boundary == "periodic" else random_dirichlet_modes
+    modes = [make_modes(rng, n_modes, k_max, amplitude, length) for _ in range(n)]
+
+    dx = length / cells
+    limit_tau = _STABILITY[solver] * dx**2 / 8.0  # eigenvalues of the 5-point Laplacian reach 8/dx^2
+    dt_phys = _check_dt(dt, limit_tau / kappas.max(), f"the 2D diffusion equation with kappa={kappas.max():.4g}, dx={dx:.4g}")
+    dt_tau = dt_phys * kappas.max()
+    steps = int(np.ceil(t_end * kappas.max() / dt_tau)) * n
+    backend = choose_backend(backend, cells * cells, steps)
+
+    jobs = [(m.to_json(), float(k)) for m, k in zip(modes, kappas)]
+    chunks = [jobs[i::workers] for i in range(workers)] if workers > 1 and n > 1 else [jobs]
+    args = [(boundary, cells, length, dt_tau, solver, backend, times, c) for c in chunks if c]
+    results: list = []
+    if len(args) == 1:
+        # one chunk, but still show per-sample progress
+        stepper_args = args[0]
+        for job in _progress(stepper_args[-1], n, "heat2d", progress and n > 1):
+            results.extend(_heat_worker((*stepper_args[:-1], [job])))
+    else:
+        with ProcessPoolExecutor(max_workers=len(args)) as pool:
+            per_chunk = list(_progress(pool.map(_heat_worker, args), len(args), "heat2d", progress))
+        order = [i for c in range(len(args)) for i in range(c, n, workers)]
+        flat = [r for chunk in per_chunk for r in chunk]
+        results = [None] * n
+        for i, r in zip(order, flat):
+            results[i] = r
+
+    from pde import CartesianGrid
+
+    axes = CartesianGrid([[0, length]] * 2, [cells] * 2).axes_coords
+    data = np.stack([r[0] for r in results])
+    errors = np.array([r[1] for r in results])
+    scale = float(np.abs(data).max())
+    attrs = _provenance(
+        pde="heat2d" if boundary == "periodic" else "heat2d-dirichlet",
+        equation="u_t = kappa * Laplace(u)",
+        boundary=boundary if boundary == "periodic" else "dirichlet u=0",
+        domain=json.dumps([[0.0, length], [0.0, length]]),
+        grid_points="cell centres",
+        solver=solver,
+        backend=backend,
+        dt=float(max(r[2] for r in results)),
+        time_rescaling="solved as u_tau = Laplace(u) with tau = kappa * t",
+        seed=int(seed),
+        solver_max_error=float(errors.max()),
+        solver_max_error_relative=float(errors.max() / scale) if scale > 0 else 0.0,
+        solver_error_kind="exact: max |u_pypde - u_exact| over cells, frames and samples (closed form)",
+    )
+    coords = {
+        "t": _coord("t", times, "time"),
+        "x": _coord("x", np.asarray(axes[0]), "x"),
+        "y": _coord("y", np.asarray(axes[1]), "y"),
+    }
+    u_attrs = {"units": "1", "long_name": "temperature u"}
+    if samples is None:
+        attrs.update(diffusivity=float(kappas[0]), modes=modes[0].to_json())
+        return xr.Dataset({"u": (("t", "x", "y"), data[0], u_attrs)}, coords=coords, attrs=attrs)
+    kmax_modes = max(len(m.cos) for m in modes)
+    wave = np.zeros((n, kmax_modes, 2), dtype=np.int64)
+    cos = np.zeros((n, kmax_modes))
+    sin = np.zeros((n, kmax_modes))
+    for i, m in enumerate(modes):
+        wave[i, : len(m.cos)] = m.wavevectors
+        cos[i, : len(m.cos)], sin[i, : len(m.sin)] = m.cos, m.sin
+    attrs.update(mode_length=float(length), mode_boundary=boundary)
+    return xr.Dataset(
+        {
+            "u": (("sample", "t", "x", "y"), data, u_attrs),
+            "diffusivity": ("sample", kappas, {"units": "1", "long_name": "diffusivity kappa"}),
+            "mode_wavevector": (("sample", "mode", "component"), wave, {"long_name": "integer wave vector k"}),
+            "mode_cos": (("sample", "mode"), cos, {"long_name": "cosine coefficient a_k"}),
+            "mode_sin": (("sample", "mode"), sin, {"long_name": "sine coefficient b_k"}),
+            "solver_error": ("sample", errors, {"long_name": "exact max |u_pypde - u_exact| per sample"}),
+        },
+        coords={**coords, "sample": np.arange(n)},
+        attrs=attrs,
+    )
+
+
+def heat_modes_of(ds: xr.Dataset, sample: int | None = None) -> HeatModes:
+    """The :class:`HeatModes` of a heat2d dataset (of one ``sample`` of a family)."""
+    if "modes" in ds.attrs:
+        return HeatModes.from_json(ds.attrs["modes"])
+    if sample is None:
+        raise ConfigurationError("This heat2d dataset is a family; pass sample=i.")
+    return HeatModes(
+        ds["mode_wavevector"].values[sample],
+        ds["mode_cos"].values[sample],
+        ds["mode_sin"].values[sample],
+        float(ds.attrs["mode_length"]),
+        ds.attrs["mode_boundary"],
+    )
+
+
+# -- expression PDEs with a finer-solve error estimate -------------------------------------------
+
+@dataclass(frozen=True)
+class ExpressionProblem:
+    """A PDE written as py-pde expressions, with its random initial condition and stability limit."""
+
+    name: str
+    equation: str
+    fields: tuple[str, ...]
+    rhs: Callable[[dict], dict]  # params -> {field: expression}
+    domain: tuple[tuple[float, float], ...]
+    periodic: bool
+    defaults: dict
+    initial: Callable[[np.random.Generator, dict], Callable]  # -> f(coords) -> {field: array}
+    dt_limit: Callable[[float, dict], float]  # (dx, params) -> explicit limit
+    exact: Callable[[dict, Callable], Callable] | None = None  # (params, u0) -> f(coords, t)
+    bc: object = "auto_periodic_neumann"
+
+
+def _sine_series(rng: np.random.Generator, n_modes: int = 3, amplitude: float = 1.0):
+    k = rng.choice(np.arange(1, 5), size=n_modes, replace=False)
+    a = rng.normal(size=n_modes) * amplitude / np.sqrt(n_modes)
+    phase = rng.uniform(0, 2 * np.pi, size=n_modes)
+
+    def f(x):
+        return np.sum(a[:, None] * np.sin(2 * np.pi * k[:, None] * x[None] + phase[:, None]), axis=0).reshape(x.shape)
+
+    return f
+
+
+def _advection_initial(rng, params):
+    f = _sine_series(rng)
+    return lambda coords: {"u": f(coords[0])}
+
+
+def _advection_exact(params, u0):
+    c = params["speed"]
+    return lambda coords, t: {"u": u0([np.mod(coords[0] - c * t, 1.0)])["u"]}
+
+
+def _burgers_initial(rng, params):
+    f = _sine_series(rng, amplitude=0.5)
+    return lambda coords: {"u": f(coords[0])}
+
+
+def _allen_cahn_initial(rng, params):
+    f = _sine_series(rng, n_modes=3, amplitude=0.8)
+    return lambda coords: {"u": f(coords[0])}
+
+
+def _fhn_initial(rng, params):
+    centres = rng.uniform(-0.6, 0.6, size=(3, 2))
+    signs = rng.choice([-1.0, 1.0], size=3)
+
+    def f(coords):
+        x, y = coords
+        bumps = sum(s * np.exp(-((x - cx) ** 2 + (y - cy) ** 2) / 0.05) for (cx, cy), s in zip(centres, signs))
+        return {"u": bumps, "v": 0.5 * bumps}
+
+    return f
+
+
+PROBLEMS: dict[str, ExpressionProblem] = {
+    "advection1d": ExpressionProblem(
+        name="advection1d",
+        equation="u_t + c u_x = 0",
+        fields=("u",),
+        rhs=lambda p: {"u": f"-{p['speed']} * d_dx(u)"},
+        domain=((0.0, 1.0),),
+        periodic=True,
+        defaults={"speed": 1.0, "t_end": 1.0, "grid": 128, "frames": 41, "solver": "runge-kutta"},
+        initial=_advection_initial,
+        # central differences have imaginary eigenvalues up to |c|/dx: RK4 is stable below 2.8
+        dt_limit=lambda dx, p: 2.0 * dx / abs(p["speed"]),
+        exact=_advection_exact,
+    ),
+    "burgers1d": ExpressionProblem(
+        name="burgers1d",
+        equation="u_t + u u_x = nu u_xx",
+        fields=("u",),
+        rhs=lambda p: {"u": f"-u * d_dx(u) + {p['viscosity']} * laplace(u)"},
+        domain=((0.0, 1.0),),
+        periodic=True,
+        defaults={"viscosity": 0.01, "t_end": 1.0, "grid": 128, "frames": 41, "solver": "runge-kutta"},
+        initial=_burgers_initial,
+        dt_limit=lambda dx, p: min(2.78 * dx**2 / (4 * p["viscosity"]), 1.0 * dx / 1.5),
+    ),
+    "allen-cahn1d": ExpressionProblem(
+        name="allen-cahn1d",
+        equation="u_t = eps^2 u_xx + u - u^3",
+        fields=("u",),
+        rhs=lambda p: {"u": f"{p['epsilon'] ** 2} * laplace(u) + u - u**3"},
+        domain=((0.0, 1.0),),
+        periodic=True,
+        defaults={"epsilon": 0.02, "t_end": 2.0, "grid": 128, "frames": 41, "solver": "euler"},
+        initial=_allen_cahn_initial,
+        dt_limit=lambda dx, p: min(2.0 * dx**2 / (4 * p["epsilon"] ** 2), 0.2),
+    ),
+    "reaction-diffusion2d": ExpressionProblem(
+        name="reaction-diffusion2d",
+        equation="u_t = Du Laplace(u) + u - u^3 - k - v;  v_t = Dv Laplace(v) + u - v (FitzHugh-Nagumo)",
+        fields=("u", "v"),
+        rhs=lambda p: {
+            "u": f"{p['du']} * laplace(u) + u - u**3 - {p['k']} - v",
+            "v": f"{p['dv']} * laplace(v) + u - v",
+        },
+        domain=((-1.0, 1.0), (-1.0, 1.0)),
+        periodic=False,
+        defaults={"du": 1e-3, "dv": 5e-3, "k": 5e-3, "t_end": 2.0, "grid": 64, "frames": 21, "solver": "euler"},
+        initial=_fhn_initial,
+        dt_limit=lambda dx, p: min(2.0 * dx**2 / (8 * max(p["du"], p["dv"])), 0.1),
+        bc={"derivative": 0},
+    ),
+}
+
+
+def _solve_expression(problem: ExpressionProblem, params: dict, cells: int, times, dt, solver, backend, initials):
+    from pde import PDE, CartesianGrid, FieldCollection, ScalarField
+
+    grid = CartesianGrid([list(b) for b in problem.domain], [cells] * len(problem.domain), periodic=problem.periodic)
+    eq = PDE(problem.rhs(params), bc=problem.bc)
+    fields = [ScalarField(grid, label=f) for f in problem.fields]
+    state = fields[0] if len(fields) == 1 else FieldCollection(fields)
+    stepper = Stepper(eq, state, dt, solver, backend)
+    coords = np.meshgrid(*grid.axes_coords, indexing="ij")
+    out = []
+    for initial in initials:
+        values = initial(coords)
+        data = values[problem.fields[0]] if len(fields) == 1 else np.stack([values[f] for f in problem.fields])
+        frames, dt_used = stepper.run(data, times)
+        out.append(frames)
+    return grid, coords, np.stack(out), dt_used
+
+
+def generate_expression(
+    name: str,
+    *,
+    samples: int | None = None,
+    seed: int = 0,
+    grid: int | None = None,
+    t_end: float | None = None,
+    frames: int | None = None,
+    dt: float | None = None,
+    solver: str | None = None,
+    backend: str = "auto",
+    estimate_error: bool = True,
+    progress: bool = True,
+    **params,
+) -> xr.Dataset:
+    """Generate data for one of :data:`PROBLEMS` (see the module docstring)."""
+    problem = PROBLEMS[name]
+    unknown = set(params) - set(problem.defaults)
+    if unknown:
+        raise ConfigurationError(
+            f"Unknown parameter(s) {sorted(unknown)} for {name}; known: {sorted(problem.defaults)}."
+        )
+    p = {**problem.defaults, **{k: v for k, v in params.items() if v is not None}}
+    for key in set(problem.defaults) - {"t_end", "grid", "frames", "solver"}:
+        p[key] = float(p[key])
+    cells = positive_int("grid", grid if grid is not None else p["grid"])
+    t_end = t_end if t_end is not None else p["t_end"]
+    frames = frames if frames is not None else p["frames"]
+    solver = solver or p["solver"]
+    times = frame_times(t_end, frames)
+    width = problem.domain[0][1] - problem.domain[0][0]
+    dx = width / cells
+    dt = _check_dt(dt, problem.dt_limit(dx, p), f"{name} with dx={dx:.4g}")
+    n = 1 if samples is None else positive_int("samples", samples)
+    rng = np.random.default_rng(seed)
+    initials = [problem.initial(rng, p) for _ in range(n)]
+    d = len(problem.domain)
+    steps = int(np.ceil(t_end / dt)) * n
+    evals = 4 if solver == "runge-kutta" else 1
+    backend_coarse = choose_backend(backend, cells**d, steps * evals, _EXPRESSION_STEP_OVERHEAD)
+    grid_obj, coords, data, dt_used = _solve_expression(problem, p, cells, times, dt, solver, backend_coarse, initials)
+
+    error, kind = None, None
+    if problem.exact is not None:
+        exact = np.stack([
+            np.stack([problem.exact(p, init)(coords, t)[problem.fields[0]] for t in times]) for init in initials
+        ])
+        error, kind = float(np.abs(exact - data).max()), "exact: max |u_pypde - u_exact| (closed form)"
+    elif estimate_error:
+        fine_cells = 3 * cells
+        fine_backend = choose_backend(backend, fine_cells**d, steps * 9 * evals, _EXPRESSION_STEP_OVERHEAD)
+        _, _, fine, _ = _solve_expression(problem, p, fine_cells, times, dt / 9, solver, fine_backend, initials)
+        centre = (slice(None), slice(None)) + ((slice(None),) if len(problem.fields) > 1 else ()) + (slice(1, None, 3),) * d
+        error = float(np.abs(fine[centre] - data).max())
+        kind = "estimate: max |u - u_fine| against a solve with 3x the cells per axis and dt/9"
+
+    dims_space = ("x", "y")[:d]
+    coords_out = {"t": _coord("t", times, "time")}
+    for name_ax, axis in zip(dims_space, grid_obj.axes_coords):
+        coords_out[name_ax] = _coord(name_ax, np.asarray(axis), name_ax)
+    variables = {}
+    for i, f in enumerate(problem.fields):
+        values = data if len(problem.fields) == 1 else data[:, :, i]
+        dims = ("t", *dims_space)
+        if samples is None:
+            variables[f] = (dims, values[0], {"units": "1", "long_name": f})
+        else:
+            variables[f] = (("sample", *dims), values, {"units": "1", "long_name": f})
+    if samples is not None:
+        coords_out["sample"] = np.arange(n)
+    attrs = _provenance(
+        pde=name,
+        equation=problem.equation,
+        parameters=json.dumps({k: v for k, v in p.items() if k not in ("t_end", "grid", "frames", "solver")}),
+        boundary="periodic" if problem.periodic else json.dumps(problem.bc),
+        domain=json.dumps([list(b) for b in problem.domain]),
+        grid_points="cell centres",
+        solver=solver,
+        backend=backend_coarse,
+        dt=float(dt_used),
+        seed=int(seed),
+    )
+    if error is not None:
+        attrs.update(solver_max_error=error, solver_error_kind=kind)
+    return xr.Dataset(variables, coords=coords_out, attrs=attrs)
+
+
+def _expression_generator(name: str):
+    def generator(**kwargs) -> xr.Dataset:
+        return generate_expression(name, **kwargs)
+
+    generator.__name__ = name.replace("-", "_")
+    generator.__doc__ = f"Generate {name} data ({PROBLEMS[name].equation}); see :func:`generate_expression`."
+    return generator
+
+
+GENERATORS: dict[str, Callable[..., xr.Dataset]] = {
+    "heat2d": heat2d,
+    "heat2d-dirichlet": lambda **kw: heat2d(boundary="dirichlet", **kw),
+    **{name: _expression_generator(name) for name in PROBLEMS},
+}
+"""Data generators by name."""
+
+
+def generate(name: str, **options) -> xr.Dataset:
+    """Run the generator called ``name`` with ``options`` (clear errors for unknown ones)."""
+    if name not in GENERATORS:
+        raise ConfigurationError(f"Unknown PDE {name!r}. Known: {', '.join(GENERATORS)}.")
+    try:
+        return GENERATORS[name](**options)
+    except TypeError as err:
+        if "unexpected keyword" in str(err):
+            raise ConfigurationError(f"{name}: {err}") from None
+        raise

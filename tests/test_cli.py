@@ -42,3 +42,32 @@ def test_single_toy_run_folder(tmp_path, capsys):
     assert (out / "report.html").is_file() and (out / "figures" / "abs.png").is_file()
     assert "Run folder" in capsys.readouterr().out
     assert not list(tmp_path.glob(".abs.partial-*"))
+
+
+def test_data_heat2d_and_pdebench_conversion(tmp_path, capsys):
+    import xarray as xr
+
+    from lipsurrogate.data.dataset import load_dataset
+    from tests.data import pdebench_fixtures as fx
+
+    out = tmp_path / "heat.nc"
+    assert main(["data", "heat2d", "--grid", "8", "--frames", "3", "--backend", "numpy", "--samples", "2",
+                 "--no-progress", "--out", str(out)]) == 0
+    ds = load_dataset(out)
+    assert ds.u.dims == ("sample", "t", "x", "y") and "solver max error" in capsys.readouterr().out
+    src = fx.cfd_2d(tmp_path / "2D_CFD.hdf5")
+    assert main(["data", "pdebench", str(src), "--sample", "all", "--field", "Vx", "--out", str(tmp_path / "c.h5")]) == 0
+    converted = load_dataset(tmp_path / "c.h5")
+    assert list(converted.data_vars) == ["Vx"] and converted.sizes["sample"] == 2
+    from lipsurrogate.data.pdebench import load_pdebench
+
+    xr.testing.assert_identical(converted, load_pdebench(src, sample='all', field='Vx'))
+
+
+def test_data_errors_are_reported_without_traceback(tmp_path, capsys):
+    assert main(["data", "heat2d", "--diffusivity", "-1", "--out", str(tmp_path / "h.nc")]) == 2
+    assert "'diffusivity' must be a positive" in capsys.readouterr().err
+    assert main(["data", "heat2d", "--out", str(tmp_path / "h.txt")]) == 2
+    assert main(["data", "pdebench", "--out", str(tmp_path / "h.nc")]) == 2
+    assert "needs the PDEBench FILE" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())

@@ -60,6 +60,12 @@ def _check_dt(dt: float | None, limit: float, what: str) -> float:
     return dt
 
 
+def _check_solver(solver: str) -> str:
+    if solver not in _STABILITY:
+        raise ConfigurationError(f"'solver' must be one of {tuple(_STABILITY)}. Got {solver!r} instead.")
+    return solver
+
+
 def _coord(name: str, values: np.ndarray, long_name: str) -> tuple[str, np.ndarray, dict]:
     return (name, values, {"units": "1", "long_name": long_name})
 
@@ -75,23 +81,31 @@ def _provenance(**attrs) -> dict:
 
 # -- heat equation ------------------------------------------------------------------------------
 
-def _heat_worker(args):
-    """Solve a chunk of heat samples in one process (one compiled stepper per process)."""
-    boundary, cells, length, dt_tau, solver, backend, times, jobs = args
-    from pde import CartesianGrid, DiffusionPDE, ScalarField
+class _HeatSolver:
+    """One compiled heat stepper (u_tau = Laplace u) on one grid; solves sample after sample."""
 
-    grid = CartesianGrid([[0, length]] * 2, [cells] * 2, periodic=boundary == "periodic")
-    bc = "periodic" if boundary == "periodic" else {"value": 0}
-    eq = DiffusionPDE(diffusivity=1.0, bc=bc)
-    stepper = Stepper(eq, ScalarField(grid), dt_tau, solver, backend)
-    x, y = np.meshgrid(*grid.axes_coords, indexing="ij")
-    out = []
-    for modes_json, kappa in jobs:
+    def __init__(self, boundary: str, cells: int, length: float, dt_tau: float, solver: str, backend: str) -> None:
+        from pde import CartesianGrid, DiffusionPDE, ScalarField
+
+        grid = CartesianGrid([[0, length]] * 2, [cells] * 2, periodic=boundary == "periodic")
+        bc = "periodic" if boundary == "periodic" else {"value": 0}
+        self.stepper = Stepper(DiffusionPDE(diffusivity=1.0, bc=bc), ScalarField(grid), dt_tau, solver, backend)
+        self.x, self.y = np.meshgrid(*grid.axes_coords, indexing="ij")
+
+    def solve(self, job: tuple[str, float], times: np.ndarray) -> tuple[np.ndarray, float, float]:
+        """Frames, exact max error against the closed form, and the physical time step used."""
+        modes_json, kappa = job
         modes = HeatModes.from_json(modes_json)
-        frames, dt_used = stepper.run(modes.solution(x, y, 0.0, kappa), times, time_scale=kappa)
-        exact = modes.solution(x[None], y[None], times[:, None, None], kappa)
-        out.append((frames, float(np.abs(frames - exact).max()), dt_used / kappa))
-    return out
+        frames, dt_used = self.stepper.run(modes.solution(self.x, self.y, 0.0, kappa), times, time_scale=kappa)
+        exact = modes.solution(self.x[None], self.y[None], times[:, None, None], kappa)
+        return frames, float(np.abs(frames - exact).max()), dt_used / kappa
+
+
+def _heat_worker(args):
+    """Solve a chunk of samples in one process (one compilation per process)."""
+    *setup, times, jobs = args
+    solver = _HeatSolver(*setup)
+    return [solver.solve(job, times) for job in jobs]
 
 
 def heat2d(
@@ -154,6 +168,7 @@ def heat2d(
         raise ConfigurationError(f"'boundary' must be 'periodic' or 'dirichlet'. Got {boundary!r} instead.")
     times = frame_times(t_end, frames)
     workers = positive_int("workers", workers)
+    _check_solver(solver)
     rng = np.random.default_rng(seed)
     n = 1 if samples is None else positive_int("samples", samples)
     if diffusivity_range is not None:
@@ -177,12 +192,9 @@ def heat2d(
     jobs = [(m.to_json(), float(k)) for m, k in zip(modes, kappas)]
     chunks = [jobs[i::workers] for i in range(workers)] if workers > 1 and n > 1 else [jobs]
     args = [(boundary, cells, length, dt_tau, solver, backend, times, c) for c in chunks if c]
-    results: list = []
     if len(args) == 1:
-        # one chunk, but still show per-sample progress
-        stepper_args = args[0]
-        for job in _progress(stepper_args[-1], n, "heat2d", progress and n > 1):
-            results.extend(_heat_worker((*stepper_args[:-1], [job])))
+        heat = _HeatSolver(boundary, cells, length, dt_tau, solver, backend)
+        results = [heat.solve(job, times) for job in _progress(jobs, n, "heat2d", progress and n > 1)]
     else:
         with ProcessPoolExecutor(max_workers=len(args)) as pool:
             per_chunk = list(_progress(pool.map(_heat_worker, args), len(args), "heat2d", progress))
@@ -421,7 +433,7 @@ def generate_expression(
     cells = positive_int("grid", grid if grid is not None else p["grid"])
     t_end = t_end if t_end is not None else p["t_end"]
     frames = frames if frames is not None else p["frames"]
-    solver = solver or p["solver"]
+    solver = _check_solver(solver or p["solver"])
     times = frame_times(t_end, frames)
     width = problem.domain[0][1] - problem.domain[0][0]
     dx = width / cells

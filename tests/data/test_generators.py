@@ -1,0 +1,153 @@
+"""Generators against closed-form solutions, with explicit tolerances (tiny grids, numpy backend)."""
+
+import json
+
+import numpy as np
+import pytest
+import xarray as xr
+
+from lipsurrogate.data.dataset import load_dataset, save_dataset
+from lipsurrogate.data.generators import generate, heat2d, heat_modes_of
+from lipsurrogate.data.heat import HeatModes, random_periodic_modes
+from lipsurrogate.data.simulate import Stepper
+from lipsurrogate.exceptions import ConfigurationError, DataSchemaError, SolverError
+
+FAST = dict(backend="numpy", progress=False)
+
+
+def test_heat_modes_solve_the_heat_equation(rng):
+    modes = random_periodic_modes(rng, n_modes=5, k_max=3)
+    kappa, h = 0.3, 1e-4
+    x, y, t = rng.uniform(0, 2 * np.pi, size=(3, 50))
+    u = lambda x, y, t: modes.solution(x, y, t, kappa)  # noqa: E731
+    u_t = (u(x, y, t + h) - u(x, y, t - h)) / (2 * h)
+    lap = (u(x + h, y, t) + u(x - h, y, t) + u(x, y + h, t) + u(x, y - h, t) - 4 * u(x, y, t)) / h**2
+    np.testing.assert_allclose(u_t, kappa * lap, atol=2e-4)
+    # periodic with period 2 pi
+    np.testing.assert_allclose(u(x + 2 * np.pi, y - 2 * np.pi, t), u(x, y, t), atol=1e-12)
+
+
+def test_derivative_bounds_dominate_sampled_derivatives(rng):
+    modes = random_periodic_modes(rng, n_modes=6, k_max=4)
+    g = np.linspace(0, 2 * np.pi, 201)
+    x, y = np.meshgrid(g, g, indexing="ij")
+    h = 1e-6
+    dx = (modes.solution(x + h, y, 0, 1) - modes.solution(x - h, y, 0, 1)) / (2 * h)
+    dy = (modes.solution(x, y + h, 0, 1) - modes.solution(x, y - h, 0, 1)) / (2 * h)
+    bx, by = modes.gradient_bounds()
+    assert np.abs(dx).max() <= bx and np.abs(dy).max() <= by
+    assert np.abs(modes.solution(x, y, 0, 1)).max() <= modes.sup_bound()
+
+
+def test_modes_json_round_trip(rng):
+    m = random_periodic_modes(rng)
+    back = HeatModes.from_json(m.to_json())
+    np.testing.assert_array_equal(back.cos, m.cos)
+    np.testing.assert_array_equal(back.wavevectors, m.wavevectors)
+
+
+@pytest.mark.parametrize("boundary, tol", [("periodic", 0.02), ("dirichlet", 0.01)])
+def test_heat2d_matches_closed_form(boundary, tol):
+    ds = heat2d(grid=24, t_end=1.0, frames=6, diffusivity=0.1, boundary=boundary, seed=3, **FAST)
+    modes = heat_modes_of(ds)
+    x, y = np.meshgrid(ds.x, ds.y, indexing="ij")
+    exact = modes.solution(x[None], y[None], ds.t.values[:, None, None], 0.1)
+    err = np.abs(ds.u.values - exact).max()
+    assert err == pytest.approx(ds.attrs["solver_max_error"], rel=1e-12)
+    assert err < tol * np.abs(exact).max()
+    assert ds.attrs["solver_error_kind"].startswith("exact")
+    assert ds.u.dims == ("t", "x", "y") and ds.x.attrs["units"] == "1"
+
+
+def test_heat2d_error_shrinks_with_resolution():
+    errors = [heat2d(grid=g, t_end=0.5, frames=3, diffusivity=0.1, seed=1, **FAST).attrs["solver_max_error"] for g in (12, 24)]
+    assert errors[1] < errors[0] / 3  # second order in space: about 4x
+
+
+def test_heat2d_family_with_diffusivity_range_and_round_trip(tmp_path):
+    ds = heat2d(grid=12, t_end=0.5, frames=3, samples=4, diffusivity_range=(0.05, 0.5), seed=2, **FAST)
+    assert ds.u.dims == ("sample", "t", "x", "y") and ds.sizes["sample"] == 4
+    kappas = ds.diffusivity.values
+    assert np.all((kappas >= 0.05) & (kappas <= 0.5)) and len(set(kappas)) == 4
+    for i in range(4):
+        modes = heat_modes_of(ds, sample=i)
+        x, y = np.meshgrid(ds.x, ds.y, indexing="ij")
+        exact = modes.solution(x[None], y[None], ds.t.values[:, None, None], kappas[i])
+        assert np.abs(ds.u.values[i] - exact).max() == pytest.approx(ds.solver_error.values[i], rel=1e-12)
+    out = save_dataset(ds, tmp_path / "family.nc")
+    xr.testing.assert_identical(load_dataset(out), ds)
+    assert json.loads(ds.attrs["versions"])["py-pde"]
+
+
+def test_heat2d_family_in_two_processes_matches_one():
+    kw = dict(grid=8, t_end=0.2, frames=3, samples=3, seed=5, **FAST)
+    xr.testing.assert_identical(heat2d(workers=2, **kw), heat2d(workers=1, **kw))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(grid=0), "grid"),
+        (dict(diffusivity=-1.0), "diffusivity"),
+        (dict(dt=10.0), "Unstable explicit time step"),
+        (dict(frames=1), "frames"),
+        (dict(t_end=0), "t_end"),
+        (dict(boundary="neumann"), "boundary"),
+        (dict(backend="gpu"), "backend"),
+        (dict(n_modes=500), "wave vectors"),
+        (dict(solver="leapfrog"), "solver"),
+    ],
+)
+def test_bad_heat_arguments(kwargs, match):
+    with pytest.raises(ConfigurationError, match=match):
+        heat2d(**{**dict(grid=8, frames=3, **FAST), **kwargs})
+
+
+def test_unknown_pde_and_parameter():
+    with pytest.raises(ConfigurationError, match="Unknown PDE"):
+        generate("navier-stokes")
+    with pytest.raises(ConfigurationError, match="viscosty"):
+        generate("burgers1d", viscosty=0.1, **FAST)
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning", "ignore:overflow:RuntimeWarning")
+def test_nan_names_the_time():
+    from pde import CartesianGrid, DiffusionPDE, ScalarField
+
+    grid = CartesianGrid([[0, 1]], [16], periodic=True)
+    state = ScalarField.random_normal(grid, rng=np.random.default_rng(0))
+    stepper = Stepper(DiffusionPDE(1.0), state, dt=0.05, backend="numpy")  # 80x the stable step
+    with pytest.raises(SolverError, match=r"between t=\S+ and t=\S+"):
+        stepper.run(state.data, np.linspace(0, 50, 11))
+
+
+def test_advection_matches_shifted_initial_condition():
+    ds = generate("advection1d", grid=128, t_end=0.1, frames=3, seed=0, **FAST)
+    assert ds.attrs["solver_error_kind"].startswith("exact")
+    # central differences: phase speed error sin(k dx)/(k dx) - 1, about 0.6% for k = 4 here
+    assert ds.attrs["solver_max_error"] < 0.02 * float(np.abs(ds.u).max())
+
+
+@pytest.mark.parametrize("name", ["burgers1d", "allen-cahn1d"])
+def test_1d_expression_pdes_have_a_finer_solve_estimate(name):
+    ds = generate(name, grid=16, t_end=0.1, frames=3, seed=0, **FAST)
+    assert ds.attrs["solver_error_kind"].startswith("estimate")
+    assert 0 <= ds.attrs["solver_max_error"] < 0.1
+    assert np.all(np.isfinite(ds.u))
+
+
+def test_reaction_diffusion_two_fields():
+    ds = generate("reaction-diffusion2d", grid=6, t_end=0.1, frames=2, seed=0, estimate_error=False, **FAST)
+    assert set(ds.data_vars) == {"u", "v"} and ds.u.dims == ("t", "x", "y")
+
+
+def test_save_dataset_checks_suffix_and_attrs(tmp_path):
+    ds = xr.Dataset({"u": ("x", np.zeros(3))}, attrs={"flag": True})
+    with pytest.raises(DataSchemaError, match="end in one of"):
+        save_dataset(ds, tmp_path / "x.txt")
+    with pytest.raises(DataSchemaError, match="Attribute 'flag'"):
+        save_dataset(ds, tmp_path / "x.nc")
+    assert not list(tmp_path.iterdir())  # nothing half-written
+    with pytest.raises(DataSchemaError, match="not a readable"):
+        (tmp_path / "junk.nc").write_bytes(b"junk")
+        load_dataset(tmp_path / "junk.nc")

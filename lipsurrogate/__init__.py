@@ -31,6 +31,8 @@ _LAZY = {
     "to_plain": "lipsurrogate.nn",
     "lipschitz_bounds": "lipsurrogate.bounds",
     "LipschitzBounds": "lipsurrogate.bounds",
+    "load": "lipsurrogate.surrogate",
+    "Surrogate": "lipsurrogate.surrogate",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -33,6 +33,31 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0, help="seed of every random choice in the run")
     fit.add_argument("--quick", action="store_true", help="smoke-sized run (seconds)")
     fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    heat = fit.add_argument_group("heat2d options (defaults in brackets are those of a full run)")
+    heat.add_argument("--grid", type=int, help="py-pde cells per axis [64]")
+    heat.add_argument("--t-end", type=float, help="final time T [1.0]")
+    heat.add_argument("--frames", type=int, help="stored frames [51]")
+    heat.add_argument("--diffusivity", type=float, help="kappa [0.05]")
+    heat.add_argument("--modes", type=int, dest="n_modes", help="Fourier modes of the initial condition [4]")
+    heat.add_argument("--k-max", type=int, help="largest |k| of the initial condition [3]")
+    heat.add_argument("--hidden", type=_int_list, help="hidden widths, e.g. 128,128,128,128")
+    heat.add_argument("--harmonics", type=int, help="Fourier feature harmonics of the network [3]")
+    heat.add_argument("--lipschitz", type=float, help="lambda of the network [1.0]")
+    heat.add_argument("--slope-factor", type=float, help="network slope budget / slope of u from theory [1.3]")
+    heat.add_argument("--steps", type=int, help="training steps [2500]")
+    heat.add_argument("--batch-size", type=int, help="mini-batch size [4096]")
+    heat.add_argument("--lr", type=float, help="learning rate, cosine-decayed [3e-3]")
+    heat.add_argument("--cert-cells", type=_int_list, help="certificate cells in x,y,t [128,128,32]")
+    heat.add_argument("--cert-cells-coarse", type=_int_list, help="second certificate grid [64,64,16]")
+
+    certify = sub.add_parser("certify", help="recompute the certificate of a run folder")
+    certify.add_argument("run", metavar="RUN", help="run folder")
+    verify = sub.add_parser("verify", help="re-verify a run folder's certificate by sampling")
+    verify.add_argument("run", metavar="RUN", help="run folder")
+    verify.add_argument("--density", type=int, default=None, help="dense-grid refinement per cell")
+    verify.add_argument("--seed", type=int, default=None, help="seed of the random samples")
+    rep = sub.add_parser("report", help="rewrite the report of a run folder")
+    rep.add_argument("run", metavar="RUN", help="run folder")
 
     data = sub.add_parser(
         "data",
@@ -80,13 +105,35 @@ def main(argv: list[str] | None = None) -> int:
         from .exceptions import LipsurrogateError
         from .pipeline import fit
 
+        names = ["grid", "t_end", "frames", "diffusivity", "n_modes", "k_max", "hidden", "harmonics", "lipschitz",
+                 "slope_factor", "steps", "batch_size", "lr", "cert_cells", "cert_cells_coarse"]
+        options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
         try:
-            summary = fit(args.task, out=args.out, seed=args.seed, quick=args.quick, progress=not args.no_progress)
+            summary = fit(args.task, out=args.out, seed=args.seed, quick=args.quick, progress=not args.no_progress,
+                          **options)
         except LipsurrogateError as err:
             print(f"lipsurrogate: error: {err}", file=sys.stderr)
             return 2
         print(summary["text"])
         print(f"\nRun folder: {summary['run_dir']}")
+        return 0
+    if args.command in ("certify", "verify", "report"):
+        from .exceptions import LipsurrogateError
+        from .tasks import heat2d
+
+        try:
+            if args.command == "certify":
+                doc = heat2d.certify(args.run)
+                print(f"certified bound {doc['bound']:.4g} on {doc['grid']['cells']} cells -> {args.run}/certificate.json")
+            elif args.command == "verify":
+                doc = heat2d.verify(args.run, density=args.density, seed=args.seed)
+                print(f"violations {doc['violations']}, observed max {doc['max_error_observed']:.4g}, "
+                      f"bound {doc['bound']:.4g}, tightness {doc['tightness']:.2f} -> {args.run}/verification.json")
+            else:
+                print(f"wrote {heat2d.report(args.run)}")
+        except LipsurrogateError as err:
+            print(f"lipsurrogate: error: {err}", file=sys.stderr)
+            return 2
         return 0
     if args.command == "data":
         from .exceptions import LipsurrogateError
@@ -100,6 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser.error(f"unknown command {args.command!r}")
     return 2
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
 
 
 def _data(args) -> str:

@@ -28,15 +28,27 @@ def default_run_dir(task: str, root: str | Path = "runs") -> Path:
     return path
 
 
-def fit(task: str, *, out: str | Path | None = None, seed: int = 0, quick: bool = False, progress: bool = True) -> dict:
-    """Run ``task`` and return its summary (with ``run_dir`` and a printable ``text``)."""
+def fit(
+    task: str,
+    *,
+    out: str | Path | None = None,
+    seed: int = 0,
+    quick: bool = False,
+    progress: bool = True,
+    **options,
+) -> dict:
+    """Run ``task`` and return its summary (with ``run_dir`` and a printable ``text``).
+
+    ``options`` go to the task (e.g. ``grid=32, steps=1000`` for heat2d); a task refuses
+    options it does not know. The run folder appears only when every stage succeeded.
+    """
     run = get_task(task)
     run_dir = Path(out) if out is not None else default_run_dir(task)
     start = time.perf_counter()
     with atomic_directory(run_dir) as tmp:
-        write_json(tmp / "config.json", {"task": task, "seed": seed, "quick": quick})
+        write_json(tmp / "config.json", {"task": task, "seed": seed, "quick": quick, **options})
         write_json(tmp / "environment.json", environment())
-        summary = run(tmp, seed=seed, quick=quick, progress=progress)
+        summary = run(tmp, seed=seed, quick=quick, progress=progress, **options)
         summary["seconds"] = time.perf_counter() - start
         write_json(tmp / "summary.json", {k: v for k, v in summary.items() if k != "text"})
     summary["run_dir"] = str(run_dir)

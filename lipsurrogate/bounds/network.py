@@ -35,6 +35,7 @@ from torch import nn
 from ..exceptions import CertificationError
 from ..nn._utils import eval_mode
 from ..nn.activations import GroupSort
+from ..nn.features import FeatureLipschitzMLP
 from ..nn.mlp import LipschitzMLP
 
 __all__ = [
@@ -65,9 +66,13 @@ class LinearChain:
     out_scale: np.ndarray | None = None
     residual: np.ndarray | None = None
     aux: "LinearChain | None" = None
+    input_jacobian: np.ndarray | None = None  # (features, inputs): bounds on |d phi_i / d x_j|
+    feature_map: object = None  # x -> (phi(x), rounding-error bound), float64
 
     @property
     def in_features(self) -> int:
+        if self.input_jacobian is not None:
+            return self.input_jacobian.shape[1]
         return self.weights[0].shape[1]
 
     @property
@@ -150,6 +155,11 @@ def extract_chain(model: nn.Module) -> LinearChain:
     ``nn.Sequential`` stacks of ``nn.Linear`` with GroupSort or ReLU in between.
     """
     with eval_mode(model), torch.no_grad():
+        if isinstance(model, FeatureLipschitzMLP):
+            chain = extract_chain(model.net)
+            chain.input_jacobian = model.features.jacobian_bound()
+            chain.feature_map = model.features.evaluate_float64
+            return chain
         if isinstance(model, LipschitzMLP):
             linears = model.linears
             chain = LinearChain(
@@ -221,14 +231,28 @@ def _dual(p: float) -> float:
     return {1: np.inf, 2: 2, np.inf: 1}[p]
 
 
+def _first_matrix(chain: LinearChain) -> np.ndarray:
+    """The first layer as seen from the outer inputs x.
+
+    ``W_1 diag(in_scale)``, or ``|W_1| J`` when the inputs reach the network through features
+    with slope bounds ``J``: componentwise, |W_1 (d phi / d x_j)| <= |W_1| J[:, j], so every
+    vector norm of the derivative is bounded by the same norm of that column.
+    """
+    first = chain.weights[0] * chain.in_scale[None, :]
+    if chain.input_jacobian is not None:
+        first = np.abs(first) @ chain.input_jacobian
+    return first
+
+
 def _body_partials(chain: LinearChain) -> np.ndarray:
-    """Certified bounds on |d g_k / d z_j| for the body g (no scale, residual or aux)."""
+    """Certified bounds on |d g_k / d x_j| for the body g (no scale, residual or aux)."""
     ws = chain.weights
+    first_matrix = _first_matrix(chain)
     if len(ws) == 1:
-        return np.abs(ws[0])
+        return np.abs(first_matrix) * chain.margin()
     best = None
     for p in (1, 2, np.inf):
-        first = _column_norms(ws[0], p)  # (in,)
+        first = _column_norms(first_matrix, p)  # (in,)
         middle = float(np.prod([_op_norm(w, p) for w in ws[1:-1]])) if len(ws) > 2 else 1.0
         last = np.linalg.norm(ws[-1], ord=_dual(p), axis=1)  # (out,)
         bound = np.outer(last, first) * middle
@@ -239,7 +263,7 @@ def _body_partials(chain: LinearChain) -> np.ndarray:
 def _body_l2(chain: LinearChain) -> np.ndarray:
     """Certified l2 Lipschitz constants (per output) of the body composed with the input scale."""
     ws = chain.weights
-    first = ws[0] * chain.in_scale[None, :]
+    first = _first_matrix(chain)
     if len(ws) == 1:
         return np.linalg.norm(first, axis=1) * chain.margin()
     middle = float(np.prod([_op_norm(w, 2) for w in ws[1:-1]])) if len(ws) > 2 else 1.0
@@ -319,7 +343,7 @@ def _check_domain(domain, n: int) -> np.ndarray:
 
 def _chain_partials(chain: LinearChain, box: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
     """Certified interval for d f_k / d x_j of the whole chain (with heads)."""
-    g = _body_partials(chain)  # w.r.t. z
+    g = _body_partials(chain)  # w.r.t. x
     lo, hi = -g, g
     if chain.out_scale is not None:
         lo, hi = _scale_interval(lo, hi, chain.out_scale[:, None] * chain.margin())
@@ -329,7 +353,7 @@ def _chain_partials(chain: LinearChain, box: np.ndarray | None) -> tuple[np.ndar
                 "The 'aux' head multiplies two networks; its Lipschitz constant exists only on a "
                 "bounded domain. Pass domain=[[low, high], ...] (one row per input)."
             )
-        gx = g * np.abs(chain.in_scale)[None, :]  # d g / d x bounds
+        gx = g
         h_lo, h_hi = _chain_partials(chain.aux, box)
         hx = np.maximum(np.abs(h_lo), np.abs(h_hi))
         body_only = LinearChain(chain.weights, chain.biases, chain.activation, chain.in_scale, chain.in_offset)
@@ -337,7 +361,6 @@ def _chain_partials(chain: LinearChain, box: np.ndarray | None) -> tuple[np.ndar
         sup_h = _sup_abs(chain.aux, hx, box)
         bound = (sup_g[:, None] * hx + sup_h[:, None] * gx) * chain.margin()
         return -bound, bound
-    lo, hi = _scale_interval(lo, hi, chain.in_scale[None, :])
     if chain.residual is not None:
         rho = (chain.residual * chain.in_scale)[None, :]
         lo = lo + rho - np.abs(rho) * 4 * _U
@@ -373,10 +396,13 @@ def evaluate_float64(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.
         raise CertificationError(
             f"Expected points of shape (n, {chain.in_features}). Got {x.shape} instead."
         )
+    x_err = np.zeros_like(x)
+    if chain.feature_map is not None:
+        x, x_err = chain.feature_map(x)
     diff = x - chain.in_offset
     z = diff * chain.in_scale
     # two roundings: subtraction then product
-    z_err = (np.abs(diff) * _U) * np.abs(chain.in_scale) + np.abs(z) * _U * (1 + _U)
+    z_err = (x_err + np.abs(diff) * _U) * np.abs(chain.in_scale) + np.abs(z) * _U * (1 + _U)
     h, h_err = z, z_err
     n_layers = len(chain.weights)
     for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):

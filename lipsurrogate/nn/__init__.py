@@ -15,6 +15,7 @@ serialization
 
 from .activations import ACTIVATIONS, GroupSort, make_activation
 from .baselines import unconstrained_mlp
+from .features import FeatureLipschitzMLP, FourierFeatures
 from .mlp import HEADS, NETWORK_NORMS, LipschitzMLP
 from .norms import (
     ENFORCE_MODES,
@@ -25,6 +26,7 @@ from .norms import (
     OperatorNormConstraint,
     RowLinfNorm,
     SpectralNorm,
+    WeightedRowNorm,
     lipschitz_norm,
     project_weights_,
     register_projection,
@@ -39,6 +41,8 @@ __all__ = [
     "NETWORK_NORMS",
     "NORM_KINDS",
     "ColumnL1Norm",
+    "FeatureLipschitzMLP",
+    "FourierFeatures",
     "ColumnMaxNorm",
     "GroupSort",
     "L1Norm",
@@ -46,6 +50,7 @@ __all__ = [
     "OperatorNormConstraint",
     "RowLinfNorm",
     "SpectralNorm",
+    "WeightedRowNorm",
     "lipschitz_norm",
     "load_model",
     "make_activation",

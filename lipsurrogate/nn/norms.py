@@ -64,6 +64,7 @@ __all__ = [
     "ColumnL1Norm",
     "RowLinfNorm",
     "ColumnMaxNorm",
+    "WeightedRowNorm",
     "SpectralNorm",
     "make_constraint",
     "lipschitz_norm",
@@ -178,6 +179,37 @@ class ColumnMaxNorm(OperatorNormConstraint):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         norms = weight.double().abs().amax(dim=0, keepdim=True)
+        return self._scale(weight, norms, self._target())
+
+
+class WeightedRowNorm(OperatorNormConstraint):
+    r"""First-layer norm for inputs given through features :math:`\phi(x)` with known slopes.
+
+    With :math:`J_{ik} \ge \sup_x |\partial \phi_i / \partial x_k|` (``jacobian``, shape
+    (features, inputs)) and per-input budgets :math:`a_k` (``input_budget``), every row is scaled
+    so that :math:`\sum_i |W_{ji}| J_{ik} \le c\, a_k` for every input :math:`k`. Then
+    :math:`|\partial (W\phi(x))_j / \partial x_k| \le c\, a_k`: the composite
+    :math:`x \mapsto W \phi(x)` has per-input slopes bounded in the l-inf chain, which row norms
+    (``linf-row``) carry through the following layers.
+    """
+
+    kind = "weighted-row"
+
+    def __init__(self, max_norm: float, jacobian, input_budget) -> None:
+        super().__init__(max_norm)
+        jac = torch.as_tensor(jacobian, dtype=torch.float64)
+        budget = torch.as_tensor(input_budget, dtype=torch.float64)
+        if jac.ndim != 2 or budget.shape != (jac.shape[1],) or bool(torch.any(jac < 0)) or bool(torch.any(budget <= 0)):
+            raise ConfigurationError(
+                "WeightedRowNorm needs a non-negative jacobian of shape (features, inputs) and one positive "
+                f"budget per input. Got shapes {tuple(jac.shape)} and {tuple(budget.shape)}."
+            )
+        self.register_buffer("jacobian", jac)
+        self.register_buffer("input_budget", budget)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        loads = (weight.double().abs() @ self.jacobian) / self.input_budget  # (out, inputs)
+        norms = loads.amax(dim=1, keepdim=True)
         return self._scale(weight, norms, self._target())
 
 

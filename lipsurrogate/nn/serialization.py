@@ -21,6 +21,7 @@ from .._io import atomic_path, read_json, write_json
 from .._version import __version__
 from ..exceptions import ModelFileError
 from ._utils import eval_mode
+from .features import FeatureLipschitzMLP
 from .mlp import LipschitzMLP
 
 __all__ = ["to_plain", "save_model", "load_model", "FORMAT_VERSION"]
@@ -28,7 +29,7 @@ __all__ = ["to_plain", "save_model", "load_model", "FORMAT_VERSION"]
 FORMAT_VERSION = 1
 """Version of the on-disk model format written by :func:`save_model`."""
 
-_MODEL_CLASSES = {"LipschitzMLP": LipschitzMLP}
+_MODEL_CLASSES = {"LipschitzMLP": LipschitzMLP, "FeatureLipschitzMLP": FeatureLipschitzMLP}
 
 
 def to_plain(model: nn.Module) -> nn.Module:

@@ -15,6 +15,7 @@ from ..exceptions import ConfigurationError
 __all__ = ["TASKS", "get_task"]
 
 TASKS: dict[str, tuple[str, str]] = {
+    "heat2d": ("lipsurrogate.tasks.heat2d:run", "certified surrogate of the 2D heat equation (the main job)"),
     "toys": ("lipsurrogate.tasks.toys:run_all", "all five toy problems of Kitouni et al. (sections 3 and 5)"),
     "toy-outlier": ("lipsurrogate.tasks.toys:task_outlier", "sin(x) with one outlier: Lipschitz vs unconstrained fit"),
     "toy-monotone": ("lipsurrogate.tasks.toys:task_monotone", "noisy log(x) with a gap and a missing tail: monotone fit"),

@@ -290,8 +290,16 @@ def _summary(runs: list[dict]) -> dict:
     return {"results": {r["name"]: r["results"] for r in runs}, "text": "\n".join(r["text"] for r in runs)}
 
 
+def _no_options(task: str, options: dict) -> None:
+    if options:
+        from ..exceptions import ConfigurationError
+
+        raise ConfigurationError(f"Task {task} takes no options; got {sorted(options)}.")
+
+
 def _single(name: str):
-    def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True) -> dict:
+    def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, **options) -> dict:
+        _no_options(f"toy-{name}", options)
         result = _ALL[name](out_dir, seed=seed, quick=quick, progress=progress)
         _report(Path(out_dir), [result], f"lipsurrogate toy problem: {name}")
         return _summary([result])
@@ -300,8 +308,9 @@ def _single(name: str):
     return run
 
 
-def run_all(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True) -> dict:
+def run_all(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, **options) -> dict:
     """All five toy problems into one run folder with one report."""
+    _no_options("toys", options)
     runs = [func(out_dir, seed=seed, quick=quick, progress=progress) for func in _ALL.values()]
     _report(Path(out_dir), runs, "lipsurrogate: the toy problems of Kitouni et al.")
     return _summary(runs)

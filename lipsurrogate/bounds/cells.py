@@ -1,0 +1,177 @@
+r"""Per-cell certificates of the max error from vertex errors and per-coordinate Lipschitz constants.
+
+Let :math:`e = f - u` satisfy :math:`|e(x) - e(x')| \le \sum_k L_k |x_k - x'_k|` on a box cell
+:math:`C` with side lengths :math:`h_k` and vertices :math:`v`. For a vertex :math:`v` and its
+opposite :math:`\bar v`, every :math:`x \in C` has
+:math:`\sum_k L_k |x_k - v_k| + \sum_k L_k |x_k - \bar v_k| = \sum_k L_k h_k`, so
+
+.. math::
+
+    e(x) \le \min(e_v + d_v(x), e_{\bar v} + d_{\bar v}(x)) \le \tfrac12 (e_v + e_{\bar v} + \textstyle\sum_k L_k h_k),
+
+and the same for :math:`-e`. Hence the **certified** per-cell bound
+
+.. math::
+
+    B(C) = \min_{(v, \bar v)} \tfrac12 \big(|e_v + e_{\bar v}| + \textstyle\sum_k L_k h_k\big),
+
+minimised over the :math:`2^{d-1}` opposite pairs, which is never larger than the naive anchor
+:math:`\max_v |e_v| + \tfrac12 \sum_k L_k h_k` and is exact in one dimension (certificates.md
+section 2). Uncertainty in the vertex errors (rounding of the network and of the reference) is a
+per-vertex margin :math:`m_v`, added as :math:`(m_v + m_{\bar v})/2`.
+
+**Consistency check.** Along each axis, neighbouring vertices must satisfy
+:math:`|e_v - e_w| \le L_k h_k + m_v + m_w`; otherwise one of the assumed constants is wrong and
+:func:`cell_bounds` refuses with :class:`~lipsurrogate.exceptions.CertificationError`.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from ..exceptions import CertificationError
+
+__all__ = ["CellCertificate", "cell_bounds", "locate_cells"]
+
+
+@dataclass(frozen=True)
+class CellCertificate:
+    """Per-cell bounds on the grid spanned by ``edges``.
+
+    Attributes
+    ----------
+    per_cell : ndarray, shape (n_0 - 1, ..., n_{d-1} - 1)
+        **Certified** bound of :math:`|e|` on each cell (opposite-vertex-pair bound).
+    naive : ndarray
+        The naive anchor :math:`\\max_v |e_v| + \\frac12 \\sum_k L_k h_k` per cell (also certified,
+        never smaller).
+    edges : list of ndarray
+        Vertex coordinates along each axis.
+    lipschitz : ndarray
+        The per-coordinate constants :math:`L_k` of the error that were assumed.
+    max_vertex_error : float
+        :math:`\\max_v |e_v|` (measured at the vertices, plus margin).
+    """
+
+    per_cell: np.ndarray
+    naive: np.ndarray
+    edges: list
+    lipschitz: np.ndarray
+    max_vertex_error: float
+
+    @property
+    def bound(self) -> float:
+        """The global certified bound :math:`\\max_C B(C)`."""
+        return float(self.per_cell.max())
+
+    def summary(self) -> dict:
+        q = np.quantile(self.per_cell, [0.0, 0.5, 0.9, 0.99, 1.0])
+        return {
+            "bound": self.bound,
+            "naive_bound": float(self.naive.max()),
+            "cells": int(self.per_cell.size),
+            "per_cell": {"min": q[0], "median": q[1], "p90": q[2], "p99": q[3], "max": q[4],
+                         "mean": float(self.per_cell.mean())},
+            "max_vertex_error": self.max_vertex_error,
+            "lipschitz_term": float(0.5 * sum(L * np.max(np.diff(e)) for L, e in zip(self.lipschitz, self.edges))),
+        }
+
+
+def _check_edges(edges: Sequence[np.ndarray], shape: tuple[int, ...]) -> list[np.ndarray]:
+    if len(edges) != len(shape):
+        raise CertificationError(f"Expected one coordinate vector per axis ({len(shape)}). Got {len(edges)}.")
+    out = []
+    for k, (e, n) in enumerate(zip(edges, shape)):
+        e = np.asarray(e, dtype=np.float64)
+        if e.ndim != 1 or len(e) != n or n < 2:
+            raise CertificationError(f"Axis {k}: expected {n} >= 2 vertex coordinates. Got shape {e.shape}.")
+        if not np.all(np.isfinite(e)) or np.any(np.diff(e) <= 0):
+            raise CertificationError(f"Axis {k}: vertex coordinates must be finite and strictly increasing (no zero-size cells).")
+        out.append(e)
+    return out
+
+
+def cell_bounds(
+    vertex_errors: np.ndarray,
+    edges: Sequence[np.ndarray],
+    lipschitz: Sequence[float],
+    margin: np.ndarray | float = 0.0,
+    check: bool = True,
+) -> CellCertificate:
+    """Certified per-cell max-error bounds on a rectilinear grid.
+
+    Parameters
+    ----------
+    vertex_errors : ndarray, shape (n_0, ..., n_{d-1})
+        :math:`e_v = f(v) - u(v)` at the grid vertices (float64).
+    edges : sequence of ndarray
+        The vertex coordinates along each axis (strictly increasing; spacing may vary).
+    lipschitz : sequence of float
+        :math:`L_k`, bounds on :math:`|\\partial e / \\partial x_k|` (e.g. ``L_f + L_u``).
+    margin : float or ndarray broadcastable to ``vertex_errors``
+        Bound on the uncertainty of each :math:`e_v` (rounding of the evaluations).
+    check : bool
+        Run the consistency check (refuse contradictory constants).
+
+    Returns
+    -------
+    CellCertificate
+    """
+    e = np.asarray(vertex_errors, dtype=np.float64)
+    d = e.ndim
+    edges = _check_edges(edges, e.shape)
+    L = np.asarray(lipschitz, dtype=np.float64)
+    if L.shape != (d,) or np.any(~np.isfinite(L)) or np.any(L < 0):
+        raise CertificationError(f"'lipschitz' must hold {d} finite non-negative constants. Got {list(L)}.")
+    if not np.all(np.isfinite(e)):
+        raise CertificationError("Vertex errors contain NaN or infinity; nothing can be certified.")
+    m = np.broadcast_to(np.asarray(margin, dtype=np.float64), e.shape)
+    if np.any(m < 0) or not np.all(np.isfinite(m)):
+        raise CertificationError("'margin' must be finite and non-negative.")
+
+    if check:
+        for k in range(d):
+            lo = [slice(None)] * d
+            hi = [slice(None)] * d
+            lo[k], hi[k] = slice(None, -1), slice(1, None)
+            h = np.diff(edges[k]).reshape([-1 if i == k else 1 for i in range(d)])
+            jump = np.abs(e[tuple(hi)] - e[tuple(lo)]) - (L[k] * h + m[tuple(hi)] + m[tuple(lo)])
+            if np.any(jump > 0):
+                idx = np.unravel_index(int(np.argmax(jump)), jump.shape)
+                raise CertificationError(
+                    f"Consistency check failed along axis {k} at vertex {tuple(int(i) for i in idx)}: the error "
+                    f"changes by {float(jump[idx] + L[k] * h.reshape(-1)[idx[k]]):.4g} over a step that the assumed "
+                    f"constant L_{k} = {L[k]:.4g} allows only {float(L[k] * h.reshape(-1)[idx[k]]):.4g}. One of the "
+                    "assumed Lipschitz constants is wrong; no bound is printed."
+                )
+
+    spans = [np.diff(edges[k]).reshape([-1 if i == k else 1 for i in range(d)]) for k in range(d)]
+    lip_term = 0.5 * sum(L[k] * spans[k] for k in range(d))  # broadcast to cell shape
+    cell_shape = tuple(n - 1 for n in e.shape)
+    best = np.full(cell_shape, np.inf)
+    worst_vertex = np.zeros(cell_shape)
+    for offset in itertools.product((0, 1), repeat=d):
+        sl = tuple(slice(o, o + n) for o, n in zip(offset, cell_shape))
+        worst_vertex = np.maximum(worst_vertex, np.abs(e[sl]) + m[sl])
+        if offset[0] == 1:  # each pair once: v with first coordinate low
+            continue
+        opp = tuple(slice(1 - o, 1 - o + n) for o, n in zip(offset, cell_shape))
+        pair = 0.5 * (np.abs(e[sl] + e[opp]) + m[sl] + m[opp])
+        best = np.minimum(best, pair)
+    per_cell = (best + lip_term) * (1 + 8 * 2.0**-53)
+    naive = (worst_vertex + lip_term) * (1 + 8 * 2.0**-53)
+    return CellCertificate(per_cell, naive, edges, L, float(np.max(np.abs(e) + m)))
+
+
+def locate_cells(points: np.ndarray, edges: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:
+    """Index of the cell containing each point (points on a shared face go to either side)."""
+    points = np.asarray(points, dtype=np.float64)
+    idx = []
+    for k, e in enumerate(edges):
+        i = np.searchsorted(e, points[:, k], side="right") - 1
+        idx.append(np.clip(i, 0, len(e) - 2))
+    return tuple(idx)

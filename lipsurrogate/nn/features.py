@@ -1,0 +1,200 @@
+r"""Fourier features of periodic inputs, with certified slopes, and the network that uses them.
+
+On a periodic box a function is naturally written in the features
+:math:`\cos(\omega \cdot k \odot x)`, :math:`\sin(\omega \cdot k \odot x)` of the periodic
+coordinates (integer wave vectors :math:`k` with :math:`\max_i |k_i| \le K`, one of each
+:math:`\pm k` pair), while the other inputs (time) pass through an affine map. Each feature's
+slope is known exactly: :math:`|\partial \phi_i / \partial x_j| \le \omega_j |k_j|`
+(:meth:`FourierFeatures.jacobian_bound`).
+
+:class:`FeatureLipschitzMLP` puts a :class:`~lipsurrogate.nn.LipschitzMLP` on top and constrains its
+first layer with :class:`~lipsurrogate.nn.norms.WeightedRowNorm` so that the slope of the whole
+network in each *original* input :math:`x_k` is at most ``lipschitz * input_budget[k]`` by
+construction (row norms after the first layer). The features are periodic, so the network is
+exactly periodic in those inputs.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from .._validation import positive_float, positive_int
+from ..exceptions import ConfigurationError
+from .mlp import LipschitzMLP
+from .norms import WeightedRowNorm
+
+__all__ = ["FourierFeatures", "FeatureLipschitzMLP"]
+
+
+class FourierFeatures(nn.Module):
+    """cos/sin features of the periodic inputs, affine pass-through of the others.
+
+    Parameters
+    ----------
+    in_features : int
+    periods : sequence of float or None
+        Period of each input, or None for a non-periodic input (passed through as
+        ``(x - offset) * scale``).
+    harmonics : int
+        :math:`K`: wave vectors with :math:`\\max_i |k_i| \\le K` over the periodic inputs.
+    offset, scale : sequence of float, optional
+        The affine map of the non-periodic inputs (one entry per input; ignored for periodic ones).
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        periods: Sequence[float | None],
+        harmonics: int = 3,
+        offset: Sequence[float] | None = None,
+        scale: Sequence[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.in_features = positive_int("in_features", in_features)
+        if len(periods) != in_features:
+            raise ConfigurationError(f"'periods' needs one entry per input ({in_features}). Got {len(periods)}.")
+        self.harmonics = positive_int("harmonics", harmonics)
+        self.periodic = [i for i, p in enumerate(periods) if p is not None]
+        self.passthrough = [i for i, p in enumerate(periods) if p is None]
+        if not self.periodic:
+            raise ConfigurationError("FourierFeatures needs at least one periodic input.")
+        omega = torch.zeros(in_features, dtype=torch.float64)
+        for i in self.periodic:
+            omega[i] = 2 * math.pi / positive_float("periods", periods[i])
+        waves = _half_lattice(len(self.periodic), self.harmonics)  # (n_waves, n_periodic)
+        full = np.zeros((len(waves), in_features))
+        full[:, self.periodic] = waves
+        self.register_buffer("frequencies", torch.as_tensor(full, dtype=torch.float64) * omega)  # (n_waves, in)
+        off = torch.zeros(in_features, dtype=torch.float64) if offset is None else torch.as_tensor(offset, dtype=torch.float64)
+        sc = torch.ones(in_features, dtype=torch.float64) if scale is None else torch.as_tensor(scale, dtype=torch.float64)
+        if off.shape != (in_features,) or sc.shape != (in_features,):
+            raise ConfigurationError("'offset' and 'scale' need one entry per input.")
+        self.register_buffer("offset", off)
+        self.register_buffer("scale", sc)
+        self.out_features = 2 * len(waves) + len(self.passthrough)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        phase = x @ self.frequencies.to(x.dtype).t()
+        rest = (x[..., self.passthrough] - self.offset[self.passthrough].to(x.dtype)) * self.scale[self.passthrough].to(x.dtype)
+        return torch.cat([torch.cos(phase), torch.sin(phase), rest], dim=-1)
+
+    def jacobian_bound(self) -> np.ndarray:
+        """**Exact** bounds :math:`\\sup_x |\\partial \\phi_i / \\partial x_j|`, shape (features, inputs)."""
+        freq = np.abs(self.frequencies.numpy())
+        rest = np.zeros((len(self.passthrough), self.in_features))
+        for row, j in enumerate(self.passthrough):
+            rest[row, j] = abs(float(self.scale[j]))
+        return np.concatenate([freq, freq, rest])
+
+    def evaluate_float64(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Features in float64 and a **bound** on their rounding error.
+
+        The phase :math:`\\omega k \\cdot x` is a short dot product (error at most
+        :math:`\\gamma_{d}\\,|\\omega k| \\cdot |x|`); cos and sin are 1-Lipschitz and correctly
+        rounded to within 1 ulp by the platform's libm (we allow 2 ulps of 1).
+        """
+        u = 2.0**-53
+        freq = self.frequencies.numpy()
+        phase = x @ freq.T
+        phase_err = (self.in_features + 1) * u * (np.abs(x) @ np.abs(freq).T) * 1.01 + 4 * u
+        rest = (x[:, self.passthrough] - self.offset.numpy()[self.passthrough]) * self.scale.numpy()[self.passthrough]
+        rest_err = 3 * u * (np.abs(rest) + np.abs(x[:, self.passthrough] * self.scale.numpy()[self.passthrough]))
+        values = np.concatenate([np.cos(phase), np.sin(phase), rest], axis=1)
+        errors = np.concatenate([phase_err + 2 * u, phase_err + 2 * u, rest_err], axis=1)
+        return values, errors
+
+
+def _half_lattice(dims: int, k_max: int) -> np.ndarray:
+    """Integer vectors with max |k_i| <= k_max, k != 0, one of each +-k pair (first non-zero > 0)."""
+    grids = np.stack(np.meshgrid(*[np.arange(-k_max, k_max + 1)] * dims, indexing="ij"), -1).reshape(-1, dims)
+    keep = []
+    for k in grids:
+        nz = np.flatnonzero(k)
+        if len(nz) and k[nz[0]] > 0:
+            keep.append(k)
+    return np.asarray(keep, dtype=np.float64)
+
+
+class FeatureLipschitzMLP(nn.Module):
+    """:class:`FourierFeatures` followed by a Lipschitz MLP with per-input slope budgets.
+
+    The slope of output ``k`` in input ``j`` is at most ``lipschitz * input_budget[j]`` by
+    construction; :func:`lipsurrogate.bounds.lipschitz_bounds` certifies the actual value from
+    the weights.
+
+    Parameters
+    ----------
+    in_features, out_features, hidden
+        As for :class:`~lipsurrogate.nn.LipschitzMLP`.
+    periods, harmonics, offset, scale
+        The :class:`FourierFeatures`.
+    input_budget : sequence of float
+        Relative slope budget :math:`a_j` of each input.
+    lipschitz : float
+        Overall :math:`\\lambda` (spread over the layers as usual).
+    group_size, seed, enforce
+        As for :class:`~lipsurrogate.nn.LipschitzMLP`.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int = 1,
+        hidden: Sequence[int] = (128, 128, 128, 128),
+        *,
+        periods: Sequence[float | None],
+        harmonics: int = 3,
+        offset: Sequence[float] | None = None,
+        scale: Sequence[float] | None = None,
+        input_budget: Sequence[float],
+        lipschitz: float = 1.0,
+        group_size: int = 2,
+        enforce: str = "reparametrize",
+        seed: int | None = None,
+    ) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = dict(
+            in_features=in_features,
+            out_features=out_features,
+            hidden=list(hidden),
+            periods=[None if p is None else float(p) for p in periods],
+            harmonics=harmonics,
+            offset=None if offset is None else [float(v) for v in offset],
+            scale=None if scale is None else [float(v) for v in scale],
+            input_budget=[float(v) for v in input_budget],
+            lipschitz=float(lipschitz),
+            group_size=group_size,
+            enforce=enforce,
+            seed=seed,
+        )
+        self.in_features, self.out_features = in_features, out_features
+        self.features = FourierFeatures(in_features, periods, harmonics, offset, scale)
+        if len(input_budget) != in_features:
+            raise ConfigurationError(f"'input_budget' needs one entry per input ({in_features}). Got {len(input_budget)}.")
+        self.net = LipschitzMLP(
+            self.features.out_features, out_features, hidden, lipschitz=lipschitz, norm="linf-row",
+            enforce=enforce, group_size=group_size, seed=seed,
+        )
+        first = self.net.linears[0]
+        per_layer = float(lipschitz) ** (1.0 / len(self.net.linears))
+        constraint = WeightedRowNorm(per_layer, self.features.jacobian_bound(), [positive_float("input_budget", v) for v in input_budget])
+        if parametrize.is_parametrized(first, "weight"):
+            parametrize.remove_parametrizations(first, "weight", leave_parametrized=False)
+            parametrize.register_parametrization(first, "weight", constraint)
+        else:
+            first.weight_constraint = constraint
+            with torch.no_grad():
+                first.weight.copy_(constraint(first.weight))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[-1] != self.in_features:
+            raise ConfigurationError(
+                f"Expected inputs with {self.in_features} features in the last dimension. Got shape {tuple(x.shape)}."
+            )
+        return self.net(self.features(x))

@@ -1,0 +1,132 @@
+"""The heat2d report: what a person reads after ``lipsurrogate fit heat2d``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .._io import read_json
+from .html import HtmlReport, save_figure
+
+__all__ = ["write_report"]
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def write_report(run_dir: Path) -> Path:
+    """Figures into ``run_dir/figures`` and a self-contained ``run_dir/report.html``."""
+    import torch
+
+    from ..data.dataset import load_dataset
+    from ..nn import load_model
+    from ..tasks.heat2d import exact_solution_of
+
+    plt = _plt()
+    config = read_json(run_dir / "config.json")
+    cert = read_json(run_dir / "certificate.json")
+    ver = read_json(run_dir / "verification.json")
+    fit = read_json(run_dir / "fit.json")
+    history = read_json(run_dir / "training.json")
+    modes, kappa = exact_solution_of(config)
+    model = load_model(run_dir / "model").double()
+    cells = load_dataset(run_dir / "certificate.nc")
+    data = load_dataset(run_dir / "data.nc")
+    figures = {}
+
+    # 1. exact solution, surrogate and error at three times
+    t_end = float(config["t_end"])
+    g = np.linspace(0, 2 * np.pi, 129)
+    X, Y = np.meshgrid(g, g, indexing="ij")
+    fig, axes = plt.subplots(3, 3, figsize=(11, 10))
+    for col, t in enumerate([0.0, t_end / 2, t_end]):
+        pts = np.stack([X.ravel(), Y.ravel(), np.full(X.size, t)], 1)
+        with torch.no_grad():
+            f = model(torch.from_numpy(pts))[:, 0].numpy().reshape(X.shape)
+        u = modes.solution(X, Y, t, kappa)
+        lim = np.abs(u).max()
+        for row, (field, title, cmap) in enumerate([(u, "exact u", "RdBu_r"), (f, "surrogate f", "RdBu_r"),
+                                                     (f - u, "error f - u", "PuOr")]):
+            ax = axes[row, col]
+            vmax = lim if row < 2 else np.abs(f - u).max()
+            im = ax.pcolormesh(g, g, field.T, cmap=cmap, vmin=-vmax, vmax=vmax, shading="auto")
+            ax.set(title=f"{title}, t = {t:.2f}", aspect="equal", xticks=[], yticks=[])
+            fig.colorbar(im, ax=ax, fraction=0.046)
+    figures["solution"] = (fig, "Exact solution, surrogate and error (measured) at three times.")
+
+    # 2. per-cell bound vs observed vertex error at the middle time layer
+    bound = cells.bound.values
+    err = np.abs(cells.vertex_error.values)
+    mid = bound.shape[2] // 2
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    vmax = bound[:, :, mid].max()
+    for ax, field, title in [(axes[0], bound[:, :, mid], "certified per-cell bound"),
+                             (axes[1], err[:-1, :-1, mid], "|f - u| at the cell's lower vertex (measured)")]:
+        im = ax.pcolormesh(cells.vx.values, cells.vy.values, field.T, vmin=0, vmax=vmax, cmap="magma", shading="flat")
+        ax.set(title=f"{title}\n(t in [{cells.vt.values[mid]:.2f}, {cells.vt.values[mid + 1]:.2f}])", aspect="equal")
+        fig.colorbar(im, ax=ax, fraction=0.046)
+    figures["bound_vs_error"] = (fig, "The certified bound of each cell next to the error observed at its vertex.")
+
+    # 3. training curve
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.semilogy(history["steps"], history["losses"])
+    ax.set(xlabel="step", ylabel="mini-batch MSE (estimate of the training loss)", title="training")
+    figures["training"] = (fig, "Training curve.")
+
+    # 4. tightness distribution
+    fig, ax = plt.subplots(figsize=(6, 4))
+    values = ver["per_cell_tightness"].get("values")
+    if values:
+        ax.hist(values, bins=40)
+    ax.axvline(1.0, color="k", lw=1)
+    ax.set(xlabel="per-cell bound / largest sampled |f - u| in the cell", ylabel="cells",
+           title="tightness of the per-cell bounds (1 = ideal)")
+    figures["tightness"] = (fig, "Distribution of per-cell tightness over the densely sampled cells.")
+
+    pngs = {}
+    for name, (fig, caption) in figures.items():
+        pngs[name] = (save_figure(fig, run_dir / "figures" / f"{name}.png"), caption)
+        plt.close(fig)
+
+    u_max = fit["u_max"]
+    report = HtmlReport("lipsurrogate: certified heat2d surrogate")
+    report.paragraph(
+        f"u_t = kappa Laplace(u) on the periodic square [0, 2 pi]^2, t in [0, {t_end:g}], kappa = {kappa:g}; "
+        f"initial condition with {len(modes.cos)} Fourier modes (seed {config['seed']}); network: "
+        f"FeatureLipschitzMLP {config['hidden']} on Fourier features of (x, y) up to harmonic {config['harmonics']} and t."
+    )
+    report.heading("Result")
+    report.table(
+        ["quantity", "value", "relative to max|u|", "kind"],
+        [
+            ["py-pde solver max error", data.attrs["solver_max_error"], data.attrs["solver_max_error"] / u_max, "exact (vs closed form)"],
+            ["fit RMSE (training grid)", fit["rmse"], fit["rmse"] / u_max, "measured"],
+            ["observed max |f - u|", ver["max_error_observed"], ver["max_error_observed"] / u_max, "measured (lower bound of the truth)"],
+            [f"bound, {'x'.join(map(str, cert['grid']['cells']))} cells", cert["bound"], cert["bound"] / u_max, "certified"],
+            [f"bound, {'x'.join(map(str, cert['coarse']['grid']['cells']))} cells", cert["coarse"]["bound"], cert["coarse"]["bound"] / u_max, "certified"],
+            ["naive bound (same fine grid)", cert["naive_bound"], cert["naive_bound"] / u_max, "certified (anchor)"],
+            ["tightness = bound / observed max", ver["tightness"], "", "ratio"],
+            ["violations", ver["violations"], "", "must be 0"],
+        ],
+    )
+    report.heading("Assumptions of the certificate")
+    report.paragraph(f"Level: {cert['level']}.")
+    report.paragraph(f"Method: {cert['method']}.")
+    report.table(
+        ["input", "L_f (certified, from weights)", "L_u (certified, from theory)"],
+        [[name, lf, lu] for name, lf, lu in zip(cert["inputs"], cert["lipschitz_f"], cert["lipschitz_u"])],
+    )
+    report.paragraph(f"Source of L_u: {cert['lipschitz_u_source']}.")
+    report.paragraph(
+        "Verification samples: " + "; ".join(f"{k}: {v}" for k, v in ver["samples"].items())
+    )
+    for name, (png, caption) in pngs.items():
+        report.figure(png, caption)
+    return report.write(run_dir / "report.html")

@@ -1,0 +1,69 @@
+"""Use a certified surrogate inside a solver code: ``lipsurrogate.load(run_dir)``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ._io import read_json
+from .exceptions import CertificationError, ConfigurationError, ModelFileError
+
+__all__ = ["Surrogate", "load"]
+
+
+class Surrogate:
+    """A trained network with its per-cell certificate.
+
+    ``predict(points)`` evaluates the network (float64); with ``with_bound=True`` it also returns,
+    per point, the **certified** bound on :math:`|f - u|` of the certificate cell containing the
+    point. Points outside the certified box raise an error instead of extrapolating silently.
+    """
+
+    def __init__(self, model, certificate, document: dict, run_dir: Path) -> None:
+        self.model = model.double().eval()
+        self.certificate = certificate
+        self.document = document
+        self.run_dir = run_dir
+        self.inputs = document.get("inputs", [f"x{i}" for i in range(len(certificate.edges))])
+        self.box = np.array([[e[0], e[-1]] for e in certificate.edges])
+
+    @property
+    def bound(self) -> float:
+        """The global certified bound on :math:`\\max |f - u|` over the box."""
+        return self.certificate.bound
+
+    def predict(self, points, with_bound: bool = False):
+        """Values at ``points`` of shape (n, d); and per-point certified bounds if ``with_bound``."""
+        from .bounds.cells import locate_cells
+
+        x = np.asarray(points, dtype=np.float64)
+        d = len(self.box)
+        if x.ndim != 2 or x.shape[1] != d:
+            raise ConfigurationError(f"Expected points of shape (n, {d}) with columns {self.inputs}. Got {x.shape}.")
+        outside = np.any((x < self.box[:, 0]) | (x > self.box[:, 1]) | ~np.isfinite(x), axis=1)
+        if np.any(outside):
+            i = int(np.flatnonzero(outside)[0])
+            raise CertificationError(
+                f"{int(outside.sum())} point(s) lie outside the certified box {self.box.tolist()} "
+                f"(first: {x[i].tolist()}); the surrogate does not extrapolate silently."
+            )
+        with torch.no_grad():
+            values = self.model(torch.from_numpy(x))[:, 0].numpy()
+        if not with_bound:
+            return values
+        return values, self.certificate.per_cell[locate_cells(x, self.certificate.edges)]
+
+
+def load(run_dir) -> Surrogate:
+    """Load the surrogate and certificate of a run folder (no unpickling anywhere)."""
+    from .nn import load_model
+    from .tasks.heat2d import load_certificate
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "certificate.json").is_file():
+        raise ModelFileError(f"{run_dir} has no certificate.json: not a certified run folder.")
+    document = read_json(run_dir / "certificate.json")
+    model = load_model(run_dir / "model")
+    return Surrogate(model, load_certificate(run_dir), document, run_dir)

@@ -1,0 +1,361 @@
+r"""``lipsurrogate fit heat2d``: a certified surrogate of the 2D heat equation.
+
+Stages: data (py-pde, :func:`lipsurrogate.data.generators.heat2d`) -> model
+(:class:`~lipsurrogate.nn.FeatureLipschitzMLP` on :math:`(x, y, t)`) -> training -> certificate
+(:func:`certify`) -> verification (:func:`verify`) -> report.
+
+The certificate is a statement about the **exact PDE solution** (level 2 of certificates.md
+section 4): vertex values of :math:`u` come from the closed form, and the Lipschitz constants of
+:math:`u` come from the maximum principle applied to the known initial condition,
+
+.. math::
+
+    \|\partial_i u(\cdot, t)\|_\infty \le \|\partial_i u_0\|_\infty \le \sum_k \omega |k_i| \sqrt{a_k^2 + b_k^2},
+    \qquad \|u_t\|_\infty \le \kappa \|\Delta u_0\|_\infty \le \kappa \sum_k \omega^2 |k|^2 \sqrt{a_k^2 + b_k^2}.
+
+The network's constants are certified from its weights in float64
+(:func:`lipsurrogate.bounds.lipschitz_bounds`); the per-cell bound is the opposite-vertex-pair
+bound of :mod:`lipsurrogate.bounds.cells` with the rounding errors of both evaluations added.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from .._io import read_json, write_json
+from ..bounds import evaluate_float64, extract_chain, lipschitz_bounds
+from ..bounds.cells import CellCertificate, cell_bounds
+from ..bounds.verification import verify_certificate
+from ..data.dataset import load_dataset, save_dataset
+from ..data.generators import heat2d, heat_modes_of
+from ..data.heat import HeatModes
+from ..exceptions import CertificationError, ConfigurationError, ModelFileError
+from ..nn import FeatureLipschitzMLP, load_model, save_model, to_plain
+from ..train import train
+
+__all__ = ["Heat2DConfig", "run", "certify", "verify", "report", "exact_solution_of"]
+
+_U = 2.0**-53
+
+
+@dataclass
+class Heat2DConfig:
+    """Every setting of a heat2d run (``config.json`` holds it, plus the initial condition)."""
+
+    grid: int = 64
+    t_end: float = 1.0
+    frames: int = 51
+    diffusivity: float = 0.05
+    n_modes: int = 4
+    k_max: int = 3
+    amplitude: float = 1.0
+    harmonics: int = 3
+    hidden: list = field(default_factory=lambda: [128, 128, 128, 128])
+    lipschitz: float = 1.0
+    slope_factor: float = 1.3
+    steps: int = 2500
+    batch_size: int = 4096
+    lr: float = 3e-3
+    cert_cells: list = field(default_factory=lambda: [128, 128, 32])
+    cert_cells_coarse: list = field(default_factory=lambda: [64, 64, 16])
+    density: int = 3
+    dense_cells: int = 600
+    random_points: int = 100_000
+    adversarial_starts: int = 32
+    adversarial_steps: int = 40
+    backend: str = "auto"
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **overrides) -> "Heat2DConfig":
+        """Smoke-sized settings (seconds)."""
+        base = dict(grid=24, frames=11, hidden=[64, 64, 64], steps=300, batch_size=2048,
+                    cert_cells=[32, 32, 8], cert_cells_coarse=[16, 16, 4], dense_cells=120,
+                    random_points=5000, adversarial_starts=8, adversarial_steps=10, backend="numpy")
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def from_options(cls, quick: bool, seed: int, options: dict) -> "Heat2DConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(options) - known
+        if unknown:
+            raise ConfigurationError(f"Unknown heat2d option(s) {sorted(unknown)}; known: {sorted(known)}.")
+        return (cls.quick if quick else cls)(**{**options, "seed": seed})
+
+
+def exact_solution_of(config: dict) -> tuple[HeatModes, float]:
+    """The initial condition's modes and the diffusivity recorded in a run's ``config.json``."""
+    return HeatModes.from_json(config["initial_condition_modes"]), float(config["diffusivity"])
+
+
+def _points(ds: xr.Dataset) -> np.ndarray:
+    t, x, y = np.meshgrid(ds.t.values, ds.x.values, ds.y.values, indexing="ij")
+    return np.stack([x.ravel(), y.ravel(), t.ravel()], axis=1)
+
+
+def _stage(name: str, times: dict, start: float) -> float:
+    now = time.perf_counter()
+    times[name] = round(now - start, 2)
+    return now
+
+
+def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, **options) -> dict:
+    """Run the whole heat2d pipeline into ``out_dir`` and return the summary."""
+    out_dir = Path(out_dir)
+    cfg = Heat2DConfig.from_options(quick, seed, options)
+    times: dict = {}
+    start = time.perf_counter()
+
+    ds = heat2d(grid=cfg.grid, t_end=cfg.t_end, frames=cfg.frames, diffusivity=cfg.diffusivity,
+                n_modes=cfg.n_modes, k_max=cfg.k_max, amplitude=cfg.amplitude, seed=cfg.seed,
+                backend=cfg.backend, progress=progress)
+    save_dataset(ds, out_dir / "data.nc")
+    modes = heat_modes_of(ds)
+    config = {"task": "heat2d", **asdict(cfg), "initial_condition_modes": modes.to_json(),
+              "domain": [[0.0, 2 * np.pi], [0.0, 2 * np.pi], [0.0, cfg.t_end]], "inputs": ["x", "y", "t"]}
+    write_json(out_dir / "config.json", config)
+    start = _stage("data", times, start)
+
+    lip_u = _solution_constants(modes, cfg.diffusivity)
+    model = FeatureLipschitzMLP(
+        3, 1, cfg.hidden, periods=[2 * np.pi, 2 * np.pi, None], harmonics=cfg.harmonics,
+        offset=[0.0, 0.0, cfg.t_end / 2], scale=[1.0, 1.0, 2.0 / cfg.t_end],
+        input_budget=[cfg.slope_factor * v for v in lip_u["values"]], lipschitz=cfg.lipschitz, seed=cfg.seed,
+    )
+    points = torch.tensor(_points(ds), dtype=torch.float32)
+    values = torch.tensor(ds.u.values.reshape(-1, 1), dtype=torch.float32)
+    history = train(model, points, values, "mse", steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                    seed=cfg.seed, progress=progress, description="heat2d training")
+    save_model(model, out_dir / "model")
+    write_json(out_dir / "training.json", history.to_dict())
+    with torch.no_grad():
+        fit = model(points).numpy()[:, 0] - values.numpy()[:, 0]
+    u_max = float(np.abs(ds.u.values).max())
+    fit_stats = {"rmse": float(np.sqrt(np.mean(fit**2))), "max_abs": float(np.abs(fit).max()), "u_max": u_max,
+                 "kind": "measured on the training grid against the py-pde data"}
+    write_json(out_dir / "fit.json", fit_stats)
+    start = _stage("training", times, start)
+
+    certificate = certify(out_dir, model=model, progress=progress)
+    start = _stage("certificate", times, start)
+    verification = verify(out_dir, model=model)
+    start = _stage("verification", times, start)
+    report(out_dir)
+    _stage("report", times, start)
+    write_json(out_dir / "timings.json", times)
+
+    summary = {
+        "solver_max_error": float(ds.attrs["solver_max_error"]),
+        "fit_rmse": fit_stats["rmse"],
+        "fit_rmse_relative": fit_stats["rmse"] / u_max,
+        "u_max": u_max,
+        "max_error_observed": verification["max_error_observed"],
+        "bound": certificate["bound"],
+        "bound_relative": certificate["bound"] / u_max,
+        "bound_coarse": certificate["coarse"]["bound"],
+        "naive_bound": certificate["naive_bound"],
+        "tightness": verification["tightness"],
+        "violations": verification["violations"],
+        "seconds_per_stage": times,
+    }
+    summary["text"] = _summary_text(summary, certificate)
+    return summary
+
+
+def _summary_text(s: dict, cert: dict) -> str:
+    fine, coarse = cert["grid"]["cells"], cert["coarse"]["grid"]["cells"]
+    return "\n".join([
+        "heat2d: certified surrogate of u_t = kappa Laplace(u) on [0, 2 pi]^2 x [0, T]",
+        f"  solver max error (exact, py-pde vs closed form)   {s['solver_max_error']:.3g}",
+        f"  fit RMSE (measured, training grid)               {s['fit_rmse']:.3g}  ({100 * s['fit_rmse_relative']:.2f}% of max|u| = {s['u_max']:.3g})",
+        f"  observed max error (measured, dense+random+adv.) {s['max_error_observed']:.3g}",
+        f"  certified bound, {'x'.join(map(str, fine))} cells           {s['bound']:.3g}  ({100 * s['bound_relative']:.1f}% of max|u|)",
+        f"  certified bound, {'x'.join(map(str, coarse))} cells             {s['bound_coarse']:.3g}",
+        f"  naive bound (max vertex error + L h / 2)          {s['naive_bound']:.3g}",
+        f"  tightness (bound / observed max)                  {s['tightness']:.2f}",
+        f"  violations                                        {s['violations']}",
+        "  seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in s["seconds_per_stage"].items()),
+    ])
+
+
+def _solution_constants(modes: HeatModes, kappa: float) -> dict:
+    gx, gy = modes.gradient_bounds()
+    return {
+        "values": [float(gx), float(gy), float(kappa * modes.laplacian_bound())],
+        "inputs": ["x", "y", "t"],
+        "kind": "certified upper bound (from theory)",
+        "source": "heat maximum principle from the initial condition: |d_i u(t)| <= max|d_i u0| "
+                  "<= sum_k omega |k_i| sqrt(a_k^2 + b_k^2); |u_t| <= kappa max|Laplace u0| "
+                  "<= kappa sum_k omega^2 |k|^2 sqrt(a_k^2 + b_k^2)",
+    }
+
+
+def _load_run(run_dir: Path, model=None):
+    run_dir = Path(run_dir)
+    if not (run_dir / "config.json").is_file():
+        raise ModelFileError(f"{run_dir} is not a heat2d run folder (no config.json).")
+    try:
+        config = read_json(run_dir / "config.json")
+        modes, kappa = exact_solution_of(config)
+    except (KeyError, ValueError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{run_dir / 'config.json'} is corrupted or not from a heat2d run: {err}") from None
+    if model is None:
+        model = load_model(run_dir / "model")
+    if not isinstance(model, FeatureLipschitzMLP) or model.in_features != 3:
+        raise ModelFileError(f"The model in {run_dir} is not a 3-input FeatureLipschitzMLP.")
+    return config, modes, kappa, model
+
+
+def _vertex_errors(model, modes: HeatModes, kappa: float, edges: list, chunk: int = 65_536):
+    """e_v = f(v) - u(v) on the grid and its rounding margin (both float64)."""
+    chain = extract_chain(model)
+    X, Y, T = np.meshgrid(*edges, indexing="ij")
+    pts = np.stack([X.ravel(), Y.ravel(), T.ravel()], axis=1)
+    f = np.empty(len(pts))
+    f_err = np.empty(len(pts))
+    for s in range(0, len(pts), chunk):
+        v, err = evaluate_float64(chain, pts[s : s + chunk])
+        f[s : s + chunk], f_err[s : s + chunk] = v[:, 0], err[:, 0]
+    u = modes.solution(pts[:, 0], pts[:, 1], pts[:, 2], kappa)
+    # closed form: each mode is a product of exp, cos/sin of a 2-term phase: a few ulps per mode
+    u_err = 32 * _U * len(modes.cos) * modes.sup_bound() * (1 + np.abs(pts).max())
+    return (f - u).reshape(X.shape), (f_err + u_err).reshape(X.shape)
+
+
+def _certify_grid(model, modes, kappa, cells, t_end, lip_f, lip_u) -> tuple[CellCertificate, np.ndarray]:
+    edges = [np.linspace(0, 2 * np.pi, cells[0] + 1), np.linspace(0, 2 * np.pi, cells[1] + 1),
+             np.linspace(0, t_end, cells[2] + 1)]
+    errors, margin = _vertex_errors(model, modes, kappa, edges)
+    cert = cell_bounds(errors, edges, np.asarray(lip_f) + np.asarray(lip_u), margin)
+    return cert, errors
+
+
+def certify(run_dir, *, model=None, progress: bool = False) -> dict:
+    """(Re)compute the certificate of a heat2d run folder; writes certificate.json and .nc."""
+    run_dir = Path(run_dir)
+    config, modes, kappa, model = _load_run(run_dir, model)
+    t_end = float(config["t_end"])
+    lip = lipschitz_bounds(model)
+    lip_f = lip.per_input[0].tolist()
+    lip_u = _solution_constants(modes, kappa)
+    results = {}
+    for name, cells in (("fine", config["cert_cells"]), ("coarse", config["cert_cells_coarse"])):
+        cells = [int(c) for c in cells]
+        if len(cells) != 3 or min(cells) < 1:
+            raise ConfigurationError(f"Certificate grids need 3 positive cell counts. Got {cells}.")
+        start = time.perf_counter()
+        cert, errors = _certify_grid(model, modes, kappa, cells, t_end, lip_f, lip_u["values"])
+        results[name] = (cert, errors, time.perf_counter() - start)
+    cert, errors, seconds = results["fine"]
+    summary = cert.summary()
+    document = {
+        "bound": summary["bound"],
+        "bound_kind": "certified upper bound on max |f - u| over the whole space-time box",
+        "level": "exact PDE solution: vertex values from the closed form, constants of u from theory",
+        "method": "per-cell opposite-vertex-pair bound with per-coordinate constants L = L_f + L_u, "
+                  "signed vertex errors, float64 evaluation with certified rounding margins; "
+                  "the naive anchor max|e_v| + sum_k L_k h_k / 2 is reported too",
+        "domain": config["domain"],
+        "inputs": ["x", "y", "t"],
+        "grid": {"cells": cells_of(cert), "vertices": [len(e) for e in cert.edges],
+                 "spacing": [float(e[1] - e[0]) for e in cert.edges]},
+        "per_cell": summary["per_cell"],
+        "naive_bound": summary["naive_bound"],
+        "max_vertex_error": summary["max_vertex_error"],
+        "lipschitz_term": summary["lipschitz_term"],
+        "lipschitz_f": lip_f,
+        "lipschitz_f_kind": "certified upper bounds on |d f / d x_j| from the weights in float64",
+        "lipschitz_f_method": lip.method,
+        "lipschitz_u": lip_u["values"],
+        "lipschitz_u_source": lip_u["source"],
+        "lipschitz_u_kind": lip_u["kind"],
+        "assumptions": [
+            "u is the exact solution of u_t = kappa Laplace(u) with the recorded initial condition",
+            "network certified as it computes in evaluation mode with the saved weights",
+        ],
+        "seconds": round(seconds, 2),
+        "coarse": {
+            "bound": results["coarse"][0].bound,
+            "naive_bound": float(results["coarse"][0].naive.max()),
+            "grid": {"cells": cells_of(results["coarse"][0])},
+            "seconds": round(results["coarse"][2], 2),
+        },
+    }
+    write_json(run_dir / "certificate.json", document)
+    cells_ds = xr.Dataset(
+        {"bound": (("cx", "cy", "ct"), cert.per_cell, {"long_name": "certified per-cell bound on |f - u|"}),
+         "naive_bound": (("cx", "cy", "ct"), cert.naive, {"long_name": "naive per-cell bound"}),
+         "vertex_error": (("vx", "vy", "vt"), errors, {"long_name": "f - u at the vertices (float64)"})},
+        coords={"vx": cert.edges[0], "vy": cert.edges[1], "vt": cert.edges[2]},
+        attrs={"kind": "certified upper bounds per cell", "lipschitz": json.dumps(cert.lipschitz.tolist())},
+    )
+    save_dataset(cells_ds, run_dir / "certificate.nc")
+    return document
+
+
+def cells_of(cert: CellCertificate) -> list:
+    return [int(n) for n in cert.per_cell.shape]
+
+
+def load_certificate(run_dir) -> CellCertificate:
+    """The per-cell certificate stored in ``certificate.nc``."""
+    run_dir = Path(run_dir)
+    if not (run_dir / "certificate.nc").is_file():
+        raise CertificationError(f"{run_dir} has no certificate.nc; run 'lipsurrogate certify {run_dir}' first.")
+    ds = load_dataset(run_dir / "certificate.nc")
+    edges = [ds.vx.values, ds.vy.values, ds.vt.values]
+    lip = np.asarray(json.loads(ds.attrs["lipschitz"]))
+    return CellCertificate(ds.bound.values, ds.naive_bound.values, edges, lip, float(np.abs(ds.vertex_error).max()))
+
+
+def verify(run_dir, *, model=None, density: int | None = None, seed: int | None = None) -> dict:
+    """(Re)run the verification of a heat2d run folder against the exact solution."""
+    run_dir = Path(run_dir)
+    config, modes, kappa, model = _load_run(run_dir, model)
+    cert = load_certificate(run_dir)
+    plain = to_plain(model).double()
+    w = 2 * np.pi / modes.length
+    k = torch.tensor(np.asarray(modes.wavevectors, dtype=np.float64))
+    a, b = torch.tensor(modes.cos), torch.tensor(modes.sin)
+    rate = torch.tensor(kappa * w**2 * np.sum(np.asarray(modes.wavevectors, float) ** 2, axis=1))
+
+    def error_torch(p: torch.Tensor) -> torch.Tensor:
+        phase = w * (p[:, :2] @ k.t())
+        u = (torch.exp(-p[:, 2:3] * rate) * (a * torch.cos(phase) + b * torch.sin(phase))).sum(dim=1)
+        return plain(p)[:, 0] - u
+
+    def error_fn(p: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            f = plain(torch.from_numpy(p))[:, 0].numpy()
+        return f - modes.solution(p[:, 0], p[:, 1], p[:, 2], kappa)
+
+    ds_cert = load_dataset(run_dir / "certificate.nc")
+    result = verify_certificate(
+        cert, error_fn, error_torch,
+        density=int(density or config["density"]),
+        dense_cells=int(config["dense_cells"]),
+        random_points=int(config["random_points"]),
+        adversarial_starts=int(config["adversarial_starts"]),
+        adversarial_steps=int(config["adversarial_steps"]),
+        vertex_errors=ds_cert.vertex_error.values,
+        rng=np.random.default_rng(int(config["seed"] if seed is None else seed) + 7),
+    )
+    document = result.to_dict()
+    document["reference"] = "exact closed-form solution"
+    document["certificate_grid"] = cells_of(cert)
+    write_json(run_dir / "verification.json", document)
+    return document
+
+
+def report(run_dir) -> Path:
+    """Write ``report.html`` and ``figures/`` of a heat2d run folder."""
+    from ..report.heat2d import write_report
+
+    return write_report(Path(run_dir))

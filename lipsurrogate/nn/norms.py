@@ -208,7 +208,8 @@ class WeightedRowNorm(OperatorNormConstraint):
         self.register_buffer("input_budget", budget)
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        loads = (weight.double().abs() @ self.jacobian) / self.input_budget  # (out, inputs)
+        # .double(): model.float()/.double() converts buffers too
+        loads = (weight.double().abs() @ self.jacobian.double()) / self.input_budget.double()  # (out, inputs)
         norms = loads.amax(dim=1, keepdim=True)
         return self._scale(weight, norms, self._target())
 

@@ -120,3 +120,18 @@ def test_mixed_norm_lets_one_input_fan_out():
     x = torch.linspace(-1, 1, 11).unsqueeze(1)
     torch.testing.assert_close(model(x), x.abs(), atol=1e-5, rtol=0)
     assert lipschitz_bounds(model).l1[0] <= 1.0
+
+
+def test_feature_network_survives_dtype_round_trip():
+    import numpy as np
+
+    from lipsurrogate.nn import FeatureLipschitzMLP
+
+    model = FeatureLipschitzMLP(3, 1, (8, 8), periods=[2 * np.pi, 2 * np.pi, None], harmonics=2,
+                                input_budget=[1.0, 1.0, 1.0], seed=0)
+    x = torch.rand(5, 3)
+    before = model(x)
+    model.double()
+    model.float()
+    torch.testing.assert_close(model(x), before)
+    assert lipschitz_bounds(model).per_input.shape == (1, 3)

@@ -126,3 +126,31 @@ def test_monotonic_inputs_stay_monotone_far_from_data(config, seed):
         base = plain(torch.from_numpy(x)).detach().numpy()
         change = (up - base) * signs[j]
         assert np.all(change >= -1e-9 * (1 + np.abs(base)))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    harmonics=st.integers(1, 3),
+    width=st.sampled_from([4, 8, 16]),
+    depth=st.integers(1, 3),
+    budget=st.lists(st.floats(0.1, 5.0), min_size=3, max_size=3),
+    lam=st.floats(0.2, 3.0),
+    factor=st.sampled_from([0.1, 1.0, 10.0]),
+    seed=st.integers(0, 2**31),
+)
+def test_feature_network_constants_hold(harmonics, width, depth, budget, lam, factor, seed):
+    from lipsurrogate.nn import FeatureLipschitzMLP
+
+    model = FeatureLipschitzMLP(3, 1, [width] * depth, periods=[2 * np.pi, 3.0, None], harmonics=harmonics,
+                                offset=[0, 0, 0.5], scale=[1, 1, 2.0], input_budget=budget, lipschitz=lam, seed=seed % 1000)
+    _inflate(model, factor, torch.Generator().manual_seed(seed))
+    bounds = lipschitz_bounds(model)
+    # by construction: slope in x_j at most lambda * budget_j
+    assert np.all(bounds.per_input[0] <= lam * np.asarray(budget) * (1 + 1e-9))
+    plain = to_plain(model).double()
+    gen = np.random.default_rng(seed)
+    x = gen.uniform(-5, 10, size=(256, 3))
+    y = x + gen.normal(size=(256, 3)) * gen.choice([1e-3, 0.1, 3.0], size=(256, 1))
+    fx = plain(torch.from_numpy(x)).detach().numpy()[:, 0]
+    fy = plain(torch.from_numpy(y)).detach().numpy()[:, 0]
+    assert np.all(np.abs(fx - fy) <= np.abs(x - y) @ bounds.per_input[0] + 1e-9 * (1 + np.abs(fx)))

@@ -1,0 +1,98 @@
+"""Per-cell bounds against brute-force maximisation of functions with known constants."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from lipsurrogate.bounds.cells import cell_bounds, locate_cells
+from lipsurrogate.exceptions import CertificationError
+
+
+def _cone_function(rng, d, L, n_cones=6):
+    """e(x) = max_j (b_j - sum_k L_k |x_k - c_jk|): weighted-l1 Lipschitz with constants L, sharp."""
+    centres = rng.uniform(0, 1, size=(n_cones, d))
+    heights = rng.normal(size=n_cones)
+
+    def e(x):
+        return np.max(heights[None] - np.abs(x[:, None, :] - centres[None]) @ L, axis=1)
+
+    return e
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_bound_holds_and_is_sharp_in_1d(rng, d):
+    for trial in range(5):
+        L = rng.uniform(0.2, 3.0, size=d)
+        e = _cone_function(rng, d, L)
+        edges = [np.sort(np.concatenate([[0, 1], rng.uniform(0, 1, size=rng.integers(2, 6))])) for _ in range(d)]
+        grid = np.stack(np.meshgrid(*edges, indexing="ij"), -1)
+        # margin: the float evaluation of the cone function itself rounds (a few ulps of ~3)
+        cert = cell_bounds(e(grid.reshape(-1, d)).reshape(grid.shape[:-1]), edges, L, margin=1e-14)
+        pts = rng.uniform(0, 1, size=(20000, d))
+        values = np.abs(e(pts))
+        bounds = cert.per_cell[locate_cells(pts, edges)]
+        assert np.all(values <= bounds)
+        assert np.all(cert.per_cell <= cert.naive + 1e-15)
+    if d == 1:  # exact in 1D: (|e0 + e1| + L h) / 2 is attained by the McShane envelope
+        e0, e1, L1, h = 0.3, -0.1, 2.0, 0.5
+        cert = cell_bounds(np.array([e0, e1]), [np.array([0, h])], [L1])
+        xs = np.linspace(0, h, 100001)
+        upper = np.minimum(e0 + L1 * xs, e1 + L1 * (h - xs))
+        assert cert.bound == pytest.approx(upper.max(), rel=1e-6)
+
+
+def test_margin_is_added():
+    base = cell_bounds(np.zeros((2, 2)), [np.array([0, 1.0])] * 2, [1.0, 1.0])
+    wider = cell_bounds(np.zeros((2, 2)), [np.array([0, 1.0])] * 2, [1.0, 1.0], margin=0.1)
+    assert wider.bound == pytest.approx(base.bound + 0.1)
+
+
+def test_consistency_check_refuses_wrong_constant():
+    e = np.array([0.0, 1.0, 0.0])
+    with pytest.raises(CertificationError, match="Consistency check failed along axis 0"):
+        cell_bounds(e, [np.array([0.0, 0.1, 0.2])], [1.0])
+    cell_bounds(e, [np.array([0.0, 0.1, 0.2])], [10.0])  # enough
+
+
+@pytest.mark.parametrize(
+    "errors, edges, L, match",
+    [
+        (np.zeros(3), [np.array([0.0, 2.0, 1.0])], [1.0], "strictly increasing"),
+        (np.zeros(3), [np.array([0.0, 1.0, 1.0])], [1.0], "no zero-size"),
+        (np.array([0.0, np.nan, 0.0]), [np.array([0.0, 1.0, 2.0])], [1.0], "NaN"),
+        (np.zeros(3), [np.array([0.0, 1.0])], [1.0], "expected 3"),
+        (np.zeros((3, 3)), [np.arange(3.0)], [1.0], "one coordinate vector per axis"),
+        (np.zeros(3), [np.arange(3.0)], [-1.0], "non-negative"),
+    ],
+)
+def test_bad_input(errors, edges, L, match):
+    with pytest.raises(CertificationError, match=match):
+        cell_bounds(errors, edges, L)
+
+
+def test_network_error_functions_never_exceed_bound(rng):
+    """Random Lipschitz networks minus a smooth function with known constants, on random grids."""
+    import torch
+
+    from lipsurrogate.bounds import evaluate_float64, extract_chain, lipschitz_bounds
+    from lipsurrogate.nn import LipschitzMLP
+
+    for seed in range(4):
+        model = LipschitzMLP(2, 1, (16, 16), lipschitz=2.0, seed=seed)
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith("original"):
+                    p.mul_(5)
+        lf = lipschitz_bounds(model).per_input[0]
+        u = lambda p: np.sin(3 * p[:, 0]) * np.cos(2 * p[:, 1])  # noqa: E731 - |u_x| <= 3, |u_y| <= 2
+        edges = [np.sort(np.concatenate([[-1, 1], rng.uniform(-1, 1, 6)])) for _ in range(2)]
+        grid = np.stack(np.meshgrid(*edges, indexing="ij"), -1).reshape(-1, 2)
+        f, err = evaluate_float64(extract_chain(model), grid)
+        e = (f[:, 0] - u(grid)).reshape(len(edges[0]), len(edges[1]))
+        cert = cell_bounds(e, edges, lf + np.array([3.0, 2.0]), margin=err[:, 0].reshape(e.shape) + 1e-15)
+        pts = rng.uniform(-1, 1, size=(20000, 2))
+        with torch.no_grad():
+            fp = model.double()(torch.from_numpy(pts))[:, 0].numpy()
+        model.float()
+        assert np.all(np.abs(fp - u(pts)) <= cert.per_cell[locate_cells(pts, edges)])

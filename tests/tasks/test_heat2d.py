@@ -1,0 +1,118 @@
+"""End-to-end `fit heat2d --quick`: the run-folder contract, the bound against the exact solution,
+and clear errors on corrupted run folders."""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+import lipsurrogate
+from lipsurrogate.cli import main
+from lipsurrogate.data.heat import HeatModes
+from lipsurrogate.exceptions import CertificationError, ModelFileError
+from lipsurrogate.tasks import heat2d
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("heat") / "run"
+    assert main(["fit", "heat2d", "--quick", "--no-progress", "--out", str(out)]) == 0
+    return out
+
+
+def test_run_folder_contract(run_dir):
+    for name in ["config.json", "environment.json", "data.nc", "model.safetensors", "model.json",
+                 "certificate.json", "certificate.nc", "verification.json", "report.html"]:
+        assert (run_dir / name).is_file(), name
+    for fig in ["solution", "bound_vs_error", "training", "tightness"]:
+        assert (run_dir / "figures" / f"{fig}.png").stat().st_size > 2000
+    cert = json.loads((run_dir / "certificate.json").read_text())
+    for key in ["bound", "per_cell", "lipschitz_f", "lipschitz_u", "lipschitz_u_source", "grid", "level", "method"]:
+        assert key in cert
+    assert "maximum principle" in cert["lipschitz_u_source"]
+    ver = json.loads((run_dir / "verification.json").read_text())
+    for key in ["violations", "max_error_observed", "bound", "tightness", "samples"]:
+        assert key in ver
+    assert ver["violations"] == 0
+    assert set(ver["samples"]) == {"dense", "random", "adversarial"}
+    assert ver["tightness"] >= 1.0
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["seed"] == 0 and HeatModes.from_json(config["initial_condition_modes"]).cos.size == 4
+    html = (run_dir / "report.html").read_text()
+    assert "certified" in html and "data:image/png;base64" in html
+
+
+def test_bound_holds_on_independent_random_points(run_dir):
+    """Recompute the exact solution from config.json alone and compare with load().predict."""
+    config = json.loads((run_dir / "config.json").read_text())
+    d = json.loads(config["initial_condition_modes"])
+    k = np.asarray(d["wavevectors"], float)
+    a, b = np.asarray(d["cos"]), np.asarray(d["sin"])
+    kappa, t_end = config["diffusivity"], config["t_end"]
+    rng = np.random.default_rng(12345)
+    pts = rng.uniform([0, 0, 0], [2 * np.pi, 2 * np.pi, t_end], size=(50_000, 3))
+    phase = pts[:, :2] @ k.T
+    u = np.sum(np.exp(-kappa * np.sum(k**2, 1)[None] * pts[:, 2:3]) * (a * np.cos(phase) + b * np.sin(phase)), axis=1)
+    surrogate = lipsurrogate.load(run_dir)
+    values, bounds = surrogate.predict(pts, with_bound=True)
+    assert np.all(np.abs(values - u) <= bounds)
+    assert np.all(bounds <= surrogate.bound)
+
+
+def test_predict_refuses_points_outside_the_box(run_dir):
+    surrogate = lipsurrogate.load(run_dir)
+    with pytest.raises(CertificationError, match="outside the certified box"):
+        surrogate.predict(np.array([[1.0, 1.0, 5.0]]))
+    with pytest.raises(ValueError, match=r"shape \(n, 3\)"):
+        surrogate.predict(np.zeros((2, 2)))
+
+
+def test_certify_and_verify_commands_rerun(run_dir, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    before = json.loads((copy / "certificate.json").read_text())["bound"]
+    assert main(["certify", str(copy)]) == 0
+    assert json.loads((copy / "certificate.json").read_text())["bound"] == pytest.approx(before, rel=1e-12)
+    assert main(["verify", str(copy), "--density", "2"]) == 0
+    assert "violations 0" in capsys.readouterr().out
+
+
+def test_corrupted_run_folders_give_clear_errors(run_dir, tmp_path, capsys):
+    bad = tmp_path / "bad"
+    shutil.copytree(run_dir, bad)
+    tensors = load_file(bad / "model.safetensors")
+    key = sorted(tensors)[0]
+    tensors[key] = torch.zeros(3)
+    save_file(tensors, bad / "model.safetensors")
+    for command in (["certify", str(bad)], ["verify", str(bad)]):
+        assert main(command) == 2
+        assert key in capsys.readouterr().err
+    with pytest.raises(ModelFileError, match=key.replace(".", r"\.")):
+        lipsurrogate.load(bad)
+    (bad / "config.json").write_text("{}")
+    assert main(["certify", str(bad)]) == 2
+    assert "corrupted" in capsys.readouterr().err
+    (bad / "certificate.json").unlink()
+    with pytest.raises(ModelFileError, match="no certificate.json"):
+        lipsurrogate.load(bad)
+
+
+def test_wrong_constant_makes_certification_refuse(run_dir, monkeypatch):
+    monkeypatch.setattr(heat2d, "_solution_constants", lambda modes, kappa: {
+        "values": [0.0, 0.0, 0.0], "kind": "wrong", "source": "wrong on purpose"})
+    model = lipsurrogate.nn.load_model(run_dir / "model")
+    monkeypatch.setattr(lipsurrogate.tasks.heat2d, "lipschitz_bounds", lambda m: type("B", (), {
+        "per_input": np.zeros((1, 3)), "method": "zero"})())
+    with pytest.raises(CertificationError, match="Consistency check failed"):
+        heat2d.certify(run_dir, model=model)
+
+
+def test_unknown_option_is_refused(tmp_path):
+    from lipsurrogate.pipeline import fit
+
+    with pytest.raises(ValueError, match="Unknown heat2d option"):
+        fit("heat2d", out=tmp_path / "x", quick=True, progress=False, colour="blue")
+    assert not (tmp_path / "x").exists()

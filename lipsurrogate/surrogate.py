@@ -22,7 +22,12 @@ class Surrogate:
     """
 
     def __init__(self, model, certificate, document: dict, run_dir: Path) -> None:
-        self.model = model.double().eval()
+        from .nn import to_plain
+
+        # the certificate is about the saved effective weights: evaluate exactly those, in float64
+        # (a parametrized model in float64 would renormalise its weights in float64, which is a
+        # slightly different function)
+        self.model = to_plain(model).double()
         self.certificate = certificate
         self.document = document
         self.run_dir = run_dir

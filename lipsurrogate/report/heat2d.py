@@ -26,7 +26,7 @@ def write_report(run_dir: Path) -> Path:
     import torch
 
     from ..data.dataset import load_dataset
-    from ..nn import load_model
+    from ..nn import load_model, to_plain
     from ..tasks.heat2d import exact_solution_of
 
     plt = _plt()
@@ -36,7 +36,7 @@ def write_report(run_dir: Path) -> Path:
     fit = read_json(run_dir / "fit.json")
     history = read_json(run_dir / "training.json")
     modes, kappa = exact_solution_of(config)
-    model = load_model(run_dir / "model").double()
+    model = to_plain(load_model(run_dir / "model")).double()
     cells = load_dataset(run_dir / "certificate.nc")
     data = load_dataset(run_dir / "data.nc")
     figures = {}

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     heat.add_argument("--lr", type=float, help="learning rate, cosine-decayed [3e-3]")
     heat.add_argument("--cert-cells", type=_int_list, help="certificate cells in x,y,t [128,128,32]")
     heat.add_argument("--cert-cells-coarse", type=_int_list, help="second certificate grid [64,64,16]")
+    heat.add_argument("--local-block", type=int, help="cells per axis sharing one local constant; 0 = global constants only [2]")
 
     certify = sub.add_parser("certify", help="recompute the certificate of a run folder")
     certify.add_argument("run", metavar="RUN", help="run folder")
@@ -106,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline import fit
 
         names = ["grid", "t_end", "frames", "diffusivity", "n_modes", "k_max", "hidden", "harmonics", "lipschitz",
-                 "slope_factor", "steps", "batch_size", "lr", "cert_cells", "cert_cells_coarse"]
+                 "slope_factor", "steps", "batch_size", "lr", "cert_cells", "cert_cells_coarse", "local_block"]
         options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
         try:
             summary = fit(args.task, out=args.out, seed=args.seed, quick=args.quick, progress=not args.no_progress,

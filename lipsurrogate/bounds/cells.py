@@ -101,8 +101,9 @@ def cell_bounds(
     lipschitz: Sequence[float],
     margin: np.ndarray | float = 0.0,
     check: bool = True,
+    local_lipschitz: np.ndarray | None = None,
 ) -> CellCertificate:
-    """Certified per-cell max-error bounds on a rectilinear grid.
+    r"""Certified per-cell max-error bounds on a rectilinear grid.
 
     Parameters
     ----------
@@ -116,6 +117,9 @@ def cell_bounds(
         Bound on the uncertainty of each :math:`e_v` (rounding of the evaluations).
     check : bool
         Run the consistency check (refuse contradictory constants).
+    local_lipschitz : ndarray, shape (n_0 - 1, ..., n_{d-1} - 1, d), optional
+        Per-cell constants :math:`L_k(C)` (e.g. from interval propagation); each cell uses
+        :math:`\min(L_k(C), L_k)`. The consistency check always uses the global ``lipschitz``.
 
     Returns
     -------
@@ -153,8 +157,17 @@ def cell_bounds(
                 )
 
     spans = [np.diff(edges[k]).reshape([-1 if i == k else 1 for i in range(d)]) for k in range(d)]
-    lip_term = 0.5 * sum(L[k] * spans[k] for k in range(d))  # broadcast to cell shape
     cell_shape = tuple(n - 1 for n in e.shape)
+    if local_lipschitz is None:
+        lip_term = 0.5 * sum(L[k] * spans[k] for k in range(d))  # broadcast to cell shape
+    else:
+        local = np.asarray(local_lipschitz, dtype=np.float64)
+        if local.shape != (*cell_shape, d) or not np.all(np.isfinite(local)) or np.any(local < 0):
+            raise CertificationError(
+                f"'local_lipschitz' must be finite, non-negative, of shape {(*cell_shape, d)}. Got {local.shape}."
+            )
+        local = np.minimum(local, L)
+        lip_term = 0.5 * sum(local[..., k] * spans[k] for k in range(d))
     best = np.full(cell_shape, np.inf)
     worst_vertex = np.zeros(cell_shape)
     for offset in itertools.product((0, 1), repeat=d):

@@ -111,6 +111,46 @@ class HeatModes:
         k2 = np.sum(np.asarray(self.wavevectors, dtype=np.float64) ** 2, axis=1)
         return float((self.amplitudes() * k2 * self._omega() ** 2).sum())
 
+    def derivative_intervals(self, lo: np.ndarray, hi: np.ndarray, kappa: float) -> tuple[np.ndarray, np.ndarray]:
+        r"""Certified intervals of :math:`(\partial_x u, \partial_y u, \partial_t u)` on boxes.
+
+        ``lo``, ``hi`` have shape (n, 3) with columns (x, y, t), t >= 0. Each mode contributes
+        :math:`e^{-\lambda t}` (monotone, so its range is exact at the time ends) times a
+        shifted cosine of the phase (exact range over the phase interval, see
+        :func:`lipsurrogate.bounds.local.cos_range`); products and sums use interval arithmetic,
+        widened by a rounding margin. Returns ``(dlo, dhi)``, each (n, 3).
+        """
+        from ..bounds.local import cos_range
+
+        lo = np.asarray(lo, dtype=np.float64)
+        hi = np.asarray(hi, dtype=np.float64)
+        if self.boundary != "periodic":
+            raise ConfigurationError("derivative_intervals is implemented for periodic modes.")
+        w = self._omega()
+        k = np.asarray(self.wavevectors, dtype=np.float64)
+        rates = self._decay(kappa)
+        xc, xr = (lo[:, :2] + hi[:, :2]) / 2, (hi[:, :2] - lo[:, :2]) / 2
+        pc = w * xc @ k.T  # (n, modes)
+        pr = w * xr @ np.abs(k).T
+        amp = self.amplitudes()
+        e_lo = np.exp(-rates[None] * hi[:, 2:3])
+        e_hi = np.exp(-rates[None] * lo[:, 2:3])
+        # a cos p + b sin p = R cos(p - phi), phi = atan2(b, a)
+        phi = np.arctan2(self.sin, self.cos)
+        val_lo, val_hi = cos_range(pc - phi, pr)
+        # d/dp (a cos p + b sin p) = -a sin p + b cos p = R cos(p - phi + pi/2)
+        der_lo, der_hi = cos_range(pc - phi + np.pi / 2, pr)
+        out_lo, out_hi = np.zeros((len(lo), 3)), np.zeros((len(lo), 3))
+        for axis in range(2):
+            c = amp * w * k[:, axis]  # (modes,)
+            lo_m, hi_m = _interval_product(e_lo, e_hi, c * der_lo, c * der_hi)
+            out_lo[:, axis], out_hi[:, axis] = lo_m.sum(1), hi_m.sum(1)
+        c = -amp * rates
+        lo_m, hi_m = _interval_product(e_lo, e_hi, c * val_lo, c * val_hi)
+        out_lo[:, 2], out_hi[:, 2] = lo_m.sum(1), hi_m.sum(1)
+        pad = 1e-12 * (1 + self.laplacian_bound() * (1 + kappa) + self.gradient_bounds().sum())
+        return out_lo - pad, out_hi + pad
+
     def to_json(self) -> str:
         """JSON text that :meth:`from_json` reads back exactly (floats as repr)."""
         return json.dumps(
@@ -133,6 +173,13 @@ class HeatModes:
             float(d["length"]),
             d["boundary"],
         )
+
+
+def _interval_product(alo, ahi, blo, bhi):
+    """Elementwise interval product [alo, ahi] * [blo, bhi] (endpoints in any order for b)."""
+    blo, bhi = np.minimum(blo, bhi), np.maximum(blo, bhi)
+    cands = np.stack([alo * blo, alo * bhi, ahi * blo, ahi * bhi])
+    return cands.min(0), cands.max(0)
 
 
 def random_periodic_modes(

@@ -96,3 +96,30 @@ def test_network_error_functions_never_exceed_bound(rng):
             fp = model.double()(torch.from_numpy(pts))[:, 0].numpy()
         model.float()
         assert np.all(np.abs(fp - u(pts)) <= cert.per_cell[locate_cells(pts, edges)])
+
+
+def test_local_constants_tighten_and_stay_sound(rng):
+    from lipsurrogate.bounds.local import cos_range
+
+    edges = [np.linspace(0, 6, 31), np.linspace(0, 3, 16)]
+    X, Y = np.meshgrid(*edges, indexing="ij")
+    e = lambda x, y: np.sin(x) * 0.5 + np.sin(2 * y) * 0.25  # noqa: E731 - |e_x| <= 0.5, |e_y| <= 0.5
+    errors = e(X, Y)
+    lo = [edges[0][:-1], edges[1][:-1]]
+    hx = np.diff(edges[0]) / 2
+    hy = np.diff(edges[1]) / 2
+    cx_lo, cx_hi = cos_range(lo[0] + hx, hx)  # e_x = 0.5 cos(x)
+    cy_lo, cy_hi = cos_range(2 * (lo[1] + hy), 2 * hy)  # e_y = 0.5 cos(2y)
+    lx = 0.5 * np.maximum(np.abs(cx_lo), np.abs(cx_hi))
+    ly = 0.5 * np.maximum(np.abs(cy_lo), np.abs(cy_hi))
+    local = np.stack(np.broadcast_arrays(lx[:, None], ly[None, :]), -1)
+    glob = cell_bounds(errors, edges, [0.5, 0.5], margin=1e-15)
+    loc = cell_bounds(errors, edges, [0.5, 0.5], margin=1e-15, local_lipschitz=local)
+    assert np.all(loc.per_cell <= glob.per_cell) and loc.bound < glob.bound
+    pts = rng.uniform([0, 0], [6, 3], size=(50000, 2))
+    assert np.all(np.abs(e(pts[:, 0], pts[:, 1])) <= loc.per_cell[locate_cells(pts, edges)])
+    # local constants above the global ones are capped, wrong shapes refused
+    capped = cell_bounds(errors, edges, [0.5, 0.5], local_lipschitz=local * 100)
+    np.testing.assert_allclose(capped.per_cell, cell_bounds(errors, edges, [0.5, 0.5]).per_cell)
+    with pytest.raises(CertificationError, match="local_lipschitz"):
+        cell_bounds(errors, edges, [0.5, 0.5], local_lipschitz=local[:-1])

@@ -151,3 +151,21 @@ def test_save_dataset_checks_suffix_and_attrs(tmp_path):
     with pytest.raises(DataSchemaError, match="not a readable"):
         (tmp_path / "junk.nc").write_bytes(b"junk")
         load_dataset(tmp_path / "junk.nc")
+
+
+def test_heat_derivative_intervals_contain_sampled_derivatives(rng):
+    modes = random_periodic_modes(rng, n_modes=5, k_max=3)
+    kappa = 0.2
+    n = 400
+    lo = np.column_stack([rng.uniform(-3, 9, n), rng.uniform(-3, 9, n), rng.uniform(0, 2, n)])
+    width = rng.choice([1e-3, 0.05, 0.5], size=(n, 1)) * np.ones((1, 3))
+    dlo, dhi = modes.derivative_intervals(lo, lo + width, kappa)
+    pts = lo[:, None] + rng.uniform(size=(n, 40, 3)) * width[:, None]
+    x, y, t = pts[..., 0], pts[..., 1], pts[..., 2]
+    h = 1e-6
+    u = lambda x, y, t: modes.solution(x, y, t, kappa)  # noqa: E731
+    grads = np.stack([(u(x + h, y, t) - u(x - h, y, t)) / (2 * h), (u(x, y + h, t) - u(x, y - h, t)) / (2 * h),
+                      (u(x, y, t + h) - u(x, y, t - h)) / (2 * h)], -1)
+    assert np.all(grads >= dlo[:, None] - 1e-6) and np.all(grads <= dhi[:, None] + 1e-6)
+    small = width[:, 0] == 1e-3
+    assert np.median((dhi - dlo)[small]) < 0.05  # tight on small boxes

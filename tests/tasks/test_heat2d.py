@@ -33,6 +33,8 @@ def test_run_folder_contract(run_dir):
     for key in ["bound", "per_cell", "lipschitz_f", "lipschitz_u", "lipschitz_u_source", "grid", "level", "method"]:
         assert key in cert
     assert "maximum principle" in cert["lipschitz_u_source"]
+    # local constants (interval propagation) never loosen the global-constant bound
+    assert cert["bound"] <= cert["bound_global_constants"] <= cert["naive_bound"]
     ver = json.loads((run_dir / "verification.json").read_text())
     for key in ["violations", "max_error_observed", "bound", "tightness", "samples"]:
         assert key in ver

@@ -1,0 +1,113 @@
+"""Certification speed on the default heat2d certificate grid, as ratios to evaluating the network.
+
+Stages timed on the same grid (128 x 128 x 32 cells, 129 x 129 x 33 vertices) with the default
+4 x 128 FeatureLipschitzMLP (random weights: speed does not depend on training):
+
+``network forward (float32 torch)``
+    The baseline: one plain forward pass over all vertices.
+``vertex values + rounding bounds (float64)``
+    :func:`lipsurrogate.bounds.evaluate_float64` over all vertices.
+``per-cell pair bound``
+    :func:`lipsurrogate.bounds.cells.cell_bounds` (consistency check included).
+``local constants (interval propagation)``
+    :func:`lipsurrogate.bounds.local.network_derivative_intervals` plus the solution's derivative
+    intervals, on blocks of 2 x 2 x 2 cells (the default) and, separately, per cell on a sample.
+
+Usage::
+
+    python benchmarks/bench_certify.py [--out benchmarks/results/certify.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lipsurrogate.bounds import evaluate_float64, extract_chain
+from lipsurrogate.bounds.cells import cell_bounds
+from lipsurrogate.bounds.local import network_derivative_intervals
+from lipsurrogate.data.heat import random_periodic_modes
+from lipsurrogate.nn import FeatureLipschitzMLP, to_plain
+
+DEFAULT_OUT = Path(__file__).parent / "results" / "certify.md"
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    model = FeatureLipschitzMLP(3, 1, (128,) * 4, periods=[2 * np.pi, 2 * np.pi, None], harmonics=3,
+                                offset=[0, 0, 0.5], scale=[1, 1, 2], input_budget=[3, 3, 1], seed=0).eval()
+    modes = random_periodic_modes(np.random.default_rng(0))
+    edges = [np.linspace(0, 2 * np.pi, 129), np.linspace(0, 2 * np.pi, 129), np.linspace(0, 1, 33)]
+    X, Y, T = np.meshgrid(*edges, indexing="ij")
+    pts = np.stack([X.ravel(), Y.ravel(), T.ravel()], 1)
+    n_vertices, n_cells = len(pts), 128 * 128 * 32
+    plain = to_plain(model)
+    x32 = torch.tensor(pts, dtype=torch.float32)
+    with torch.no_grad():
+        _, t_forward = timed(lambda: plain(x32))
+    chain = extract_chain(model)
+
+    def vertex_values():
+        out = []
+        for s in range(0, len(pts), 65536):
+            out.append(evaluate_float64(chain, pts[s : s + 65536])[0][:, 0])
+        return np.concatenate(out)
+
+    f, t_values = timed(vertex_values)
+    errors = (f - modes.solution(pts[:, 0], pts[:, 1], pts[:, 2], 0.05)).reshape(X.shape)
+    _, t_pairs = timed(lambda: cell_bounds(errors, edges, [60.0, 60.0, 60.0]))
+    from lipsurrogate.tasks.heat2d import _local_error_constants
+
+    _, t_local = timed(lambda: _local_error_constants(model, modes, 0.05, edges, block=2))
+    sample = 16384
+    lo = np.random.default_rng(1).uniform([0, 0, 0], [6.2, 6.2, 0.95], size=(sample, 3))
+    _, t_local_cells = timed(lambda: network_derivative_intervals(model, lo, lo + [0.049, 0.049, 0.031]))
+
+    rows = [
+        ("network forward (float32 torch), baseline", n_vertices, t_forward),
+        ("vertex values + rounding bounds (float64)", n_vertices, t_values),
+        ("per-cell pair bound + consistency check", n_cells, t_pairs),
+        ("local constants on 2x2x2 blocks (default)", n_cells, t_local),
+        ("local constants per cell (sample)", sample, t_local_cells),
+    ]
+    lines = ["| stage | items | seconds | items per second | time / network forward |", "|---|---:|---:|---:|---:|"]
+    for name, n, sec in rows:
+        lines.append(f"| {name} | {n} | {sec:.2f} | {n / sec:,.0f} | {sec / t_forward * n_vertices / n:.2f} (per item) |")
+    text = "\n".join([
+        "# Certification speed (default heat2d grid, 4 x 128 network)",
+        "",
+        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
+        "- command: `python benchmarks/bench_certify.py`",
+        f"- python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), CPUs: {os.cpu_count()}",
+        "- last column: seconds per item relative to the float32 forward pass per vertex",
+        "",
+        *lines,
+        "",
+    ])
+    print(text)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, args.out)
+
+
+if __name__ == "__main__":
+    main()

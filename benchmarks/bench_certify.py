@@ -21,15 +21,13 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from _markdown import header, write
 
 from lipsurrogate.bounds import evaluate_float64, extract_chain
 from lipsurrogate.bounds.cells import cell_bounds
@@ -90,23 +88,15 @@ def main(argv=None) -> None:
     for name, n, sec in rows:
         lines.append(f"| {name} | {n} | {sec:.2f} | {n / sec:,.0f} | {sec / t_forward * n_vertices / n:.2f} (per item) |")
     text = "\n".join([
-        "# Certification speed (default heat2d grid, 4 x 128 network)",
-        "",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        "- command: `python benchmarks/bench_certify.py`",
-        f"- python {platform.python_version()}, torch {torch.__version__} ({torch.get_num_threads()} threads), CPUs: {os.cpu_count()}",
-        "- last column: seconds per item relative to the float32 forward pass per vertex",
-        "",
+        *header("Certification speed (default heat2d grid, 4 x 128 network)", [
+            f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+            "last column: seconds per item relative to the float32 forward pass per vertex",
+        ]),
         *lines,
         "",
     ])
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, args.out)
+    write(args.out, text)
 
 
 if __name__ == "__main__":

@@ -21,14 +21,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from _markdown import header, write
 
 DEFAULT_OUT = Path(__file__).parent / "results" / "data.md"
 
@@ -84,22 +82,13 @@ def main(argv=None) -> None:
         lines.append(f"| {name} | {total:.1f} | {per:.3f} | {base_per_sample / per:.1f}x |")
     table = "\n".join(lines)
     print(table)
-    header = [
-        "# Data benchmark: heat2d family generation (64x64, 51 frames, t in [0, 1], kappa 0.05)",
+    text = "\n".join([
+        *header("Data benchmark: heat2d family generation (64x64, 51 frames, t in [0, 1], kappa 0.05)",
+                ["each row is a fresh process: imports and numba compilation included"]),
+        table,
         "",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"- command: `python benchmarks/bench_data.py {' '.join(argv or sys.argv[1:])}`".rstrip(),
-        f"- python {platform.python_version()}, {platform.platform()}, CPUs: {os.cpu_count()}",
-        "- each row is a fresh process: imports and numba compilation included",
-        "",
-    ]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write("\n".join(header) + "\n" + table + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, args.out)
-    print(f"wrote {args.out}", file=sys.stderr)
+    ])
+    write(args.out, text)
 
 
 if __name__ == "__main__":

@@ -15,16 +15,14 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import datetime
-import os
-import platform
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
+
+from _markdown import header, write
 
 from lipsurrogate.bounds import lipschitz_bounds
 from lipsurrogate.data.generators import heat2d, heat_modes_of
@@ -98,24 +96,15 @@ def main(argv=None) -> None:
     for name, sec, rmse, obs, bound in rows:
         lines.append(f"| {name} | {sec:.0f} | {100 * rmse:.2f}% | {100 * obs:.2f}% | {bound} |")
     text = "\n".join([
-        "# heat2d: Lipschitz surrogate vs unconstrained MLP",
-        "",
-        f"- date: {datetime.datetime.now().isoformat(timespec='seconds')}",
-        f"- command: `python benchmarks/bench_heat2d.py {' '.join(argv or [])}`".rstrip(),
-        f"- {cfg.steps} steps, batch {cfg.batch_size}, lr {cfg.lr} (cosine), seed {cfg.seed}; "
-        f"observed max error on 200000 uniform random points against the closed form",
-        f"- python {platform.python_version()}, {platform.platform()}, CPUs: {os.cpu_count()}",
-        "",
+        *header("heat2d: Lipschitz surrogate vs unconstrained MLP", [
+            f"{cfg.steps} steps, batch {cfg.batch_size}, lr {cfg.lr} (cosine), seed {cfg.seed}; observed max "
+            "error on 200000 uniform random points against the closed form",
+        ]),
         *lines,
         "",
     ])
     print(text)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=args.out.parent, suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, args.out)
+    write(args.out, text)
 
 
 if __name__ == "__main__":

@@ -46,13 +46,13 @@ import platform
 import shlex
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
 import torch
+from _markdown import write
 from torch import nn
 
 import lipsurrogate
@@ -276,22 +276,6 @@ def format_report(table: str, n_rounds: int, steps_per_round: int, command: str)
     )
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_name, 0o666 & ~umask)  # mkstemp creates 0600; use the usual mode
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> None:
     """Parse arguments, run the benchmark, print the table and write the report."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -313,8 +297,7 @@ def main(argv: list[str] | None = None) -> None:
     benchmark(cases, n_rounds, steps_per_round)
     table = format_table(cases)
     print(table)
-    write_atomically(args.out, format_report(table, n_rounds, steps_per_round, command))
-    print(f"wrote {args.out}", file=sys.stderr)
+    write(args.out, format_report(table, n_rounds, steps_per_round, command))
 
 
 if __name__ == "__main__":

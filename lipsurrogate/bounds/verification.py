@@ -125,7 +125,6 @@ def verify_certificate(
     }
     violations, worst_violation = 0, 0.0
     observed, worst_point = 0.0, None
-    cell_max = np.zeros(len(chosen))
     samples = {}
 
     def check(points: np.ndarray) -> np.ndarray:

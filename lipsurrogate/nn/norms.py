@@ -89,14 +89,10 @@ class OperatorNormConstraint(nn.Module):
     ----------
     max_norm : float
         The bound on the operator norm that the constraint aims at.
-    exact : bool
-        True when the bound holds exactly for the returned float32 weight (up to the slack of
-        Note [float64 norms and slack]); False for the power-iteration estimate of ``spectral``.
     idempotent : bool
         True when applying the constraint twice changes nothing, which projection requires.
     """
 
-    exact: bool = True
     idempotent: bool = True
     kind: str = ""
 
@@ -224,7 +220,6 @@ class SpectralNorm(OperatorNormConstraint):
     """
 
     kind = "spectral"
-    exact = False
 
     def __init__(
         self,

@@ -307,7 +307,9 @@ def certify(run_dir, *, model=None, progress: bool = False) -> dict:
         "naive_bound": float(global_cert.naive.max()),
         "naive_bound_kind": "certified anchor: max vertex |e| + sum_k L_k h_k / 2 with global constants",
         "max_vertex_error": summary["max_vertex_error"],
-        "lipschitz_term": summary["lipschitz_term"],
+        "lipschitz_term_global": summary["lipschitz_term_global"],
+        "lipschitz_term_global_kind": "0.5 * sum_k (L_f + L_u)_k h_k with global constants (an upper bound of "
+                                      "the term each cell's bound adds to its vertex errors)",
         "lipschitz_f": lip_f,
         "lipschitz_f_kind": "certified upper bounds on |d f / d x_j| from the weights in float64",
         "lipschitz_f_method": lip.method,

@@ -1,0 +1,105 @@
+"""The exact per-cell bound (linear program via enumerated dual vertices) against brute force."""
+
+import itertools
+
+import numpy as np
+import pytest
+from scipy.optimize import linprog
+
+from lipsurrogate.bounds.cell_lp import dual_vertices, exact_abs_bounds, exact_upper_bounds, vertex_signs
+from lipsurrogate.bounds.cells import cell_bounds, locate_cells
+
+
+def _primal_lp(e, a):
+    """max t s.t. t <= e_v + sum(a) + sigma_v . w, |w_k| <= a_k, solved by HiGHS."""
+    d = len(a)
+    sigma = vertex_signs(d)
+    c = np.zeros(d + 1)
+    c[-1] = -1.0
+    A = np.hstack([-sigma, np.ones((2**d, 1))])
+    res = linprog(c, A_ub=A, b_ub=e + a.sum(), bounds=[(-ak, ak) for ak in a] + [(None, None)], method="highs")
+    assert res.status == 0
+    return -res.fun
+
+
+def _envelope_max(e, L, h, n=41):
+    """Brute-force max over a dense grid of the McShane envelope min_v (e_v + sum_k L_k |x_k - v_k|)."""
+    d = len(L)
+    grid = np.stack(np.meshgrid(*[np.linspace(0, hk, n) for hk in h], indexing="ij"), -1).reshape(-1, d)
+    corners = np.array(list(itertools.product((0, 1), repeat=d)), dtype=float) * h
+    cones = e[None, :] + np.abs(grid[:, None, :] - corners[None]) @ L
+    return cones.min(axis=1).max()
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+def test_exact_bound_equals_the_linear_program(rng, d):
+    for _ in range(60):
+        scale = rng.choice([1e-3, 1.0, 50.0])
+        e = rng.normal(size=2**d) * scale
+        a = rng.uniform(0, 2, size=d) * rng.choice([1e-3, 1.0, 50.0])
+        exact = exact_upper_bounds(e[None], a[None])[0]
+        primal = _primal_lp(e, a)
+        assert exact >= primal  # certified: never below the true optimum
+        assert exact == pytest.approx(primal, rel=1e-9, abs=1e-12 * (np.abs(e).max() + a.sum()))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_exact_bound_is_attained_by_the_envelope(rng, d):
+    """Brute-force maximisation: the envelope is an admissible error function, so no smaller bound is valid."""
+    for _ in range(10):
+        L = rng.uniform(0.2, 3.0, size=d)
+        h = rng.uniform(0.1, 1.0, size=d)
+        e = rng.normal(size=2**d) * 0.3
+        exact = exact_upper_bounds(e[None], (L * h / 2)[None])[0]
+        sampled = _envelope_max(e, L, h, n=81 if d < 3 else 41)
+        assert sampled <= exact
+        # the dense grid misses the maximiser by at most L . (grid step) / 2
+        assert exact - sampled <= 0.5 * np.dot(L, h) / (80 if d < 3 else 40) + 1e-12
+
+
+def test_pair_bound_is_a_subset_of_the_dual_vertices_and_1d_is_closed_form(rng):
+    for d in (1, 2, 3):
+        coef_e, coef_a = dual_vertices(d)
+        assert np.all(coef_e >= 0) and np.allclose(coef_e.sum(axis=1), 1.0)
+        n = 2**d
+        for v in range(n):  # antipodal pair: bits complemented
+            lam = np.zeros(n)
+            lam[[v, n - 1 - v]] = 0.5
+            assert np.any(np.all(np.isclose(coef_e, lam), axis=1))
+    e = np.array([0.3, -0.1])
+    assert exact_abs_bounds(e[None], 0.0, np.array([[0.5]]))[0] == pytest.approx((abs(e.sum()) + 1.0) / 2)
+
+
+def test_exact_never_above_closed_form_and_often_below(rng):
+    e = rng.normal(size=(9, 9, 9)) * 0.05
+    edges = [np.linspace(0, 1, 9)] * 3
+    cert = cell_bounds(e, edges, [1.0, 2.0, 3.0], check=False)
+    assert cert.method == "exact"
+    assert np.all(cert.per_cell <= cert.closed_form)
+    assert np.mean(cert.per_cell < cert.closed_form * (1 - 1e-6)) > 0.3
+    pair = cell_bounds(e, edges, [1.0, 2.0, 3.0], check=False, method="pair")
+    assert np.array_equal(pair.per_cell, cert.closed_form)
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_exact_bound_holds_for_sharp_functions_on_random_grids(rng, d):
+    """Functions built from weighted-l1 cones attain their constants: the tightest admissible data."""
+    for _ in range(5):
+        L = rng.uniform(0.2, 3.0, size=d)
+        centres, heights = rng.uniform(0, 1, size=(6, d)), rng.normal(size=6)
+
+        def f(x):
+            return np.max(heights[None] - np.abs(x[:, None, :] - centres[None]) @ L, axis=1)
+
+        edges = [np.sort(np.concatenate([[0, 1], rng.uniform(0, 1, size=rng.integers(1, 5))])) for _ in range(d)]
+        grid = np.stack(np.meshgrid(*edges, indexing="ij"), -1)
+        cert = cell_bounds(f(grid.reshape(-1, d)).reshape(grid.shape[:-1]), edges, L, margin=1e-14)
+        pts = rng.uniform(0, 1, size=(30000, d))
+        assert np.all(np.abs(f(pts)) <= cert.per_cell[locate_cells(pts, edges)])
+
+
+def test_bad_shapes_are_refused():
+    with pytest.raises(ValueError, match=r"\(N, 2\^d\)"):
+        exact_upper_bounds(np.zeros((3, 4)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="1 to 4 dimensions"):
+        dual_vertices(5)

@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     fit.add_argument("task", choices=sorted(TASKS), metavar="TASK", help="one of: " + ", ".join(TASKS))
+    fit.add_argument("file", nargs="?", default=None, help="the PDEBench file (only with 'pdebench')")
     fit.add_argument("--out", default=None, help="run folder (default: runs/TASK-TIMESTAMP)")
     fit.add_argument("--seed", type=int, default=0, help="seed of every random choice in the run")
     fit.add_argument("--quick", action="store_true", help="smoke-sized run (seconds)")
@@ -50,6 +51,11 @@ def build_parser() -> argparse.ArgumentParser:
     heat.add_argument("--cert-cells", type=_int_list, help="certificate cells in x,y,t [128,128,32]")
     heat.add_argument("--cert-cells-coarse", type=_int_list, help="second certificate grid [64,64,16]")
     heat.add_argument("--local-block", type=int, help="cells per axis sharing one local constant; 0 = global constants only [2]")
+    heat.add_argument("--refine-budget", type=int, help="error evaluations for adaptive refinement; 0 = none [400000]")
+    other = fit.add_argument_group("options of the field tasks (pdebench, advection1d, burgers1d, allen-cahn1d, "
+                                   "reaction-diffusion2d); --grid/--frames/--t-end/--hidden/--steps/... apply too")
+    other.add_argument("--sample", type=int, help="pdebench: sample index in the file [0]")
+    other.add_argument("--field", help="pdebench: field to fit (default: the first with a time axis)")
 
     certify = sub.add_parser("certify", help="recompute the certificate of a run folder")
     certify.add_argument("run", metavar="RUN", help="run folder")
@@ -107,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
         from .pipeline import fit
 
         names = ["grid", "t_end", "frames", "diffusivity", "n_modes", "k_max", "hidden", "harmonics", "lipschitz",
-                 "slope_factor", "steps", "batch_size", "lr", "cert_cells", "cert_cells_coarse", "local_block"]
+                 "slope_factor", "steps", "batch_size", "lr", "cert_cells", "cert_cells_coarse", "local_block",
+                 "refine_budget", "sample", "field", "file"]
         options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
         try:
             summary = fit(args.task, out=args.out, seed=args.seed, quick=args.quick, progress=not args.no_progress,
@@ -120,18 +127,19 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command in ("certify", "verify", "report"):
         from .exceptions import LipsurrogateError
-        from .tasks import heat2d
+        from .tasks import task_module
 
         try:
+            module = task_module(args.run)
             if args.command == "certify":
-                doc = heat2d.certify(args.run)
+                doc = module.certify(args.run)
                 print(f"certified bound {doc['bound']:.4g} on {doc['grid']['cells']} cells -> {args.run}/certificate.json")
             elif args.command == "verify":
-                doc = heat2d.verify(args.run, density=args.density, seed=args.seed)
+                doc = module.verify(args.run, density=args.density, seed=args.seed)
                 print(f"violations {doc['violations']}, observed max {doc['max_error_observed']:.4g}, "
                       f"bound {doc['bound']:.4g}, tightness {doc['tightness']:.2f} -> {args.run}/verification.json")
             else:
-                print(f"wrote {heat2d.report(args.run)}")
+                print(f"wrote {module.report(args.run)}")
         except LipsurrogateError as err:
             print(f"lipsurrogate: error: {err}", file=sys.stderr)
             return 2

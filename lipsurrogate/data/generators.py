@@ -387,6 +387,12 @@ PROBLEMS: dict[str, ExpressionProblem] = {
 }
 
 
+def _fine_grid(problem: ExpressionProblem, cells: int):
+    from pde import CartesianGrid
+
+    return CartesianGrid([list(b) for b in problem.domain], [cells] * len(problem.domain), periodic=problem.periodic)
+
+
 def _solve_expression(problem: ExpressionProblem, params: dict, cells: int, times, dt, solver, backend, initials):
     from pde import PDE, CartesianGrid, FieldCollection, ScalarField
 
@@ -417,10 +423,17 @@ def generate_expression(
     solver: str | None = None,
     backend: str = "auto",
     estimate_error: bool = True,
+    reference: bool = False,
     progress: bool = True,
     **params,
 ) -> xr.Dataset:
-    """Generate data for one of :data:`PROBLEMS` (see the module docstring)."""
+    """Generate data for one of :data:`PROBLEMS` (see the module docstring).
+
+    With ``reference=True`` (single samples only) the dataset also holds ``<field>_reference`` on
+    a grid with 3x the cells per axis at the same frame times (dims ``x_reference``, ...): the
+    closed form where one exists (attribute ``kind``: exact), otherwise the finer solve
+    (kind: estimate). Level-3 certificates and verification use it.
+    """
     problem = PROBLEMS[name]
     unknown = set(params) - set(problem.defaults)
     if unknown:
@@ -439,6 +452,8 @@ def generate_expression(
     dx = width / cells
     dt = _check_dt(dt, problem.dt_limit(dx, p), f"{name} with dx={dx:.4g}")
     n = 1 if samples is None else positive_int("samples", samples)
+    if reference and samples is not None:
+        raise ConfigurationError("reference=True is available for single samples only (samples=None).")
     rng = np.random.default_rng(seed)
     initials = [problem.initial(rng, p) for _ in range(n)]
     d = len(problem.domain)
@@ -447,19 +462,27 @@ def generate_expression(
     backend_coarse = choose_backend(backend, cells**d, steps * evals, _EXPRESSION_STEP_OVERHEAD)
     grid_obj, coords, data, dt_used = _solve_expression(problem, p, cells, times, dt, solver, backend_coarse, initials)
 
-    error, kind = None, None
+    error, kind, ref = None, None, None
+    fine_cells = 3 * cells
     if problem.exact is not None:
         exact = np.stack([
             np.stack([problem.exact(p, init)(coords, t)[problem.fields[0]] for t in times]) for init in initials
         ])
         error, kind = float(np.abs(exact - data).max()), "exact: max |u_pypde - u_exact| (closed form)"
-    elif estimate_error:
-        fine_cells = 3 * cells
+        if reference:
+            fine_grid = _fine_grid(problem, fine_cells)
+            fine_coords = np.meshgrid(*fine_grid.axes_coords, indexing="ij")
+            values = np.stack([problem.exact(p, initials[0])(fine_coords, t)[problem.fields[0]] for t in times])
+            ref = (fine_grid, {problem.fields[0]: values}, "exact: the closed-form solution")
+    elif estimate_error or reference:
         fine_backend = choose_backend(backend, fine_cells**d, steps * 9 * evals, _EXPRESSION_STEP_OVERHEAD)
-        _, _, fine, _ = _solve_expression(problem, p, fine_cells, times, dt / 9, solver, fine_backend, initials)
+        fine_grid, _, fine, _ = _solve_expression(problem, p, fine_cells, times, dt / 9, solver, fine_backend, initials)
         centre = (slice(None), slice(None)) + ((slice(None),) if len(problem.fields) > 1 else ()) + (slice(1, None, 3),) * d
         error = float(np.abs(fine[centre] - data).max())
         kind = "estimate: max |u - u_fine| against a solve with 3x the cells per axis and dt/9"
+        if reference:
+            fields = {f: (fine[0] if len(problem.fields) == 1 else fine[0][:, i]) for i, f in enumerate(problem.fields)}
+            ref = (fine_grid, fields, "estimate: a solve with 3x the cells per axis and dt/9")
 
     dims_space = ("x", "y")[:d]
     coords_out = {"t": _coord("t", times, "time")}
@@ -475,6 +498,14 @@ def generate_expression(
             variables[f] = (("sample", *dims), values, {"units": "1", "long_name": f})
     if samples is not None:
         coords_out["sample"] = np.arange(n)
+    if ref is not None:
+        fine_grid, fields, ref_kind = ref
+        ref_dims = tuple(f"{ax}_reference" for ax in dims_space)
+        for name_ax, axis in zip(ref_dims, fine_grid.axes_coords):
+            coords_out[name_ax] = (name_ax, np.asarray(axis), {"long_name": f"{name_ax[0]} of the reference grid"})
+        for f, values in fields.items():
+            variables[f"{f}_reference"] = (("t", *ref_dims), values, {"units": "1", "long_name": f"{f}, reference",
+                                                                     "kind": ref_kind})
     attrs = _provenance(
         pde=name,
         equation=problem.equation,

@@ -12,10 +12,16 @@ from typing import Callable
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["TASKS", "get_task"]
+__all__ = ["TASKS", "get_task", "task_module"]
 
 TASKS: dict[str, tuple[str, str]] = {
     "heat2d": ("lipsurrogate.tasks.heat2d:run", "certified surrogate of the 2D heat equation (the main job)"),
+    "pdebench": ("lipsurrogate.tasks.field:run_pdebench", "one sample of a PDEBench file (FILE --sample --field), level-1 certificate"),
+    "advection1d": ("lipsurrogate.tasks.field:run_advection1d", "u_t + c u_x = 0 (closed-form reference), level-1 certificate"),
+    "burgers1d": ("lipsurrogate.tasks.field:run_burgers1d", "viscous Burgers, level-1 certificate, finer-solve reference"),
+    "allen-cahn1d": ("lipsurrogate.tasks.field:run_allen_cahn1d", "Allen-Cahn, level-1 certificate, finer-solve reference"),
+    "reaction-diffusion2d": ("lipsurrogate.tasks.field:run_reaction_diffusion2d",
+                             "FitzHugh-Nagumo field u, level-1 certificate, finer-solve reference"),
     "toys": ("lipsurrogate.tasks.toys:run_all", "all five toy problems of Kitouni et al. (sections 3 and 5)"),
     "toy-outlier": ("lipsurrogate.tasks.toys:task_outlier", "sin(x) with one outlier: Lipschitz vs unconstrained fit"),
     "toy-monotone": ("lipsurrogate.tasks.toys:task_monotone", "noisy log(x) with a gap and a missing tail: monotone fit"),
@@ -33,3 +39,22 @@ def get_task(name: str) -> Callable[..., dict]:
     target, _ = TASKS[name]
     module, func = target.split(":")
     return getattr(import_module(module), func)
+
+
+def task_module(run_dir):
+    """The task module (with ``certify``, ``verify``, ``report``) that wrote the run folder ``run_dir``."""
+    import json
+    from pathlib import Path
+
+    from ..exceptions import ModelFileError
+
+    path = Path(run_dir) / "config.json"
+    try:
+        task = json.loads(path.read_text())["task"]
+    except (OSError, KeyError, ValueError) as err:
+        raise ModelFileError(f"{run_dir} is not a run folder (config.json missing or unreadable: {err}).") from None
+    if task == "heat2d":
+        return import_module("lipsurrogate.tasks.heat2d")
+    if task in ("pdebench", "advection1d", "burgers1d", "allen-cahn1d", "reaction-diffusion2d"):
+        return import_module("lipsurrogate.tasks.field")
+    raise ModelFileError(f"Run folder {run_dir} is from task {task!r}, which has no certificate to recompute.")

@@ -34,11 +34,12 @@ from ..bounds import evaluate_float64, extract_chain, lipschitz_bounds
 from ..bounds.cells import CellCertificate, cell_bounds
 from ..bounds.local import network_derivative_intervals
 from ..bounds.refine import refine_certificate
+from ..bounds.storage import load_cell_certificate, save_cell_certificate
 from ..bounds.verification import verify_certificate
 from ..data.dataset import load_dataset, save_dataset
 from ..data.generators import heat2d, heat_modes_of
 from ..data.heat import HeatModes
-from ..exceptions import CertificationError, ConfigurationError, ModelFileError
+from ..exceptions import ConfigurationError, ModelFileError
 from ..nn import FeatureLipschitzMLP, load_model, save_model, to_plain
 from ..train import train
 
@@ -416,14 +417,7 @@ def certify(run_dir, *, model=None, progress: bool = False) -> dict:
         },
     }
     write_json(run_dir / "certificate.json", document)
-    cells_ds = xr.Dataset(
-        {"bound": (("cx", "cy", "ct"), cert.per_cell, {"long_name": "certified per-cell bound on |f - u|"}),
-         "naive_bound": (("cx", "cy", "ct"), cert.naive, {"long_name": "naive per-cell bound"}),
-         "vertex_error": (("vx", "vy", "vt"), errors, {"long_name": "f - u at the vertices (float64)"})},
-        coords={"vx": cert.edges[0], "vy": cert.edges[1], "vt": cert.edges[2]},
-        attrs={"kind": "certified upper bounds per cell", "lipschitz": json.dumps(cert.lipschitz.tolist())},
-    )
-    save_dataset(cells_ds, run_dir / "certificate.nc")
+    save_cell_certificate(cert, errors, ["x", "y", "t"], run_dir / "certificate.nc")
     return document
 
 
@@ -433,13 +427,7 @@ def cells_of(cert: CellCertificate) -> list:
 
 def load_certificate(run_dir) -> CellCertificate:
     """The per-cell certificate stored in ``certificate.nc``."""
-    run_dir = Path(run_dir)
-    if not (run_dir / "certificate.nc").is_file():
-        raise CertificationError(f"{run_dir} has no certificate.nc; run 'lipsurrogate certify {run_dir}' first.")
-    ds = load_dataset(run_dir / "certificate.nc")
-    edges = [ds.vx.values, ds.vy.values, ds.vt.values]
-    lip = np.asarray(json.loads(ds.attrs["lipschitz"]))
-    return CellCertificate(ds.bound.values, ds.naive_bound.values, edges, lip, float(np.abs(ds.vertex_error).max()))
+    return load_cell_certificate(Path(run_dir) / "certificate.nc")
 
 
 def verify(run_dir, *, model=None, density: int | None = None, seed: int | None = None) -> dict:

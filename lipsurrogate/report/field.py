@@ -1,0 +1,130 @@
+"""The report of a field run (generated 1-D/2-D PDEs and PDEBench samples)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .._io import read_json
+from .heat2d import _plt
+from .html import HtmlReport, save_figure
+
+__all__ = ["write_report"]
+
+
+def write_report(run_dir: Path) -> Path:
+    """Figures into ``run_dir/figures`` and ``run_dir/report.html``."""
+    import torch
+
+    from ..data.dataset import load_dataset
+    from ..nn import load_model, to_plain
+    from ..tasks.field import field_arrays
+
+    run_dir = Path(run_dir)
+    plt = _plt()
+    config = read_json(run_dir / "config.json")
+    cert = read_json(run_dir / "certificate.json")
+    ver = read_json(run_dir / "verification.json")
+    fit = read_json(run_dir / "fit.json")
+    history = read_json(run_dir / "training.json")
+    ds = load_dataset(run_dir / "data.nc")
+    cells = load_dataset(run_dir / "certificate.nc")
+    name, inputs, axes, values = field_arrays(ds, config["field"])
+    model = to_plain(load_model(run_dir / "model")).double()
+    pngs = {}
+
+    # 1. data, surrogate and error at the vertices (1-D: space-time images; 2-D: the last frame)
+    points = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], 1)
+    with torch.no_grad():
+        f = model(torch.from_numpy(points))[:, 0].numpy().reshape(values.shape)
+    fig, panels = plt.subplots(1, 3, figsize=(13, 3.8))
+    if len(axes) == 2:
+        show = [values, f, f - values]
+        extent = dict(x=axes[1], y=axes[0])
+        labels = ("t", inputs[0])
+    else:
+        show = [values[..., -1], f[..., -1], (f - values)[..., -1]]
+        extent = dict(x=axes[0], y=axes[1])
+        labels = (inputs[0], inputs[1])
+        show = [s.T for s in show]
+    vmax = np.abs(values).max()
+    for ax, field, title in zip(panels, show, ["data u", "surrogate f", "f - u at the data points"]):
+        lim = vmax if title != "f - u at the data points" else np.abs(show[2]).max()
+        im = ax.pcolormesh(extent["x"], extent["y"], field, cmap="RdBu_r" if lim == vmax else "PuOr",
+                           vmin=-lim, vmax=lim, shading="auto")
+        ax.set(title=title, xlabel=labels[0], ylabel=labels[1])
+        fig.colorbar(im, ax=ax)
+    fig.tight_layout()
+    pngs["fields"] = (save_figure(fig, run_dir / "figures" / "fields.png"),
+                      "Data, surrogate and their difference" + (" (last frame)" if len(axes) == 3 else " over space-time"))
+    plt.close(fig)
+
+    # 2. per-cell bound map (max over the other axes) and the ladder of bounds
+    bound = cells.bound.values
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4))
+    if bound.ndim == 2:
+        im = ax0.pcolormesh(bound.T, cmap="magma", shading="auto")
+        ax0.set(title="certified per-cell bound", xlabel=f"{inputs[0]} cell", ylabel="t cell")
+    else:
+        im = ax0.pcolormesh(bound.max(axis=2).T, cmap="magma", shading="auto")
+        ax0.set(title="certified per-cell bound (max over t)", xlabel=f"{inputs[0]} cell", ylabel=f"{inputs[1]} cell")
+    fig.colorbar(im, ax=ax0)
+    keys = list(cert["ladder"])
+    ax1.barh(range(len(keys)), [cert["ladder"][k] for k in keys], color="tab:blue")
+    ax1.axvline(ver["max_error_observed"], color="k", ls="--", label="observed max |f - u_I|")
+    ax1.set_yticks(range(len(keys)), [k.replace("_", " ") for k in keys])
+    ax1.set(xscale="log", title="certified bounds (level 1)", xlabel="bound")
+    ax1.legend(loc="lower right")
+    fig.tight_layout()
+    pngs["bounds"] = (save_figure(fig, run_dir / "figures" / "bounds.png"),
+                      "Where the bound is large, and how each refinement of the method tightens it")
+    plt.close(fig)
+
+    # 3. training curve
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.semilogy(history["steps"], history["losses"])
+    ax.set(xlabel="step", ylabel="mini-batch MSE (estimate)", title="training loss")
+    fig.tight_layout()
+    pngs["training"] = (save_figure(fig, run_dir / "figures" / "training.png"), "Training loss")
+    plt.close(fig)
+
+    u_max = fit["u_max"]
+    observed = ver["max_error_observed"]
+    source = config["source"] if config["source"] != "pdebench" else f"PDEBench file {config['file']} (sample {config['sample']})"
+    report = HtmlReport(f"lipsurrogate: certified surrogate, {config['source']}")
+    report.paragraph(f"Data: {source}; field '{name}' over ({', '.join(inputs)}) on {'x'.join(map(str, cert['grid']['vertices']))} points. "
+                     f"Equation: {ds.attrs.get('equation', 'as in the file')}.")
+    report.heading("Level 1: certified against the data's multilinear interpolant")
+    report.paragraph(f"Statement: {cert['bound_kind']}. {cert['level']}. Method: {cert['method']}.")
+    report.table(
+        ["quantity", "value", "relative to max|u|", "kind"],
+        [["fit RMSE (data grid)", fit["rmse"], fit["rmse"] / u_max, "measured"],
+         ["observed max |f - u_I|", observed, observed / u_max, "measured (lower bound of the truth)"],
+         ["certified bound", cert["bound"], cert["bound"] / u_max, "certified"],
+         ["tightness = bound / observed max", ver["tightness"], "", "ratio"],
+         ["violations", ver["violations"], "", "must be 0"]],
+    )
+    report.table(
+        ["bound", "value", "tightness"],
+        [[k.replace("_", " "), v, v / observed] for k, v in cert["ladder"].items()],
+    )
+    report.table(
+        ["input", "L_f (certified, weights)", "L_u_I (exact, data)"],
+        [[n, a, b] for n, a, b in zip(inputs, cert["lipschitz_f"], cert["lipschitz_u"])],
+    )
+    l3 = ver.get("level3")
+    if l3:
+        report.heading("Level 3: an estimate against the true solution")
+        rows = [["reference", l3["reference_kind"], ""],
+                ["max |u_I - u_ref|", l3["interpolant_gap"], l3["interpolant_gap_kind"]],
+                ["solver error", l3["solver_error"], l3["solver_error_kind"]],
+                ["bound estimate (level 1 + the two above)", l3["bound_estimate"], l3["kind"]]]
+        if l3.get("max_error_observed") is not None:
+            rows += [["observed max |f - u_ref| (reference points)", l3["max_error_observed"], "measured"],
+                     ["points above the estimate", l3["exceedances"], "an estimate can be exceeded; 0 expected"]]
+        report.table(["quantity", "value", "kind"], rows)
+    report.paragraph("Verification samples: " + "; ".join(f"{k}: {v}" for k, v in ver["samples"].items()))
+    for png, caption in pngs.values():
+        report.figure(png, caption)
+    return report.write(run_dir / "report.html")

@@ -7,8 +7,12 @@ Stages timed on the same grid (128 x 128 x 32 cells, 129 x 129 x 33 vertices) wi
     The baseline: one plain forward pass over all vertices.
 ``vertex values + rounding bounds (float64)``
     :func:`lipsurrogate.bounds.evaluate_float64` over all vertices.
-``per-cell pair bound``
-    :func:`lipsurrogate.bounds.cells.cell_bounds` (consistency check included).
+``per-cell pair bound`` / ``exact per-cell bound``
+    :func:`lipsurrogate.bounds.cells.cell_bounds` with ``method="pair"`` (closed form) and
+    ``method="exact"`` (the linear program through its 38 dual vertices, plus the closed form),
+    consistency check included.
+``exact LP kernel``
+    :func:`lipsurrogate.bounds.cell_lp.exact_abs_bounds` alone on 1M cells.
 ``local constants (interval propagation)``
     :func:`lipsurrogate.bounds.local.network_derivative_intervals` plus the solution's derivative
     intervals, on blocks of 2 x 2 x 2 cells (the default) and, separately, per cell on a sample.
@@ -69,7 +73,13 @@ def main(argv=None) -> None:
 
     f, t_values = timed(vertex_values)
     errors = (f - modes.solution(pts[:, 0], pts[:, 1], pts[:, 2], 0.05)).reshape(X.shape)
-    _, t_pairs = timed(lambda: cell_bounds(errors, edges, [60.0, 60.0, 60.0]))
+    _, t_pairs = timed(lambda: cell_bounds(errors, edges, [60.0, 60.0, 60.0], method="pair"))
+    _, t_exact = timed(lambda: cell_bounds(errors, edges, [60.0, 60.0, 60.0], method="exact"))
+    from lipsurrogate.bounds.cell_lp import exact_abs_bounds
+
+    rng = np.random.default_rng(2)
+    kernel_e, kernel_a = rng.normal(size=(1_000_000, 8)), rng.uniform(size=(1_000_000, 3))
+    _, t_kernel = timed(lambda: exact_abs_bounds(kernel_e, 1e-12, kernel_a))
     from lipsurrogate.tasks.heat2d import _local_error_constants
 
     _, t_local = timed(lambda: _local_error_constants(model, modes, 0.05, edges, block=2))
@@ -80,7 +90,9 @@ def main(argv=None) -> None:
     rows = [
         ("network forward (float32 torch), baseline", n_vertices, t_forward),
         ("vertex values + rounding bounds (float64)", n_vertices, t_values),
-        ("per-cell pair bound + consistency check", n_cells, t_pairs),
+        ("per-cell pair bound (closed form) + consistency check", n_cells, t_pairs),
+        ("exact per-cell bound (LP) + closed form + consistency check", n_cells, t_exact),
+        ("exact LP kernel alone, 1M random cells", 1_000_000, t_kernel),
         ("local constants on 2x2x2 blocks (default)", n_cells, t_local),
         ("local constants per cell (sample)", sample, t_local_cells),
     ]

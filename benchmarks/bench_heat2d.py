@@ -78,8 +78,9 @@ def main(argv=None) -> None:
             model.float()
         observed = float(np.abs(f_test - u_test).max())
         if isinstance(model, FeatureLipschitzMLP):
-            cert, _, _ = _certify_grid(model, modes, cfg.diffusivity, cfg.cert_cells, cfg.t_end,
-                                       lipschitz_bounds(model).per_input[0], lip_u, cfg.local_block)
+            cert = _certify_grid(model, modes, cfg.diffusivity, cfg.cert_cells, cfg.t_end,
+                                 lipschitz_bounds(model).per_input[0], lip_u, cfg.local_block,
+                                 cfg.refine_budget)["final"]
             bound = f"{cert.bound:.3g} ({100 * cert.bound / u_max:.1f}%)"
         else:
             # weight-norm product through the features: |W_1| J then l-inf row norms

@@ -123,3 +123,18 @@ def test_local_constants_tighten_and_stay_sound(rng):
     np.testing.assert_allclose(capped.per_cell, cell_bounds(errors, edges, [0.5, 0.5]).per_cell)
     with pytest.raises(CertificationError, match="local_lipschitz"):
         cell_bounds(errors, edges, [0.5, 0.5], local_lipschitz=local[:-1])
+
+
+def test_bad_local_constants_margins_and_method_are_refused():
+    e, edges = np.zeros((3, 3)), [np.arange(3.0)] * 2
+    with pytest.raises(CertificationError, match="local_lipschitz"):
+        cell_bounds(e, edges, [1.0, 1.0], local_lipschitz=np.ones((3, 3, 2)))
+    with pytest.raises(CertificationError, match="local_lipschitz"):
+        cell_bounds(e, edges, [1.0, 1.0], local_lipschitz=np.full((2, 2, 2), np.nan))
+    with pytest.raises(CertificationError, match="margin"):
+        cell_bounds(e, edges, [1.0, 1.0], margin=-1.0)
+    with pytest.raises(CertificationError, match="method"):
+        cell_bounds(e, edges, [1.0, 1.0], method="lp")
+    with pytest.raises(CertificationError, match="1 to 4 dimensions"):
+        cell_bounds(np.zeros((2,) * 5), [np.arange(2.0)] * 5, [1.0] * 5)
+    assert cell_bounds(np.zeros((2,) * 5), [np.arange(2.0)] * 5, [1.0] * 5, method="pair").bound > 0

@@ -6,9 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import read_json
 from .heat2d import _plt
-from .html import HtmlReport, save_figure
+from .html import HtmlReport, run_documents, save_figure
 
 __all__ = ["write_report"]
 
@@ -23,11 +22,7 @@ def write_report(run_dir: Path) -> Path:
 
     run_dir = Path(run_dir)
     plt = _plt()
-    config = read_json(run_dir / "config.json")
-    cert = read_json(run_dir / "certificate.json")
-    ver = read_json(run_dir / "verification.json")
-    fit = read_json(run_dir / "fit.json")
-    history = read_json(run_dir / "training.json")
+    config, cert, ver, fit, history = run_documents(run_dir)
     ds = load_dataset(run_dir / "data.nc")
     cells = load_dataset(run_dir / "certificate.nc")
     name, inputs, axes, values = field_arrays(ds, config["field"])

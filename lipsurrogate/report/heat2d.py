@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import read_json
-from .html import HtmlReport, save_figure
+from .html import HtmlReport, run_documents, save_figure
 
 __all__ = ["write_report"]
 
@@ -30,11 +29,7 @@ def write_report(run_dir: Path) -> Path:
     from ..tasks.heat2d import exact_solution_of
 
     plt = _plt()
-    config = read_json(run_dir / "config.json")
-    cert = read_json(run_dir / "certificate.json")
-    ver = read_json(run_dir / "verification.json")
-    fit = read_json(run_dir / "fit.json")
-    history = read_json(run_dir / "training.json")
+    config, cert, ver, fit, history = run_documents(run_dir)
     modes, kappa = exact_solution_of(config)
     model = to_plain(load_model(run_dir / "model")).double()
     cells = load_dataset(run_dir / "certificate.nc")

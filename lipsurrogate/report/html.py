@@ -10,7 +10,7 @@ from typing import Sequence
 
 from .._io import atomic_path
 
-__all__ = ["HtmlReport", "save_figure"]
+__all__ = ["HtmlReport", "save_figure", "run_documents"]
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> bytes:
@@ -76,3 +76,11 @@ def _fmt(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
+
+
+def run_documents(run_dir) -> tuple[dict, dict, dict, dict, dict]:
+    """``config``, ``certificate``, ``verification``, ``fit`` and ``training`` JSON of a run folder."""
+    from .._io import read_json
+
+    run_dir = Path(run_dir)
+    return tuple(read_json(run_dir / f"{name}.json") for name in ("config", "certificate", "verification", "fit", "training"))

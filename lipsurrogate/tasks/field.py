@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
 
@@ -35,17 +35,16 @@ import torch
 import xarray as xr
 
 from .._io import read_json, write_json
-from ..bounds import evaluate_float64, extract_chain, lipschitz_bounds
+from ..bounds import extract_chain, lipschitz_bounds
 from ..bounds.cells import cell_bounds
 from ..bounds.interpolant import MultilinearInterpolant
-from ..bounds.local import network_derivative_intervals
 from ..bounds.refine import refine_certificate
 from ..bounds.storage import load_cell_certificate, save_cell_certificate
-from ..bounds.verification import verify_certificate
 from ..data.dataset import load_dataset, save_dataset
 from ..exceptions import ConfigurationError, DataSchemaError, ModelFileError
 from ..nn import FeatureLipschitzMLP, load_model, save_model, to_plain
 from ..train import train
+from ._common import LADDER_KINDS, config_from_options, ladder, network_intervals, network_values, stage, verify_with_config
 
 __all__ = ["FieldConfig", "run", "certify", "verify", "report", "field_arrays"]
 
@@ -89,11 +88,7 @@ class FieldConfig:
 
     @classmethod
     def from_options(cls, quick: bool, seed: int, options: dict) -> "FieldConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(options) - known
-        if unknown:
-            raise ConfigurationError(f"Unknown option(s) {sorted(unknown)} for a field task; known: {sorted(known)}.")
-        cfg = (cls.quick if quick else cls)(**{**options, "seed": seed})
+        cfg = config_from_options(cls, quick, seed, options, "field-task")
         if cfg.source == "pdebench" and not cfg.file:
             raise ConfigurationError("'lipsurrogate fit pdebench' needs the PDEBench FILE.")
         if cfg.source != "pdebench" and cfg.file:
@@ -156,12 +151,6 @@ def _build_model(cfg: FieldConfig, axes: list[np.ndarray], slopes: np.ndarray, p
                                input_budget=budget.tolist(), lipschitz=cfg.lipschitz, seed=cfg.seed)
 
 
-def _stage(name: str, times: dict, start: float) -> float:
-    now = time.perf_counter()
-    times[name] = round(now - start, 2)
-    return now
-
-
 def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, **options) -> dict:
     """Run a field task into ``out_dir`` and return the summary."""
     out_dir = Path(out_dir)
@@ -176,7 +165,7 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
     config = {"task": cfg.source, **asdict(cfg), "field": name, "inputs": inputs, "periodic": periodic,
               "domain": [[float(a[0]), float(a[-1])] for a in axes]}
     write_json(out_dir / "config.json", config)
-    start = _stage("data", times, start)
+    start = stage("data", times, start)
 
     model = _build_model(cfg, axes, interp.global_constants(), periodic)
     points = torch.tensor(_grid_points(axes), dtype=torch.float32)
@@ -190,15 +179,15 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
     u_max = float(np.abs(values).max())
     write_json(out_dir / "fit.json", {"rmse": float(np.sqrt(np.mean(fit**2))), "max_abs": float(np.abs(fit).max()),
                                       "u_max": u_max, "kind": "measured on the data grid"})
-    start = _stage("training", times, start)
+    start = stage("training", times, start)
     certificate = certify(out_dir, model=model, progress=progress)
-    start = _stage("certificate", times, start)
+    start = stage("certificate", times, start)
     verification = verify(out_dir, model=model)
-    start = _stage("verification", times, start)
+    start = stage("verification", times, start)
     from ..report.field import write_report
 
     write_report(out_dir)
-    _stage("report", times, start)
+    stage("report", times, start)
     write_json(out_dir / "timings.json", times)
     fit_rmse = float(np.sqrt(np.mean(fit**2)))
     summary = {
@@ -254,13 +243,6 @@ def _load_run(run_dir: Path, model=None):
     return config, ds, inputs, axes, values, model
 
 
-def _network_intervals(model, lo: np.ndarray, hi: np.ndarray, chunk: int = 8192):
-    flo, fhi = np.empty_like(lo), np.empty_like(lo)
-    for s in range(0, len(lo), chunk):
-        flo[s : s + chunk], fhi[s : s + chunk] = network_derivative_intervals(model, lo[s : s + chunk], hi[s : s + chunk])
-    return flo, fhi
-
-
 def _local_constants(model, interp: MultilinearInterpolant, axes: list[np.ndarray], block: int) -> np.ndarray:
     """Per-cell max |f' - u_I'|: network ranges on blocks of cells, the interpolant's exact ranges per cell."""
     d = len(axes)
@@ -269,7 +251,7 @@ def _local_constants(model, interp: MultilinearInterpolant, axes: list[np.ndarra
     block_axes = [a[::s] for a, s in zip(axes, step)]
     lo = np.stack(np.meshgrid(*[a[:-1] for a in block_axes], indexing="ij"), -1).reshape(-1, d)
     hi = np.stack(np.meshgrid(*[a[1:] for a in block_axes], indexing="ij"), -1).reshape(-1, d)
-    flo, fhi = _network_intervals(model, lo, hi)
+    flo, fhi = network_intervals(model, lo, hi)
     flo = flo.reshape(*[len(a) - 1 for a in block_axes], d)
     fhi = fhi.reshape(flo.shape)
     for axis, k in enumerate(step):
@@ -278,12 +260,8 @@ def _local_constants(model, interp: MultilinearInterpolant, axes: list[np.ndarra
     return np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
 
 
-def _errors(chain, interp: MultilinearInterpolant, pts: np.ndarray, chunk: int = 65_536):
-    f = np.empty(len(pts))
-    f_err = np.empty(len(pts))
-    for s in range(0, len(pts), chunk):
-        v, err = evaluate_float64(chain, pts[s : s + chunk])
-        f[s : s + chunk], f_err[s : s + chunk] = v[:, 0], err[:, 0]
+def _errors(chain, interp: MultilinearInterpolant, pts: np.ndarray):
+    f, f_err = network_values(chain, pts)
     return f - interp(pts), f_err + interp.rounding
 
 
@@ -312,7 +290,7 @@ def certify(run_dir, *, model=None, progress: bool = False) -> dict:
     start = time.perf_counter()
 
     def box_constants(lo, hi):
-        flo, fhi = _network_intervals(model, lo, hi)
+        flo, fhi = network_intervals(model, lo, hi)
         ulo, uhi = interp.box_derivative_intervals(lo, hi)
         return np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
 
@@ -320,14 +298,6 @@ def certify(run_dir, *, model=None, progress: bool = False) -> dict:
                                     budget=int(config.get("refine_budget", 0)), progress=progress)
     final = refinement.certificate
     seconds["refinement"] = time.perf_counter() - start
-    ladder = {
-        "naive_global": float(global_cert.naive.max()),
-        "pair_global": float(global_cert.closed_form.max()),
-        "exact_global": global_cert.bound,
-        "pair_local": float(local_cert.closed_form.max()),
-        "exact_local": local_cert.bound,
-        "refined": final.bound,
-    }
     document = {
         "bound": final.bound,
         "bound_kind": "certified upper bound on max |f - u_I| over the hull of the data grid (u_I: the data's multilinear interpolant)",
@@ -336,7 +306,8 @@ def certify(run_dir, *, model=None, progress: bool = False) -> dict:
         "method": "exact per-cell linear program with per-cell constants min(local, global): local = max|f' - u_I'| "
                   "with f's range from interval propagation and u_I's exact range from the cell's edge differences; "
                   "adaptive refinement of the dominating cells; float64 evaluation with certified rounding margins",
-        "ladder": ladder,
+        "ladder": ladder(global_cert, local_cert, final),
+        "ladder_kinds": LADDER_KINDS,
         "inputs": inputs,
         "field": config["field"],
         "domain": config["domain"],
@@ -413,13 +384,7 @@ def verify(run_dir, *, model=None, density: int | None = None, seed: int | None 
         return plain(p)[:, 0] - interp.torch(p)
 
     ds_cert = load_dataset(run_dir / "certificate.nc")
-    result = verify_certificate(
-        cert, error_fn, error_torch,
-        density=int(density or config["density"]), dense_cells=int(config["dense_cells"]),
-        random_points=int(config["random_points"]), adversarial_starts=int(config["adversarial_starts"]),
-        adversarial_steps=int(config["adversarial_steps"]), vertex_errors=ds_cert.vertex_error.values,
-        rng=np.random.default_rng(int(config["seed"] if seed is None else seed) + 7),
-    )
+    result = verify_with_config(cert, error_fn, error_torch, config, ds_cert.vertex_error.values, density, seed)
     document = result.to_dict()
     document["reference"] = "u_I, the multilinear interpolant of the data (level 1)"
     document["level3"] = _level3(config, ds, inputs, interp, plain, cert.bound)

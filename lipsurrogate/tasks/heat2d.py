@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -30,18 +30,17 @@ import torch
 import xarray as xr
 
 from .._io import read_json, write_json
-from ..bounds import evaluate_float64, extract_chain, lipschitz_bounds
+from ..bounds import extract_chain, lipschitz_bounds
 from ..bounds.cells import CellCertificate, cell_bounds
-from ..bounds.local import network_derivative_intervals
 from ..bounds.refine import refine_certificate
 from ..bounds.storage import load_cell_certificate, save_cell_certificate
-from ..bounds.verification import verify_certificate
 from ..data.dataset import load_dataset, save_dataset
 from ..data.generators import heat2d, heat_modes_of
 from ..data.heat import HeatModes
 from ..exceptions import ConfigurationError, ModelFileError
 from ..nn import FeatureLipschitzMLP, load_model, save_model, to_plain
 from ..train import train
+from ._common import LADDER_KINDS, config_from_options, ladder, network_intervals, network_values, stage, verify_with_config
 
 __all__ = ["Heat2DConfig", "run", "certify", "verify", "report", "exact_solution_of"]
 
@@ -89,11 +88,7 @@ class Heat2DConfig:
 
     @classmethod
     def from_options(cls, quick: bool, seed: int, options: dict) -> "Heat2DConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(options) - known
-        if unknown:
-            raise ConfigurationError(f"Unknown heat2d option(s) {sorted(unknown)}; known: {sorted(known)}.")
-        return (cls.quick if quick else cls)(**{**options, "seed": seed})
+        return config_from_options(cls, quick, seed, options, "heat2d")
 
 
 def exact_solution_of(config: dict) -> tuple[HeatModes, float]:
@@ -104,12 +99,6 @@ def exact_solution_of(config: dict) -> tuple[HeatModes, float]:
 def _points(ds: xr.Dataset) -> np.ndarray:
     t, x, y = np.meshgrid(ds.t.values, ds.x.values, ds.y.values, indexing="ij")
     return np.stack([x.ravel(), y.ravel(), t.ravel()], axis=1)
-
-
-def _stage(name: str, times: dict, start: float) -> float:
-    now = time.perf_counter()
-    times[name] = round(now - start, 2)
-    return now
 
 
 def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, **options) -> dict:
@@ -127,7 +116,7 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
     config = {"task": "heat2d", **asdict(cfg), "initial_condition_modes": modes.to_json(),
               "domain": [[0.0, 2 * np.pi], [0.0, 2 * np.pi], [0.0, cfg.t_end]], "inputs": ["x", "y", "t"]}
     write_json(out_dir / "config.json", config)
-    start = _stage("data", times, start)
+    start = stage("data", times, start)
 
     lip_u = _solution_constants(modes, cfg.diffusivity)
     model = FeatureLipschitzMLP(
@@ -147,14 +136,14 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
     fit_stats = {"rmse": float(np.sqrt(np.mean(fit**2))), "max_abs": float(np.abs(fit).max()), "u_max": u_max,
                  "kind": "measured on the training grid against the py-pde data"}
     write_json(out_dir / "fit.json", fit_stats)
-    start = _stage("training", times, start)
+    start = stage("training", times, start)
 
     certificate = certify(out_dir, model=model, progress=progress)
-    start = _stage("certificate", times, start)
+    start = stage("certificate", times, start)
     verification = verify(out_dir, model=model)
-    start = _stage("verification", times, start)
+    start = stage("verification", times, start)
     report(out_dir)
-    _stage("report", times, start)
+    stage("report", times, start)
     write_json(out_dir / "timings.json", times)
 
     summary = {
@@ -241,11 +230,7 @@ def _load_run(run_dir: Path, model=None):
 
 def _errors_at(chain, modes: HeatModes, kappa: float, pts: np.ndarray, chunk: int = 65_536):
     """e = f - u at ``pts`` (n, 3) and a bound on its rounding (both float64)."""
-    f = np.empty(len(pts))
-    f_err = np.empty(len(pts))
-    for s in range(0, len(pts), chunk):
-        v, err = evaluate_float64(chain, pts[s : s + chunk])
-        f[s : s + chunk], f_err[s : s + chunk] = v[:, 0], err[:, 0]
+    f, f_err = network_values(chain, pts, chunk)
     u = modes.solution(pts[:, 0], pts[:, 1], pts[:, 2], kappa)
     # closed form: each mode is a product of exp, cos/sin of a 2-term phase: a few ulps per mode
     u_err = 32 * _U * len(modes.cos) * modes.sup_bound() * (1 + np.abs(pts).max(initial=0.0))
@@ -263,12 +248,9 @@ def _vertex_errors(model, modes: HeatModes, kappa: float, edges: list):
 def _box_error_constants(model, modes: HeatModes, kappa: float, lo: np.ndarray, hi: np.ndarray,
                          chunk: int = 8192) -> np.ndarray:
     """Certified bounds on |d(f - u)/dx_k| on each box: the difference of the two derivative ranges."""
-    out = np.empty_like(lo)
-    for s in range(0, len(lo), chunk):
-        flo, fhi = network_derivative_intervals(model, lo[s : s + chunk], hi[s : s + chunk])
-        ulo, uhi = modes.derivative_intervals(lo[s : s + chunk], hi[s : s + chunk], kappa)
-        out[s : s + chunk] = np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
-    return out
+    flo, fhi = network_intervals(model, lo, hi, chunk)
+    ulo, uhi = modes.derivative_intervals(lo, hi, kappa)
+    return np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
 
 
 def _local_error_constants(model, modes: HeatModes, kappa: float, edges: list, block: int = 1) -> np.ndarray:
@@ -328,29 +310,6 @@ def _certify_grid(model, modes, kappa, cells, t_end, lip_f, lip_u, local_block: 
             "refinement": refinement, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
 
 
-def _ladder(grid: dict) -> dict:
-    """The bounds of one grid side by side (all certified), loosest first."""
-    g, loc = grid["global"], grid["local"]
-    return {
-        "naive_global": float(g.naive.max()),
-        "pair_global": float(g.closed_form.max()),
-        "exact_global": g.bound,
-        "pair_local": float(loc.closed_form.max()),
-        "exact_local": loc.bound,
-        "refined": grid["final"].bound,
-    }
-
-
-_LADDER_KINDS = {
-    "naive_global": "max vertex |e| + sum_k L_k h_k / 2, global constants L_f + L_u (the anchor)",
-    "pair_global": "closed-form opposite-vertex-pair bound, global constants",
-    "exact_global": "exact per-cell linear program, global constants",
-    "pair_local": "closed-form pair bound, per-cell constants from interval propagation",
-    "exact_local": "exact linear program, per-cell constants",
-    "refined": "exact linear program with per-cell constants after adaptive refinement of the dominating cells",
-}
-
-
 def certify(run_dir, *, model=None, progress: bool = False) -> dict:
     """(Re)compute the certificate of a heat2d run folder; writes certificate.json and .nc."""
     run_dir = Path(run_dir)
@@ -380,8 +339,8 @@ def certify(run_dir, *, model=None, progress: bool = False) -> dict:
                   "signed vertex errors; on each cell the constants are min(local, global), local = max|f' - u'| "
                   "from interval propagation of f's and u's derivative ranges, global = L_f + L_u; the dominating "
                   "cells are split adaptively; float64 evaluation with certified rounding margins",
-        "ladder": _ladder(fine),
-        "ladder_kinds": _LADDER_KINDS,
+        "ladder": ladder(fine["global"], fine["local"], fine["final"]),
+        "ladder_kinds": LADDER_KINDS,
         "bound_global_constants": global_cert.bound,
         "bound_global_constants_kind": "certified, same grid, global constants L_f + L_u only (exact program)",
         "domain": config["domain"],
@@ -409,7 +368,7 @@ def certify(run_dir, *, model=None, progress: bool = False) -> dict:
         "seconds": fine["seconds"],
         "coarse": {
             "bound": results["coarse"]["final"].bound,
-            "ladder": _ladder(results["coarse"]),
+            "ladder": ladder(results["coarse"]["global"], results["coarse"]["local"], results["coarse"]["final"]),
             "bound_global_constants": results["coarse"]["global"].bound,
             "naive_bound": float(results["coarse"]["global"].naive.max()),
             "grid": {"cells": cells_of(results["coarse"]["final"])},
@@ -452,16 +411,7 @@ def verify(run_dir, *, model=None, density: int | None = None, seed: int | None 
         return f - modes.solution(p[:, 0], p[:, 1], p[:, 2], kappa)
 
     ds_cert = load_dataset(run_dir / "certificate.nc")
-    result = verify_certificate(
-        cert, error_fn, error_torch,
-        density=int(density or config["density"]),
-        dense_cells=int(config["dense_cells"]),
-        random_points=int(config["random_points"]),
-        adversarial_starts=int(config["adversarial_starts"]),
-        adversarial_steps=int(config["adversarial_steps"]),
-        vertex_errors=ds_cert.vertex_error.values,
-        rng=np.random.default_rng(int(config["seed"] if seed is None else seed) + 7),
-    )
+    result = verify_with_config(cert, error_fn, error_torch, config, ds_cert.vertex_error.values, density, seed)
     document = result.to_dict()
     document["reference"] = "exact closed-form solution"
     document["certificate_grid"] = cells_of(cert)

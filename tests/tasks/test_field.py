@@ -86,7 +86,7 @@ def test_bad_configurations_are_refused(tmp_path):
         fit("pdebench", out=tmp_path / "a", quick=True, progress=False)
     with pytest.raises(ConfigurationError, match="Only 'pdebench' takes a file"):
         fit("burgers1d", out=tmp_path / "b", quick=True, progress=False, file="x.h5")
-    with pytest.raises(ConfigurationError, match="Unknown option"):
+    with pytest.raises(ConfigurationError, match="Unknown field-task option"):
         fit("burgers1d", out=tmp_path / "c", quick=True, progress=False, diffusivity=1.0)
     with pytest.raises(ConfigurationError, match="single samples only"):
         generate_expression("advection1d", samples=2, reference=True, progress=False)

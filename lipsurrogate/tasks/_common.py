@@ -13,7 +13,7 @@ from ..bounds.local import network_derivative_intervals
 from ..bounds.verification import verify_certificate
 from ..exceptions import ConfigurationError
 
-__all__ = ["config_from_options", "stage", "network_values", "network_intervals", "ladder", "verify_with_config"]
+__all__ = ["fit_and_certify", "config_from_options", "stage", "network_values", "network_intervals", "ladder", "verify_with_config"]
 
 
 def config_from_options(cls, quick: bool, seed: int, options: dict, what: str):
@@ -84,3 +84,36 @@ def verify_with_config(cert, error_fn, error_torch, config: dict, vertex_errors,
         vertex_errors=vertex_errors,
         rng=np.random.default_rng(int(config["seed"] if seed is None else seed) + 7),
     )
+
+
+def fit_and_certify(module, model, points, target, cfg, out_dir, times: dict, progress: bool, fit_kind: str):
+    """Train ``model`` on (points, target), save it, then the module's certify, verify and report.
+
+    Writes ``model.*``, ``training.json``, ``fit.json`` and ``timings.json`` into ``out_dir`` and
+    returns ``(fit_stats, certificate, verification)``.
+    """
+    import torch
+
+    from .._io import write_json
+    from ..nn import save_model
+    from ..train import train
+
+    start = time.perf_counter()
+    history = train(model, points, target, "mse", steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+                    seed=cfg.seed, progress=progress, description=f"{module.__name__.rsplit('.', 1)[-1]} training")
+    save_model(model, out_dir / "model")
+    write_json(out_dir / "training.json", history.to_dict())
+    with torch.no_grad():
+        residual = model(points).numpy()[:, 0] - target.numpy()[:, 0]
+    fit_stats = {"rmse": float(np.sqrt(np.mean(residual**2))), "max_abs": float(np.abs(residual).max()),
+                 "u_max": float(np.abs(target.numpy()).max()), "kind": fit_kind}
+    write_json(out_dir / "fit.json", fit_stats)
+    start = stage("training", times, start)
+    certificate = module.certify(out_dir, model=model, progress=progress)
+    start = stage("certificate", times, start)
+    verification = module.verify(out_dir, model=model)
+    start = stage("verification", times, start)
+    module.report(out_dir)
+    stage("report", times, start)
+    write_json(out_dir / "timings.json", times)
+    return fit_stats, certificate, verification

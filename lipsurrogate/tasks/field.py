@@ -25,6 +25,7 @@ Three levels of statement (certificates.md section 4), each labelled in ``certif
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass
 from dataclasses import field as dc_field
@@ -42,9 +43,8 @@ from ..bounds.refine import refine_certificate
 from ..bounds.storage import load_cell_certificate, save_cell_certificate
 from ..data.dataset import load_dataset, save_dataset
 from ..exceptions import ConfigurationError, DataSchemaError, ModelFileError
-from ..nn import FeatureLipschitzMLP, load_model, save_model, to_plain
-from ..train import train
-from ._common import LADDER_KINDS, config_from_options, ladder, network_intervals, network_values, stage, verify_with_config
+from ..nn import FeatureLipschitzMLP, load_model, to_plain
+from ._common import LADDER_KINDS, config_from_options, fit_and_certify, ladder, network_intervals, network_values, stage, verify_with_config
 
 __all__ = ["FieldConfig", "run", "certify", "verify", "report", "field_arrays"]
 
@@ -170,26 +170,9 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
     model = _build_model(cfg, axes, interp.global_constants(), periodic)
     points = torch.tensor(_grid_points(axes), dtype=torch.float32)
     target = torch.tensor(values.reshape(-1, 1), dtype=torch.float32)
-    history = train(model, points, target, "mse", steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                    seed=cfg.seed, progress=progress, description=f"{cfg.source} training")
-    save_model(model, out_dir / "model")
-    write_json(out_dir / "training.json", history.to_dict())
-    with torch.no_grad():
-        fit = model(points).numpy()[:, 0] - target.numpy()[:, 0]
-    u_max = float(np.abs(values).max())
-    write_json(out_dir / "fit.json", {"rmse": float(np.sqrt(np.mean(fit**2))), "max_abs": float(np.abs(fit).max()),
-                                      "u_max": u_max, "kind": "measured on the data grid"})
-    start = stage("training", times, start)
-    certificate = certify(out_dir, model=model, progress=progress)
-    start = stage("certificate", times, start)
-    verification = verify(out_dir, model=model)
-    start = stage("verification", times, start)
-    from ..report.field import write_report
-
-    write_report(out_dir)
-    stage("report", times, start)
-    write_json(out_dir / "timings.json", times)
-    fit_rmse = float(np.sqrt(np.mean(fit**2)))
+    fit_stats, certificate, verification = fit_and_certify(
+        sys.modules[__name__], model, points, target, cfg, out_dir, times, progress, "measured on the data grid")
+    u_max, fit_rmse = fit_stats["u_max"], fit_stats["rmse"]
     summary = {
         "source": cfg.source, "field": name, "u_max": u_max, "fit_rmse": fit_rmse,
         "bound": certificate["bound"], "bound_relative": certificate["bound"] / u_max,

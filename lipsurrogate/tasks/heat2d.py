@@ -21,6 +21,7 @@ bound of :mod:`lipsurrogate.bounds.cells` with the rounding errors of both evalu
 from __future__ import annotations
 
 import json
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,9 +39,8 @@ from ..data.dataset import load_dataset, save_dataset
 from ..data.generators import heat2d, heat_modes_of
 from ..data.heat import HeatModes
 from ..exceptions import ConfigurationError, ModelFileError
-from ..nn import FeatureLipschitzMLP, load_model, save_model, to_plain
-from ..train import train
-from ._common import LADDER_KINDS, config_from_options, ladder, network_intervals, network_values, stage, verify_with_config
+from ..nn import FeatureLipschitzMLP, load_model, to_plain
+from ._common import LADDER_KINDS, config_from_options, fit_and_certify, ladder, network_intervals, network_values, stage, verify_with_config
 
 __all__ = ["Heat2DConfig", "run", "certify", "verify", "report", "exact_solution_of"]
 
@@ -126,25 +126,10 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
     )
     points = torch.tensor(_points(ds), dtype=torch.float32)
     values = torch.tensor(ds.u.values.reshape(-1, 1), dtype=torch.float32)
-    history = train(model, points, values, "mse", steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                    seed=cfg.seed, progress=progress, description="heat2d training")
-    save_model(model, out_dir / "model")
-    write_json(out_dir / "training.json", history.to_dict())
-    with torch.no_grad():
-        fit = model(points).numpy()[:, 0] - values.numpy()[:, 0]
-    u_max = float(np.abs(ds.u.values).max())
-    fit_stats = {"rmse": float(np.sqrt(np.mean(fit**2))), "max_abs": float(np.abs(fit).max()), "u_max": u_max,
-                 "kind": "measured on the training grid against the py-pde data"}
-    write_json(out_dir / "fit.json", fit_stats)
-    start = stage("training", times, start)
-
-    certificate = certify(out_dir, model=model, progress=progress)
-    start = stage("certificate", times, start)
-    verification = verify(out_dir, model=model)
-    start = stage("verification", times, start)
-    report(out_dir)
-    stage("report", times, start)
-    write_json(out_dir / "timings.json", times)
+    fit_stats, certificate, verification = fit_and_certify(
+        sys.modules[__name__], model, points, values, cfg, out_dir, times, progress,
+        "measured on the training grid against the py-pde data")
+    u_max = fit_stats["u_max"]
 
     summary = {
         "solver_max_error": float(ds.attrs["solver_max_error"]),

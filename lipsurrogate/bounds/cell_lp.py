@@ -31,7 +31,7 @@ once per dimension (:func:`dual_vertices`), the exact bound of every cell is
 
 one matrix product and a row minimum. The opposite-vertex pairs (:math:`\lambda = \frac12` on
 :math:`v, \bar v`, so :math:`m = 0`) are among the vertices: the closed-form pair bound is the
-minimum over a subset. Derivation and tests: ``theory/cell-bounds.md`` section 2.
+minimum over a subset. Derivation and tests: ``theory/cell-bounds.md`` section 3.
 """
 
 from __future__ import annotations

@@ -16,12 +16,14 @@ and the same for :math:`-e`. Hence the **certified** per-cell bound
     B(C) = \min_{(v, \bar v)} \tfrac12 \big(|e_v + e_{\bar v}| + \textstyle\sum_k L_k h_k\big),
 
 minimised over the :math:`2^{d-1}` opposite pairs (the **closed form**), which is never larger
-than the naive anchor :math:`\max_v |e_v| + \tfrac12 \sum_k L_k h_k` and is exact in one
-dimension. The default ``method="exact"`` computes the smallest valid bound instead: the linear
+than the naive anchor :math:`\max_v |e_v| + \tfrac12 \sum_k L_k h_k` and, for consistent
+vertex data, exact in one dimension. The default ``method="exact"`` computes the smallest valid bound instead: the linear
 program of certificates.md section 2, solved for all cells at once through its enumerated dual
 vertices (:mod:`lipsurrogate.bounds.cell_lp`); the pair bound is the minimum over a subset of
-those vertices, so the exact bound is never larger. Uncertainty in the vertex errors (rounding of the network and of the reference) is a
-per-vertex margin :math:`m_v`, added as :math:`(m_v + m_{\bar v})/2`.
+those vertices, so the exact bound is never larger (``theory/cell-bounds.md`` section 3).
+Uncertainty in the vertex errors (rounding of the network and of the reference) is a per-vertex
+margin :math:`m_v`: the pair bound adds :math:`(m_v + m_{\bar v})/2`, the linear program uses
+:math:`e_v + m_v` for the upper and :math:`m_v - e_v` for the lower envelope.
 
 **Consistency check.** Along each axis, neighbouring vertices must satisfy
 :math:`|e_v - e_w| \le L_k h_k + m_v + m_w`; otherwise one of the assumed constants is wrong and

@@ -147,7 +147,7 @@ class MultilinearInterpolant:
         """
         lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
         n = len(lo)
-        pts = lo[:, None, :] + self._corners[None] * (hi - lo)[:, None, :]
+        pts = np.where(self._corners[None] == 1, hi[:, None, :], lo[:, None, :])
         vals = self(pts.reshape(-1, self.d)).reshape(n, len(self._corners))
         out_lo = np.empty((n, self.d))
         out_hi = np.empty((n, self.d))

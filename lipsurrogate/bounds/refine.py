@@ -5,7 +5,9 @@ splits every box whose bound exceeds :math:`\max(\text{target}, \rho \cdot B_\te
 :math:`2^d` halves, evaluates the error at the new vertices only there, and bounds each child with
 the exact per-cell program (:mod:`lipsurrogate.bounds.cell_lp`). A child inherits its parent's
 constants (a supremum over a subset is no larger) and, when a ``local_constants`` callback is
-given, takes the minimum with constants recomputed on the child. A base cell's bound becomes the
+given, takes the minimum with constants recomputed on the child; its bound is capped by its
+parent's (valid on the child too), so bounds never grow. The children tile the parent exactly:
+their corners are the evaluated points, the far corner being the parent's own. A base cell's bound becomes the
 largest bound of the boxes that cover it, so the refined certificate is a
 :class:`~lipsurrogate.bounds.cells.CellCertificate` on the same grid and every consumer
 (verification, ``predict(..., with_bound=True)``) uses it unchanged.
@@ -166,12 +168,16 @@ def refine_certificate(
         lo = np.concatenate([blo, leaf_lo[split_leaves]])
         hi = np.concatenate([bhi, leaf_hi[split_leaves]])
         consts = np.concatenate([bc, leaf_c[split_leaves]])
+        parent_bound = np.concatenate([original[new_base], leaf_bound[split_leaves]])
         owner = np.concatenate([new_base, leaf_base[split_leaves]])
         refined[new_base] = True
         keep = np.ones(len(leaf_bound), dtype=bool)
         keep[split_leaves] = False
 
-        points = (lo[:, None, :] + fine[None] * (hi - lo)[:, None, :]).reshape(-1, d)
+        # the far corner is taken as hi itself, so the children tile the parent exactly, and every
+        # child box is built from the very points that were evaluated
+        grid = np.where(fine[None] == 1.0, hi[:, None, :], lo[:, None, :] + fine[None] * (hi - lo)[:, None, :])
+        points = grid.reshape(-1, d)
         e, m = error(points)
         e = np.asarray(e, dtype=np.float64).reshape(len(lo), per_split)
         m = np.broadcast_to(np.asarray(m, dtype=np.float64), points.shape[:1]).reshape(len(lo), per_split)
@@ -179,8 +185,8 @@ def refine_certificate(
         if not np.all(np.isfinite(e)):
             raise CertificationError("Refinement evaluated NaN or infinite errors; nothing can be certified.")
         # children: (n_split * 2^d) boxes
-        clo = (lo[:, None, :] + child_of[None] * (hi - lo)[:, None, :]).reshape(-1, d)
-        chi = clo + np.repeat((hi - lo) / 2, len(child_of), axis=0)
+        clo = grid[:, child_vertex[:, 0], :].reshape(-1, d)
+        chi = grid[:, child_vertex[:, -1], :].reshape(-1, d)
         cconst = np.repeat(consts, len(child_of), axis=0)
         if local_constants is not None:
             cconst = np.minimum(cconst, np.asarray(local_constants(clo, chi), dtype=np.float64))
@@ -188,7 +194,9 @@ def refine_certificate(
         cmarg = m[:, child_vertex].reshape(-1, len(offsets))
         spans = chi - clo
         _check_children(cvals, cmarg, spans, L, d)
-        cbound = exact_abs_bounds(cvals, cmarg, 0.5 * cconst * spans)
+        # a parent's bound holds on each of its children too: keep the smaller (both certified)
+        cbound = np.minimum(exact_abs_bounds(cvals, cmarg, 0.5 * cconst * spans),
+                            np.repeat(parent_bound, len(child_of)))
         cowner = np.repeat(owner, len(child_of))
 
         leaf_lo = np.concatenate([leaf_lo[keep], clo])

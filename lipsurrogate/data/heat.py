@@ -89,6 +89,26 @@ class HeatModes:
                 out += decay * a * np.sin(w * kx * x) * np.sin(w * ky * y)
         return out
 
+    def rounding_bound(self, points: np.ndarray, kappa: float) -> float:
+        r"""Bound on the float64 rounding error of :meth:`solution` at ``points`` (n, 3) of (x, y, t).
+
+        Per mode, the phase :math:`\omega (k_x x + k_y y)` is computed with an absolute error of at
+        most :math:`4u P`, :math:`P = \omega(|k_x| \max|x| + |k_y| \max|y|)`, which ``cos``/``sin``
+        pass on (they are 1-Lipschitz) plus one ulp of their own; the decay
+        :math:`e^{-\lambda t}` has a relative error of at most :math:`u(2 + 6 \lambda t)`. With
+        generous constants: :math:`\sum_k (|a_k| + |b_k|)\, u\, (16 + 8P + 8\lambda_k t_{max})`,
+        plus :math:`4 n u \sup|u_0|` for the sum over modes. Grows with :math:`\omega|k||x|`, as it
+        must: the phase rounding is absolute.
+        """
+        pts = np.asarray(points, dtype=np.float64)
+        if len(pts) == 0:
+            return 0.0
+        xmax, ymax, tmax = np.abs(pts).max(axis=0)
+        k = np.abs(np.asarray(self.wavevectors, dtype=np.float64))
+        phase = self._omega() * (k[:, 0] * xmax + k[:, 1] * ymax)
+        per_mode = (np.abs(self.cos) + np.abs(self.sin)) * (16 + 8 * phase + 8 * self._decay(kappa) * tmax)
+        return float(2.0**-53 * (per_mode.sum() + 4 * len(k) * self.sup_bound()))
+
     def amplitudes(self) -> np.ndarray:
         """:math:`\\sqrt{a_k^2 + b_k^2}` per mode."""
         return np.hypot(self.cos, self.sin)

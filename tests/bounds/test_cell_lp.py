@@ -103,3 +103,50 @@ def test_bad_shapes_are_refused():
         exact_upper_bounds(np.zeros((3, 4)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="1 to 4 dimensions"):
         dual_vertices(5)
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_float_bound_is_above_the_exact_rational_optimum(rng, d):
+    """The float64 result (with its rounding margin) never falls below the optimum in exact arithmetic."""
+    from fractions import Fraction
+
+    coef_e, _ = dual_vertices(d)
+    lams = [[Fraction(v).limit_denominator(64) for v in row] for row in coef_e]
+    sigma = vertex_signs(d)
+    for _ in range(40):
+        e = rng.normal(size=2**d) * rng.choice([1e-8, 1.0, 1e8])
+        a = rng.uniform(0, 1, size=d) * rng.choice([1e-8, 1.0, 1e8])
+        exact = min(
+            sum(l * Fraction(float(ev)) for l, ev in zip(lam, e))
+            + sum(Fraction(float(ak)) * (1 + abs(sum(l * Fraction(int(s)) for l, s in zip(lam, sigma[:, k]))))
+                  for k, ak in enumerate(a))
+            for lam in lams
+        )
+        assert Fraction(float(exact_upper_bounds(e[None], a[None])[0])) >= exact
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_consistent_data_reduce_to_pairs_and_tetrahedra(rng, d):
+    """theory/cell-bounds.md section 3: for consistent vertex data the pairs (and in 3-D the two
+    parity tetrahedra) are the only dual vertices that matter."""
+    n = 5000
+    a = rng.uniform(0.01, 1.0, size=(n, d))
+    bits = 1 - (vertex_signs(d) + 1) / 2  # 0/1 coordinates of the vertices
+    # consistent data: values of random weighted-l1 cone functions at the vertices (slopes a_k * 2 / h)
+    centres = rng.uniform(-0.5, 1.5, size=(n, 3, d))
+    heights = rng.normal(size=(n, 3))
+    dist = np.einsum("njvk,nk->njv", np.abs(bits[None, None] - centres[:, :, None, :]), 2 * a)
+    e = np.max(heights[:, :, None] - dist, axis=1)
+    exact = exact_upper_bounds(e, a)
+    pairs = np.min([(e[:, v] + e[:, 2**d - 1 - v]) / 2 for v in range(2**d)], axis=0)
+    best = pairs
+    if d == 3:
+        parity = bits.sum(axis=1) % 2
+        best = np.minimum(pairs, np.minimum(e[:, parity == 0].mean(axis=1), e[:, parity == 1].mean(axis=1)))
+    formula = a.sum(axis=1) + best
+    assert np.allclose(exact, formula, rtol=1e-12, atol=1e-12)
+    if d == 3:  # a checkerboard (consistent: neighbours differ by 2 = L h) where a tetrahedron wins
+        parity = bits.sum(axis=1) % 2
+        board = 2.0 * parity
+        assert exact_upper_bounds(board[None], np.ones((1, 3)))[0] == pytest.approx(3.0)
+        assert cell_bounds(board.reshape(2, 2, 2), [np.array([0.0, 2.0])] * 3, [1.0] * 3).closed_form.max() == pytest.approx(4.0)

@@ -8,7 +8,7 @@ import xarray as xr
 
 from lipsurrogate.data.dataset import load_dataset, save_dataset
 from lipsurrogate.data.generators import generate, heat2d, heat_modes_of
-from lipsurrogate.data.heat import HeatModes, random_periodic_modes
+from lipsurrogate.data.heat import HeatModes, random_dirichlet_modes, random_periodic_modes
 from lipsurrogate.data.simulate import Stepper
 from lipsurrogate.exceptions import ConfigurationError, DataSchemaError, SolverError
 
@@ -37,6 +37,49 @@ def test_derivative_bounds_dominate_sampled_derivatives(rng):
     bx, by = modes.gradient_bounds()
     assert np.abs(dx).max() <= bx and np.abs(dy).max() <= by
     assert np.abs(modes.solution(x, y, 0, 1)).max() <= modes.sup_bound()
+
+
+def test_dirichlet_bounds_dominate_sampled_derivatives(rng):
+    modes = random_dirichlet_modes(rng, n_modes=5, k_max=4)
+    g = np.linspace(0, modes.length, 201)
+    x, y = np.meshgrid(g, g, indexing="ij")
+    h = 1e-6
+    dx = (modes.solution(x + h, y, 0, 1) - modes.solution(x - h, y, 0, 1)) / (2 * h)
+    dy = (modes.solution(x, y + h, 0, 1) - modes.solution(x, y - h, 0, 1)) / (2 * h)
+    lap = (modes.solution(x + 1e-4, y, 0, 1) + modes.solution(x - 1e-4, y, 0, 1) + modes.solution(x, y + 1e-4, 0, 1)
+           + modes.solution(x, y - 1e-4, 0, 1) - 4 * modes.solution(x, y, 0, 1)) / 1e-8
+    bx, by = modes.gradient_bounds()
+    assert np.abs(dx).max() <= bx and np.abs(dy).max() <= by
+    assert np.abs(lap).max() <= modes.laplacian_bound() * (1 + 1e-3)
+    assert np.abs(modes.solution(x, y, 0, 1)).max() <= modes.sup_bound()
+
+
+@pytest.mark.parametrize("boundary", ["periodic", "dirichlet"])
+def test_rounding_bound_of_the_closed_form_holds_in_extended_precision(rng, boundary):
+    """Against 80-bit long double, including a mode with a large phase omega |k| |x| (about 3800)."""
+    big = np.array([[300, 300]]) if boundary == "periodic" else np.array([[300, 299]])
+    k = np.concatenate([np.array([[1, 2], [3, 1]]), big])
+    coef = np.array([0.7, -1.1, 0.4])
+    modes = HeatModes(k, coef, np.zeros(3) if boundary == "dirichlet" else np.array([0.2, 0.5, -0.3]),
+                      boundary=boundary)
+    pts = np.column_stack([rng.uniform(0, 2 * np.pi, 4000), rng.uniform(0, 2 * np.pi, 4000), rng.uniform(0, 1, 4000)])
+    kappa = 0.05
+    approx = modes.solution(pts[:, 0], pts[:, 1], pts[:, 2], kappa)
+    L = np.longdouble
+    w = (2 * L(np.pi) if boundary == "periodic" else L(np.pi)) / L(modes.length)
+    x, y, t = (pts[:, i].astype(L) for i in range(3))
+    exact = np.zeros(len(pts), dtype=L)
+    for (kx, ky), a, b in zip(k, coef, modes.sin):
+        decay = np.exp(-L(kappa) * w**2 * L(kx * kx + ky * ky) * t)
+        if boundary == "periodic":
+            phase = w * (L(kx) * x + L(ky) * y)
+            exact += decay * (L(a) * np.cos(phase) + L(b) * np.sin(phase))
+        else:
+            exact += decay * L(a) * np.sin(w * L(kx) * x) * np.sin(w * L(ky) * y)
+    error = np.abs(approx.astype(L) - exact).max()
+    bound = modes.rounding_bound(pts, kappa)
+    assert error <= bound
+    assert bound < 1e-11  # still a tiny margin
 
 
 def test_modes_json_round_trip(rng):

@@ -22,6 +22,7 @@ TASKS: dict[str, tuple[str, str]] = {
     "allen-cahn1d": ("lipsurrogate.tasks.field:run_allen_cahn1d", "Allen-Cahn, level-1 certificate, finer-solve reference"),
     "reaction-diffusion2d": ("lipsurrogate.tasks.field:run_reaction_diffusion2d",
                              "FitzHugh-Nagumo field u, level-1 certificate, finer-solve reference"),
+    "toy-pareto": ("lipsurrogate.tasks.pareto:run", "MDMM vs weighted sums on a concave Pareto front (Fonseca-Fleming)"),
     "toys": ("lipsurrogate.tasks.toys:run_all", "all five toy problems of Kitouni et al. (sections 3 and 5)"),
     "toy-outlier": ("lipsurrogate.tasks.toys:task_outlier", "sin(x) with one outlier: Lipschitz vs unconstrained fit"),
     "toy-monotone": ("lipsurrogate.tasks.toys:task_monotone", "noisy log(x) with a gap and a missing tail: monotone fit"),

@@ -6,12 +6,19 @@ loop
     :func:`train` (Adam, cosine schedule, projection after each step, progress bar).
 losses
     Temperature BCE, hinge, dynamic hinge and the dynamic margins.
+constraints
+    :class:`MDMM` and :class:`Constraint`: constrained training (equal / at most / at least) with
+    the Modified Differential Method of Multipliers, under any optimiser and scheduler.
 """
 
 from .losses import bce_with_temperature, dynamic_hinge_loss, dynamic_margins, hinge_loss, signed_labels
+from .constraints import MDMM, Constraint, MDMMResult
 from .loop import LOSSES, TrainingHistory, train
 
 __all__ = [
+    "Constraint",
+    "MDMM",
+    "MDMMResult",
     "LOSSES",
     "TrainingHistory",
     "bce_with_temperature",

@@ -9,17 +9,25 @@ losses
 constraints
     :class:`MDMM` and :class:`Constraint`: constrained training (equal / at most / at least) with
     the Modified Differential Method of Multipliers, under any optimiser and scheduler.
+pinn
+    :func:`pde_residual` and :class:`PhysicsTerm`: physics-informed residuals on mini-batches of
+    collocation points, weighted or as an MDMM constraint.
 """
 
 from .losses import bce_with_temperature, dynamic_hinge_loss, dynamic_margins, hinge_loss, signed_labels
 from .constraints import MDMM, Constraint, MDMMResult
 from .loop import LOSSES, TrainingHistory, train
+from .pinn import RESIDUALS, PhysicsTerm, collocation_points, pde_residual
 
 __all__ = [
     "Constraint",
     "MDMM",
     "MDMMResult",
     "LOSSES",
+    "RESIDUALS",
+    "PhysicsTerm",
+    "collocation_points",
+    "pde_residual",
     "TrainingHistory",
     "bce_with_temperature",
     "dynamic_hinge_loss",

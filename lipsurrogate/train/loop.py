@@ -38,6 +38,8 @@ class TrainingHistory:
     steps, losses, learning_rates : list
         Recorded every ``log_every`` steps: the mini-batch loss (an estimate of the training
         loss, not the full-data loss) and the learning rate.
+    residuals : list
+        With a physics term: the mini-batch mean squared PDE residual (an estimate).
     seconds : float
         Wall-clock training time.
     """
@@ -45,6 +47,7 @@ class TrainingHistory:
     steps: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
     learning_rates: list[float] = field(default_factory=list)
+    residuals: list[float] = field(default_factory=list)
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
@@ -52,6 +55,7 @@ class TrainingHistory:
             "steps": self.steps,
             "losses": self.losses,
             "learning_rates": self.learning_rates,
+            "residuals": self.residuals,
             "seconds": self.seconds,
         }
 
@@ -71,6 +75,7 @@ def train(
     progress: bool = True,
     log_every: int = 10,
     description: str = "training",
+    physics=None,
 ) -> TrainingHistory:
     """Train ``model`` with Adam on mini-batches drawn with a seeded generator.
 
@@ -92,6 +97,11 @@ def train(
         Seeds the batch order (torch's global generator is left alone).
     progress : bool
         Show a tqdm progress bar (on stderr).
+    physics : PhysicsTerm, optional
+        A PINN residual term (:class:`~lipsurrogate.train.pinn.PhysicsTerm`) on fresh collocation
+        points each step: added with its weight, or, with ``at_most``, a constraint trained with
+        MDMM (multipliers in their own parameter group, same schedule). The history then also
+        records the mean squared residual (an estimate on each step's mini-batch).
     """
     if isinstance(targets, torch.Tensor):
         targets = (targets,)
@@ -113,7 +123,12 @@ def train(
     import time
 
     generator = torch.Generator().manual_seed(int(seed))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    mdmm = physics.constraint() if physics is not None else None
+    if mdmm is not None:
+        mdmm = mdmm.to(dtype=next(model.parameters()).dtype)
+        optimizer = torch.optim.Adam(mdmm.parameter_groups(model.parameters(), lr=lr, weight_decay=weight_decay))
+    else:
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     if schedule == "cosine":
         lr_lambda = lambda step: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))  # noqa: E731
     else:
@@ -132,6 +147,10 @@ def train(
             x, ys = inputs[idx], tuple(t[idx] for t in targets)
         optimizer.zero_grad(set_to_none=True)
         value = loss(model(x), *ys)
+        residual = None
+        if physics is not None:
+            residual = physics.mean_square(model, generator)
+            value = mdmm(value, [residual]).value if mdmm is not None else value + physics.weight * residual
         if not torch.isfinite(value):
             raise FloatingPointError(f"The training loss became {value.item()} at step {step}.")
         value.backward()
@@ -142,6 +161,8 @@ def train(
             history.steps.append(step)
             history.losses.append(float(value.detach()))
             history.learning_rates.append(optimizer.param_groups[0]["lr"])
+            if residual is not None:
+                history.residuals.append(float(residual.detach()))
             bar.set_postfix(loss=f"{history.losses[-1]:.3g}")
     history.seconds = time.perf_counter() - start
     model.eval()

@@ -15,6 +15,7 @@ serialization
 
 from .activations import ACTIVATIONS, GroupSort, make_activation
 from .baselines import unconstrained_mlp
+from .conditioning import MECHANISMS, POSITIONS, ConditionedLipschitzMLP
 from .features import FeatureLipschitzMLP, FourierFeatures
 from .mlp import HEADS, NETWORK_NORMS, LipschitzMLP
 from .norms import (
@@ -35,6 +36,9 @@ from .norms import (
 from .serialization import load_model, save_model, to_plain
 
 __all__ = [
+    "ConditionedLipschitzMLP",
+    "MECHANISMS",
+    "POSITIONS",
     "ACTIVATIONS",
     "ENFORCE_MODES",
     "HEADS",

@@ -21,6 +21,7 @@ from .._io import atomic_path, read_json, write_json
 from .._version import __version__
 from ..exceptions import ModelFileError
 from ._utils import eval_mode
+from .conditioning import ConditionedLipschitzMLP
 from .features import FeatureLipschitzMLP
 from .mlp import LipschitzMLP
 
@@ -29,7 +30,8 @@ __all__ = ["to_plain", "save_model", "load_model", "FORMAT_VERSION"]
 FORMAT_VERSION = 1
 """Version of the on-disk model format written by :func:`save_model`."""
 
-_MODEL_CLASSES = {"LipschitzMLP": LipschitzMLP, "FeatureLipschitzMLP": FeatureLipschitzMLP}
+_MODEL_CLASSES = {"LipschitzMLP": LipschitzMLP, "FeatureLipschitzMLP": FeatureLipschitzMLP,
+                  "ConditionedLipschitzMLP": ConditionedLipschitzMLP}
 
 
 def to_plain(model: nn.Module) -> nn.Module:

@@ -1,6 +1,5 @@
 """Per-cell bounds against brute-force maximisation of functions with known constants."""
 
-import itertools
 
 import numpy as np
 import pytest

@@ -15,7 +15,6 @@ def _grid_values(f, edges):
 
 @pytest.mark.parametrize("d", [1, 2, 3])
 def test_refinement_stays_sound_and_tightens(rng, d):
-    L = rng.uniform(0.5, 2.0, size=d)
     freq = rng.uniform(1.0, 3.0, size=d)
 
     def f(x):  # |d f / d x_k| <= 0.3 * freq_k

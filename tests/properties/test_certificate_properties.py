@@ -52,9 +52,11 @@ def test_certificates_hold_on_random_networks_functions_and_grids(d, width, dept
     local_lip = None
     box_constants = None
     if local:  # network ranges by interval propagation; u's range bounded crudely by its constant
-        def box_constants(lo, hi):
+        def network_plus_u(lo, hi):
             flo, fhi = network_derivative_intervals(model, lo, hi)
             return np.maximum(np.abs(fhi), np.abs(flo)) + lip_u
+
+        box_constants = network_plus_u
 
         lo = np.stack(np.meshgrid(*[a[:-1] for a in edges], indexing="ij"), -1).reshape(-1, d)
         hi = np.stack(np.meshgrid(*[a[1:] for a in edges], indexing="ij"), -1).reshape(-1, d)

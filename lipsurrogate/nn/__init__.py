@@ -16,6 +16,7 @@ serialization
 from .activations import ACTIVATIONS, GroupSort, make_activation
 from .baselines import unconstrained_mlp
 from .conditioning import MECHANISMS, POSITIONS, ConditionedLipschitzMLP
+from .deeponet import LipschitzDeepONet, train_deeponet
 from .features import FeatureLipschitzMLP, FourierFeatures
 from .mlp import HEADS, NETWORK_NORMS, LipschitzMLP
 from .norms import (
@@ -37,6 +38,8 @@ from .serialization import load_model, save_model, to_plain
 
 __all__ = [
     "ConditionedLipschitzMLP",
+    "LipschitzDeepONet",
+    "train_deeponet",
     "MECHANISMS",
     "POSITIONS",
     "ACTIVATIONS",

@@ -52,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     heat.add_argument("--cert-cells-coarse", type=_int_list, help="second certificate grid [64,64,16]")
     heat.add_argument("--local-block", type=int, help="cells per axis sharing one local constant; 0 = global constants only [2]")
     heat.add_argument("--refine-budget", type=int, help="error evaluations for adaptive refinement; 0 = none [400000]")
+    kappa = fit.add_argument_group("heat2d-kappa options (plus the heat2d ones that apply)")
+    kappa.add_argument("--kappa-min", type=float, help="smallest diffusivity [0.02]")
+    kappa.add_argument("--kappa-max", type=float, help="largest diffusivity [0.1]")
+    kappa.add_argument("--n-kappa", type=int, help="diffusivities in the training sweep [9]")
     other = fit.add_argument_group("options of the field tasks (pdebench, advection1d, burgers1d, allen-cahn1d, "
                                    "reaction-diffusion2d); --grid/--frames/--t-end/--hidden/--steps/... apply too")
     other.add_argument("--sample", type=int, help="pdebench: sample index in the file [0]")
@@ -114,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
 
         names = ["grid", "t_end", "frames", "diffusivity", "n_modes", "k_max", "hidden", "harmonics", "lipschitz",
                  "slope_factor", "steps", "batch_size", "lr", "cert_cells", "cert_cells_coarse", "local_block",
-                 "refine_budget", "sample", "field", "file"]
+                 "refine_budget", "sample", "field", "file", "kappa_min", "kappa_max", "n_kappa"]
         options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
         try:
             summary = fit(args.task, out=args.out, seed=args.seed, quick=args.quick, progress=not args.no_progress,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import xarray as xr
@@ -115,6 +115,8 @@ def heat2d(
     frames: int = 51,
     diffusivity: float = 0.05,
     diffusivity_range: tuple[float, float] | None = None,
+    diffusivities: Sequence[float] | None = None,
+    same_initial_condition: bool = False,
     boundary: str = "periodic",
     n_modes: int = 4,
     k_max: int = 3,
@@ -142,6 +144,10 @@ def heat2d(
         :math:`\kappa` (ignored when ``diffusivity_range`` is given).
     diffusivity_range : (float, float), optional
         For a family: each sample draws :math:`\kappa` uniformly from this range.
+    diffusivities : sequence of float, optional
+        For a family: these diffusivities, one sample each (``samples`` must be None or match).
+    same_initial_condition : bool
+        For a family: one initial condition for every sample (a diffusivity sweep).
     boundary : {"periodic", "dirichlet"}
         Periodic :math:`[0, 2\pi]^2` with Fourier modes, or :math:`u = 0` on the boundary of
         :math:`[0, \pi]^2` with sine modes.
@@ -170,8 +176,15 @@ def heat2d(
     workers = positive_int("workers", workers)
     _check_solver(solver)
     rng = np.random.default_rng(seed)
+    if diffusivities is not None:
+        kappas_given = np.array([positive_float("diffusivities", v) for v in diffusivities])
+        if samples is not None and samples != len(kappas_given):
+            raise ConfigurationError(f"'samples' ({samples}) does not match the {len(kappas_given)} diffusivities given.")
+        samples = len(kappas_given)
     n = 1 if samples is None else positive_int("samples", samples)
-    if diffusivity_range is not None:
+    if diffusivities is not None:
+        kappas = kappas_given
+    elif diffusivity_range is not None:
         lo, hi = (positive_float("diffusivity_range", v) for v in diffusivity_range)
         if hi < lo:
             raise ConfigurationError(f"'diffusivity_range' must be (low, high). Got {diffusivity_range!r}.")
@@ -180,7 +193,8 @@ def heat2d(
         kappas = np.full(n, positive_float("diffusivity", diffusivity))
     length = 2 * np.pi if boundary == "periodic" else np.pi
     make_modes = random_periodic_modes if boundary == "periodic" else random_dirichlet_modes
-    modes = [make_modes(rng, n_modes, k_max, amplitude, length) for _ in range(n)]
+    modes = [make_modes(rng, n_modes, k_max, amplitude, length) for _ in range(1 if same_initial_condition else n)]
+    modes = modes * n if same_initial_condition else modes
 
     dx = length / cells
     limit_tau = _STABILITY[solver] * dx**2 / 8.0  # eigenvalues of the 5-point Laplacian reach 8/dx^2

@@ -74,14 +74,14 @@ class HeatModes:
     def _omega(self) -> float:
         return 2 * np.pi / self.length if self.boundary == "periodic" else np.pi / self.length
 
-    def solution(self, x, y, t, kappa: float) -> np.ndarray:
-        """The exact solution :math:`u(x, y, t)` (broadcasting ``x``, ``y``, ``t``), in float64."""
-        x, y, t = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (x, y, t)))
+    def solution(self, x, y, t, kappa) -> np.ndarray:
+        """The exact solution :math:`u(x, y, t)` (broadcasting ``x``, ``y``, ``t`` and ``kappa``), in float64."""
+        x, y, t, kappa = np.broadcast_arrays(*(np.asarray(v, dtype=np.float64) for v in (x, y, t, kappa)))
         k = np.asarray(self.wavevectors, dtype=np.float64)
         w = self._omega()
         out = np.zeros(x.shape)
-        for (kx, ky), a, b, rate in zip(k, self.cos, self.sin, self._decay(kappa)):
-            decay = np.exp(-rate * t)
+        for (kx, ky), a, b, q in zip(k, self.cos, self.sin, self._decay(1.0)):
+            decay = np.exp(-(kappa * q) * t)
             if self.boundary == "periodic":
                 phase = w * (kx * x + ky * y)
                 out += decay * (a * np.cos(phase) + b * np.sin(phase))
@@ -106,7 +106,7 @@ class HeatModes:
         xmax, ymax, tmax = np.abs(pts).max(axis=0)
         k = np.abs(np.asarray(self.wavevectors, dtype=np.float64))
         phase = self._omega() * (k[:, 0] * xmax + k[:, 1] * ymax)
-        per_mode = (np.abs(self.cos) + np.abs(self.sin)) * (16 + 8 * phase + 8 * self._decay(kappa) * tmax)
+        per_mode = (np.abs(self.cos) + np.abs(self.sin)) * (16 + 8 * phase + 8 * self._decay(float(np.max(kappa))) * tmax)
         return float(2.0**-53 * (per_mode.sum() + 4 * len(k) * self.sup_bound()))
 
     def amplitudes(self) -> np.ndarray:
@@ -140,35 +140,57 @@ class HeatModes:
         :func:`lipsurrogate.bounds.local.cos_range`); products and sums use interval arithmetic,
         widened by a rounding margin. Returns ``(dlo, dhi)``, each (n, 3).
         """
-        from ..bounds.local import cos_range
-
         lo = np.asarray(lo, dtype=np.float64)
         hi = np.asarray(hi, dtype=np.float64)
+        kap = np.full((len(lo), 1), float(kappa))
+        dlo, dhi = self._intervals(lo, hi, kap, kap)
+        return dlo[:, :3], dhi[:, :3]
+
+    def parametric_derivative_intervals(self, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        r"""Certified intervals of :math:`(\partial_x u, \partial_y u, \partial_t u, \partial_\kappa u)` on boxes of (x, y, t, kappa).
+
+        With :math:`q = \omega^2 |k|^2`, each mode is :math:`e^{-q \kappa t} R \cos(p - \varphi)`:
+        :math:`e^{-q\kappa t}` is monotone in :math:`\kappa t \in [\kappa_{lo} t_{lo}, \kappa_{hi} t_{hi}]`
+        (t, kappa >= 0); :math:`\partial_t` brings :math:`-q \kappa` and :math:`\partial_\kappa`
+        brings :math:`-q t`, whose positive ranges multiply the exponential's.
+        """
+        lo = np.asarray(lo, dtype=np.float64)
+        hi = np.asarray(hi, dtype=np.float64)
+        if np.any(lo[:, 3] <= 0) or np.any(lo[:, 2] < 0):
+            raise ConfigurationError("Parametric heat intervals need kappa > 0 and t >= 0.")
+        return self._intervals(lo[:, :3], hi[:, :3], lo[:, 3:4], hi[:, 3:4])
+
+    def _intervals(self, lo, hi, kap_lo, kap_hi):
+        from ..bounds.local import cos_range
+
         if self.boundary != "periodic":
             raise ConfigurationError("derivative_intervals is implemented for periodic modes.")
         w = self._omega()
         k = np.asarray(self.wavevectors, dtype=np.float64)
-        rates = self._decay(kappa)
+        q = self._decay(1.0)[None]  # omega^2 |k|^2, (1, modes)
         xc, xr = (lo[:, :2] + hi[:, :2]) / 2, (hi[:, :2] - lo[:, :2]) / 2
         pc = w * xc @ k.T  # (n, modes)
         pr = w * xr @ np.abs(k).T
         amp = self.amplitudes()
-        e_lo = np.exp(-rates[None] * hi[:, 2:3])
-        e_hi = np.exp(-rates[None] * lo[:, 2:3])
+        e_lo = np.exp(-q * (kap_hi * hi[:, 2:3]))
+        e_hi = np.exp(-q * (kap_lo * lo[:, 2:3]))
         # a cos p + b sin p = R cos(p - phi), phi = atan2(b, a)
         phi = np.arctan2(self.sin, self.cos)
         val_lo, val_hi = cos_range(pc - phi, pr)
         # d/dp (a cos p + b sin p) = -a sin p + b cos p = R cos(p - phi + pi/2)
         der_lo, der_hi = cos_range(pc - phi + np.pi / 2, pr)
-        out_lo, out_hi = np.zeros((len(lo), 3)), np.zeros((len(lo), 3))
+        out_lo, out_hi = np.zeros((len(lo), 4)), np.zeros((len(lo), 4))
         for axis in range(2):
             c = amp * w * k[:, axis]  # (modes,)
             lo_m, hi_m = _interval_product(e_lo, e_hi, c * der_lo, c * der_hi)
             out_lo[:, axis], out_hi[:, axis] = lo_m.sum(1), hi_m.sum(1)
-        c = -amp * rates
-        lo_m, hi_m = _interval_product(e_lo, e_hi, c * val_lo, c * val_hi)
-        out_lo[:, 2], out_hi[:, 2] = lo_m.sum(1), hi_m.sum(1)
-        pad = 1e-12 * (1 + self.laplacian_bound() * (1 + kappa) + self.gradient_bounds().sum())
+        # d/dt: -q kappa e R cos(.) ; d/dkappa: -q t e R cos(.), with kappa e and t e in positive ranges
+        for axis, (f_lo, f_hi) in ((2, (kap_lo, kap_hi)), (3, (lo[:, 2:3], hi[:, 2:3]))):
+            m_lo, m_hi = f_lo * e_lo, f_hi * e_hi
+            lo_m, hi_m = _interval_product(m_lo, m_hi, -amp * q * val_lo, -amp * q * val_hi)
+            out_lo[:, axis], out_hi[:, axis] = lo_m.sum(1), hi_m.sum(1)
+        scale = 1 + self.laplacian_bound() * (1 + float(np.max(kap_hi)) + float(np.max(hi[:, 2]))) + self.gradient_bounds().sum()
+        pad = 1e-12 * scale
         return out_lo - pad, out_hi + pad
 
     def to_json(self) -> str:

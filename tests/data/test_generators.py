@@ -212,3 +212,34 @@ def test_heat_derivative_intervals_contain_sampled_derivatives(rng):
     assert np.all(grads >= dlo[:, None] - 1e-6) and np.all(grads <= dhi[:, None] + 1e-6)
     small = width[:, 0] == 1e-3
     assert np.median((dhi - dlo)[small]) < 0.05  # tight on small boxes
+
+
+def test_parametric_heat_intervals_contain_sampled_derivatives(rng):
+    modes = random_periodic_modes(rng, n_modes=5, k_max=3)
+    lo = np.column_stack([rng.uniform(0, 6, 300), rng.uniform(0, 6, 300), rng.uniform(0, 0.9, 300), rng.uniform(0.01, 0.15, 300)])
+    hi = lo + rng.uniform(0.01, 0.3, size=lo.shape) * np.array([1, 1, 0.3, 0.1])
+    dlo, dhi = modes.parametric_derivative_intervals(lo, hi)
+    p = lo + rng.uniform(size=lo.shape) * (hi - lo)
+    h = 1e-6
+    for axis in range(4):
+        e = np.zeros(4)
+        e[axis] = h
+        a, b = p + e, p - e
+        fd = (modes.solution(a[:, 0], a[:, 1], a[:, 2], a[:, 3]) - modes.solution(b[:, 0], b[:, 1], b[:, 2], b[:, 3])) / (2 * h)
+        assert np.all(fd >= dlo[:, axis] - 1e-6) and np.all(fd <= dhi[:, axis] + 1e-6)
+    # consistent with the 3-input version at a fixed kappa
+    fixed_lo, fixed_hi = lo.copy(), hi.copy()
+    fixed_hi[:, 3] = fixed_lo[:, 3] = 0.05
+    plo, phi = modes.parametric_derivative_intervals(fixed_lo, fixed_hi)
+    qlo, qhi = modes.derivative_intervals(lo[:, :3], hi[:, :3], 0.05)
+    assert np.allclose(plo[:, :3], qlo) and np.allclose(phi[:, :3], qhi)
+
+
+def test_diffusivity_sweep_shares_one_initial_condition():
+    ds = heat2d(grid=12, t_end=0.5, frames=3, diffusivities=[0.02, 0.1], same_initial_condition=True, seed=1, **FAST)
+    assert ds.sizes["sample"] == 2 and np.allclose(ds.diffusivity.values, [0.02, 0.1])
+    assert np.array_equal(ds.mode_cos.values[0], ds.mode_cos.values[1])
+    assert np.allclose(ds.u.values[0, 0], ds.u.values[1, 0])  # same start, different decay
+    assert not np.allclose(ds.u.values[0, -1], ds.u.values[1, -1])
+    with pytest.raises(ConfigurationError, match="does not match"):
+        heat2d(grid=12, frames=3, diffusivities=[0.02, 0.1], samples=3, **FAST)

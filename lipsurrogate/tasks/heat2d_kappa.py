@@ -1,0 +1,320 @@
+r"""``lipsurrogate fit heat2d-kappa``: one surrogate for a range of diffusivities, certified on (x, y, t, kappa).
+
+A parametric surrogate :math:`f(x, y, t, \kappa)` of :math:`u_t = \kappa \Delta u` for one initial
+condition and every :math:`\kappa \in [\kappa_{lo}, \kappa_{hi}]`: the diffusivity is an input,
+concatenated at the beginning (the ``concat``/``begin`` mechanism of Anzalone et al.; Fourier
+features of x and y, slope budgets per input). Data: a py-pde diffusivity sweep of
+``n_kappa`` values (one initial condition, :func:`~lipsurrogate.data.generators.heat2d`).
+
+The certificate is a statement about the **exact solution** over the whole 4-D box (level 2):
+vertex values from the closed form :math:`u = \sum_k e^{-q_k \kappa t} (a_k \cos + b_k \sin)`;
+global constants of u from the maximum principle in (x, y), :math:`|u_t| \le \kappa_{hi}\|\Delta u_0\|`
+and :math:`|u_\kappa| = |t \Delta u| \le t_{end} \|\Delta u_0\|`; local constants from interval
+propagation of the network's derivative ranges and the exact modal ranges of u's
+(:meth:`~lipsurrogate.data.heat.HeatModes.parametric_derivative_intervals`); the exact per-cell
+program in 4 dimensions; adaptive refinement. Verification samples the box densely, at random and
+adversarially against the closed form, at diffusivities between the training ones as well.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._io import read_json, write_json
+from ..bounds import extract_chain, lipschitz_bounds
+from ..bounds.cells import cell_bounds
+from ..bounds.refine import refine_certificate
+from ..bounds.storage import load_cell_certificate, save_cell_certificate
+from ..data.dataset import load_dataset, save_dataset
+from ..data.generators import heat2d
+from ..data.heat import HeatModes
+from ..exceptions import ConfigurationError, ModelFileError
+from ..nn import FeatureLipschitzMLP, load_model, to_plain
+from ._common import (
+    LADDER_KINDS,
+    config_from_options,
+    fit_and_certify,
+    ladder,
+    network_intervals,
+    network_values,
+    stage,
+    verify_with_config,
+)
+
+__all__ = ["Heat2DKappaConfig", "run", "certify", "verify", "report"]
+
+INPUTS = ["x", "y", "t", "kappa"]
+
+
+@dataclass
+class Heat2DKappaConfig:
+    """Settings of a heat2d-kappa run."""
+
+    grid: int = 48
+    t_end: float = 1.0
+    frames: int = 26
+    kappa_min: float = 0.02
+    kappa_max: float = 0.1
+    n_kappa: int = 9
+    n_modes: int = 4
+    k_max: int = 3
+    hidden: list = field(default_factory=lambda: [128, 128, 128, 128])
+    harmonics: int = 3
+    lipschitz: float = 1.0
+    slope_factor: float = 1.3
+    steps: int = 3000
+    batch_size: int = 4096
+    lr: float = 3e-3
+    cert_cells: list = field(default_factory=lambda: [64, 64, 16, 8])
+    local_block: int = 2
+    refine_budget: int = 400_000
+    density: int = 2
+    dense_cells: int = 400
+    random_points: int = 100_000
+    adversarial_starts: int = 32
+    adversarial_steps: int = 30
+    backend: str = "auto"
+    seed: int = 0
+
+    @classmethod
+    def quick(cls, **overrides) -> "Heat2DKappaConfig":
+        base = dict(grid=16, frames=6, n_kappa=3, hidden=[32, 32], steps=200, batch_size=2048,
+                    cert_cells=[16, 16, 4, 4], local_block=1, refine_budget=20_000, dense_cells=60,
+                    random_points=3000, adversarial_starts=4, adversarial_steps=5, backend="numpy")
+        return cls(**{**base, **overrides})
+
+    @classmethod
+    def from_options(cls, quick: bool, seed: int, options: dict) -> "Heat2DKappaConfig":
+        cfg = config_from_options(cls, quick, seed, options, "heat2d-kappa")
+        if not 0 < cfg.kappa_min < cfg.kappa_max:
+            raise ConfigurationError(f"Need 0 < kappa_min < kappa_max. Got {cfg.kappa_min} and {cfg.kappa_max}.")
+        if cfg.n_kappa < 2:
+            raise ConfigurationError(f"Need at least 2 diffusivities. Got n_kappa={cfg.n_kappa}.")
+        return cfg
+
+
+def solution_constants(modes: HeatModes, kappa_max: float, t_end: float) -> dict:
+    """Certified global bounds on :math:`|\\partial u|` over the box, with their source."""
+    gx, gy = modes.gradient_bounds()
+    lap = modes.laplacian_bound()
+    return {
+        "values": [float(gx), float(gy), float(kappa_max * lap), float(t_end * lap)],
+        "inputs": INPUTS,
+        "kind": "certified upper bound (from theory)",
+        "source": "heat maximum principle from the initial condition: |d_i u| <= max|d_i u0|; |u_t| = kappa |Laplace u| "
+                  "<= kappa_max max|Laplace u0|; |u_kappa| = t |Laplace u| <= t_end max|Laplace u0|; with the modal "
+                  "sums sum_k omega |k_i| R_k and sum_k omega^2 |k|^2 R_k",
+    }
+
+
+def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, **options) -> dict:
+    """Run the parametric heat2d pipeline into ``out_dir``; return the summary."""
+    out_dir = Path(out_dir)
+    cfg = Heat2DKappaConfig.from_options(quick, seed, options)
+    times: dict = {}
+    start = time.perf_counter()
+    kappas = np.linspace(cfg.kappa_min, cfg.kappa_max, cfg.n_kappa)
+    ds = heat2d(grid=cfg.grid, t_end=cfg.t_end, frames=cfg.frames, diffusivities=kappas, same_initial_condition=True,
+                n_modes=cfg.n_modes, k_max=cfg.k_max, seed=cfg.seed, backend=cfg.backend, progress=progress)
+    save_dataset(ds, out_dir / "data.nc")
+    modes = HeatModes(ds.mode_wavevector.values[0], ds.mode_cos.values[0], ds.mode_sin.values[0])
+    domain = [[0.0, 2 * np.pi], [0.0, 2 * np.pi], [0.0, cfg.t_end], [cfg.kappa_min, cfg.kappa_max]]
+    write_json(out_dir / "config.json", {"task": "heat2d-kappa", **asdict(cfg), "initial_condition_modes": modes.to_json(),
+                                         "domain": domain, "inputs": INPUTS})
+    start = stage("data", times, start)
+
+    lip_u = solution_constants(modes, cfg.kappa_max, cfg.t_end)
+    span = cfg.kappa_max - cfg.kappa_min
+    model = FeatureLipschitzMLP(
+        4, 1, cfg.hidden, periods=[2 * np.pi, 2 * np.pi, None, None], harmonics=cfg.harmonics,
+        offset=[0.0, 0.0, cfg.t_end / 2, (cfg.kappa_min + cfg.kappa_max) / 2],
+        scale=[1.0, 1.0, 2.0 / cfg.t_end, 2.0 / span],
+        input_budget=[cfg.slope_factor * v for v in lip_u["values"]], lipschitz=cfg.lipschitz, seed=cfg.seed,
+    )
+    K, T, X, Y = np.meshgrid(kappas, ds.t.values, ds.x.values, ds.y.values, indexing="ij")
+    points = torch.tensor(np.stack([X.ravel(), Y.ravel(), T.ravel(), K.ravel()], 1), dtype=torch.float32)
+    values = torch.tensor(ds.u.values.reshape(-1, 1), dtype=torch.float32)
+    fit_stats, certificate, verification = fit_and_certify(
+        sys.modules[__name__], model, points, values, cfg, out_dir, times, progress,
+        "measured on the training grid (all diffusivities) against the py-pde data")
+    u_max = fit_stats["u_max"]
+    summary = {
+        "solver_max_error": float(ds.attrs["solver_max_error"]), "fit_rmse": fit_stats["rmse"], "u_max": u_max,
+        "max_error_observed": verification["max_error_observed"], "bound": certificate["bound"],
+        "bound_relative": certificate["bound"] / u_max, "ladder": certificate["ladder"],
+        "tightness": verification["tightness"], "violations": verification["violations"], "seconds_per_stage": times,
+    }
+    lines = [
+        f"heat2d-kappa: one certified surrogate of u_t = kappa Laplace(u) for kappa in [{cfg.kappa_min}, {cfg.kappa_max}]",
+        f"  solver max error (exact, py-pde vs closed form, all kappa) {summary['solver_max_error']:.3g}",
+        f"  fit RMSE (measured, training grid)               {summary['fit_rmse']:.3g}  ({100 * summary['fit_rmse'] / u_max:.2f}% of max|u| = {u_max:.3g})",
+        f"  observed max error over the (x, y, t, kappa) box  {summary['max_error_observed']:.3g}",
+        f"  certified bounds on {'x'.join(map(str, certificate['grid']['cells']))} cells (bound, % of max|u|, tightness):",
+    ]
+    for key, value in certificate["ladder"].items():
+        lines.append(f"    {key.replace('_', ' '):<40} {value:8.3g}  {100 * value / u_max:5.1f}%  {value / summary['max_error_observed']:6.2f}")
+    lines += [f"  violations {summary['violations']}",
+              "  seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items())]
+    summary["text"] = "\n".join(lines)
+    return summary
+
+
+def _load_run(run_dir: Path, model=None):
+    try:
+        config = read_json(Path(run_dir) / "config.json")
+        modes = HeatModes.from_json(config["initial_condition_modes"])
+    except (OSError, KeyError, ValueError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{run_dir} is not a heat2d-kappa run folder: {err}") from None
+    model = load_model(Path(run_dir) / "model") if model is None else model
+    if not isinstance(model, FeatureLipschitzMLP) or model.in_features != 4:
+        raise ModelFileError(f"The model in {run_dir} is not a 4-input FeatureLipschitzMLP.")
+    return config, modes, model
+
+
+def _errors_at(chain, modes: HeatModes, pts: np.ndarray):
+    f, f_err = network_values(chain, pts)
+    u = modes.solution(pts[:, 0], pts[:, 1], pts[:, 2], pts[:, 3])
+    return f - u, f_err + modes.rounding_bound(pts[:, :3], float(pts[:, 3].max(initial=0.0)))
+
+
+def _box_constants(model, modes: HeatModes, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    flo, fhi = network_intervals(model, lo, hi)
+    ulo, uhi = modes.parametric_derivative_intervals(lo, hi)
+    return np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
+
+
+def certify(run_dir, *, model=None, progress: bool = False) -> dict:
+    """The certificate over the (x, y, t, kappa) box; writes certificate.json and certificate.nc."""
+    run_dir = Path(run_dir)
+    config, modes, model = _load_run(run_dir, model)
+    cells = [int(c) for c in config["cert_cells"]]
+    if len(cells) != 4 or min(cells) < 1:
+        raise ConfigurationError(f"The certificate grid needs 4 positive cell counts. Got {cells}.")
+    edges = [np.linspace(lo, hi, n + 1) for (lo, hi), n in zip(config["domain"], cells)]
+    lip_f = lipschitz_bounds(model).per_input[0]
+    lip_u = solution_constants(modes, float(config["kappa_max"]), float(config["t_end"]))
+    chain = extract_chain(model)
+    seconds = {}
+    start = time.perf_counter()
+    grid = np.stack(np.meshgrid(*edges, indexing="ij"), -1)
+    e, m = _errors_at(chain, modes, grid.reshape(-1, 4))
+    e, m = e.reshape(grid.shape[:-1]), m.reshape(grid.shape[:-1])
+    seconds["vertex_errors"] = time.perf_counter() - start
+    lip = lip_f + np.asarray(lip_u["values"])
+    global_cert = cell_bounds(e, edges, lip, m)
+    block = int(config["local_block"])
+    start = time.perf_counter()
+    step = [block if n % block == 0 else 1 for n in cells]
+    block_edges = [ed[::s] for ed, s in zip(edges, step)]
+    lo = np.stack(np.meshgrid(*[ed[:-1] for ed in block_edges], indexing="ij"), -1).reshape(-1, 4)
+    hi = np.stack(np.meshgrid(*[ed[1:] for ed in block_edges], indexing="ij"), -1).reshape(-1, 4)
+    local = _box_constants(model, modes, lo, hi).reshape(*[len(ed) - 1 for ed in block_edges], 4)
+    for axis, k in enumerate(step):
+        local = np.repeat(local, k, axis=axis)
+    local_cert = cell_bounds(e, edges, lip, m, check=False, local_lipschitz=local)
+    seconds["local_constants"] = time.perf_counter() - start
+    start = time.perf_counter()
+    refinement = refine_certificate(local_cert, lambda p: _errors_at(chain, modes, p),
+                                    local_constants=lambda a, b: _box_constants(model, modes, a, b),
+                                    budget=int(config["refine_budget"]), progress=progress)
+    final = refinement.certificate
+    seconds["refinement"] = time.perf_counter() - start
+    document = {
+        "bound": final.bound,
+        "bound_kind": "certified upper bound on max |f - u| over the whole (x, y, t, kappa) box",
+        "level": "exact PDE solution for every kappa in the range: vertex values from the closed form, constants of u "
+                 "from theory",
+        "method": "exact per-cell linear program in 4 dimensions, per-cell constants min(local, global) with local = "
+                  "max|f' - u'| from interval propagation, adaptive refinement; float64 with certified rounding margins",
+        "ladder": ladder(global_cert, local_cert, final),
+        "ladder_kinds": LADDER_KINDS,
+        "domain": config["domain"],
+        "inputs": INPUTS,
+        "grid": {"cells": cells, "vertices": [len(ed) for ed in edges]},
+        "refinement": refinement.summary(),
+        "lipschitz_f": lip_f.tolist(),
+        "lipschitz_f_kind": "certified upper bounds on |d f / d x_j| from the weights in float64",
+        "lipschitz_u": lip_u["values"],
+        "lipschitz_u_kind": lip_u["kind"],
+        "lipschitz_u_source": lip_u["source"],
+        "assumptions": ["u is the exact solution of u_t = kappa Laplace(u) with the recorded initial condition, for "
+                        "each kappa in the range", "network certified as it computes in evaluation mode"],
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+    }
+    write_json(run_dir / "certificate.json", document)
+    save_cell_certificate(final, e, INPUTS, run_dir / "certificate.nc")
+    return document
+
+
+def verify(run_dir, *, model=None, density: int | None = None, seed: int | None = None) -> dict:
+    """Dense, random and adversarial sampling of |f - u| over the 4-D box against the closed form."""
+    run_dir = Path(run_dir)
+    config, modes, model = _load_run(run_dir, model)
+    cert = load_cell_certificate(run_dir / "certificate.nc")
+    plain = to_plain(model).double()
+    k = torch.tensor(np.asarray(modes.wavevectors, dtype=np.float64))
+    a, b = torch.tensor(modes.cos), torch.tensor(modes.sin)
+    q = torch.tensor(modes._decay(1.0))
+
+    def error_torch(p: torch.Tensor) -> torch.Tensor:
+        phase = p[:, :2] @ k.t()
+        u = (torch.exp(-(p[:, 3:4] * q) * p[:, 2:3]) * (a * torch.cos(phase) + b * torch.sin(phase))).sum(dim=1)
+        return plain(p)[:, 0] - u
+
+    def error_fn(p: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            f = plain(torch.from_numpy(p))[:, 0].numpy()
+        return f - modes.solution(p[:, 0], p[:, 1], p[:, 2], p[:, 3])
+
+    vertex = load_dataset(run_dir / "certificate.nc").vertex_error.values
+    result = verify_with_config(cert, error_fn, error_torch, config, vertex, density, seed)
+    document = result.to_dict()
+    document["reference"] = "exact closed-form solution, kappa anywhere in the range"
+    write_json(run_dir / "verification.json", document)
+    return document
+
+
+def report(run_dir) -> Path:
+    """A short HTML report: the ladder of bounds and the bound and error per diffusivity."""
+    from ..report.html import HtmlReport, run_documents, save_figure
+    from ..report.heat2d import _plt
+
+    run_dir = Path(run_dir)
+    config, cert, ver, fit, _ = run_documents(run_dir)
+    cells = load_dataset(run_dir / "certificate.nc")
+    plt = _plt()
+    bound = cells.bound.values  # (cx, cy, ct, ckappa)
+    kap = cells.vkappa.values
+    err = np.abs(cells.vertex_error.values)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.plot(0.5 * (kap[1:] + kap[:-1]), bound.max(axis=(0, 1, 2)), "o-", label="certified bound (max over x, y, t)")
+    ax.plot(kap, err.max(axis=(0, 1, 2)), "s--", label="|f - u| at the vertices (measured)")
+    for k in np.linspace(config["kappa_min"], config["kappa_max"], config["n_kappa"]):
+        ax.axvline(k, color="0.85", lw=0.8, zorder=0)
+    ax.set(xlabel="diffusivity kappa (grey: training values)", ylabel="error", yscale="log",
+           title="one surrogate for the whole range")
+    ax.legend()
+    png = save_figure(fig, run_dir / "figures" / "bound_vs_kappa.png")
+    plt.close(fig)
+    u_max = fit["u_max"]
+    rep = HtmlReport("lipsurrogate: heat2d surrogate conditioned on the diffusivity")
+    rep.paragraph(f"u_t = kappa Laplace(u), kappa in [{config['kappa_min']}, {config['kappa_max']}], one initial "
+                  f"condition; the network takes (x, y, t, kappa). Statement: {cert['bound_kind']}; {cert['level']}.")
+    rep.table(["quantity", "value", "relative to max|u|", "kind"], [
+        ["fit RMSE (training grid)", fit["rmse"], fit["rmse"] / u_max, "measured"],
+        ["observed max |f - u|", ver["max_error_observed"], ver["max_error_observed"] / u_max, "measured"],
+        ["certified bound", cert["bound"], cert["bound"] / u_max, "certified"],
+        ["tightness", ver["tightness"], "", "ratio"], ["violations", ver["violations"], "", "must be 0"]])
+    rep.table(["bound", "value", "what it is"], [[k.replace("_", " "), v, cert["ladder_kinds"][k]] for k, v in cert["ladder"].items()])
+    rep.table(["input", "L_f (certified)", "L_u (theory)"],
+              [[n, a, b] for n, a, b in zip(INPUTS, cert["lipschitz_f"], cert["lipschitz_u"])])
+    rep.paragraph(f"Source of L_u: {cert['lipschitz_u_source']}.")
+    rep.figure(png, "Certified bound and vertex error across the diffusivity range (between the training values too).")
+    return rep.write(run_dir / "report.html")

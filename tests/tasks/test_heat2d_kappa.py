@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import torch
 
 import lipsurrogate
 from lipsurrogate.cli import main

@@ -34,6 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--seed", type=int, default=0, help="seed of every random choice in the run")
     fit.add_argument("--quick", action="store_true", help="smoke-sized run (seconds)")
     fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    fit.add_argument("--data", help="hepmass: HEPMASS CSV file(s), comma-separated (default: synthetic events)")
     heat = fit.add_argument_group("heat2d options (defaults in brackets are those of a full run)")
     heat.add_argument("--grid", type=int, help="py-pde cells per axis [64]")
     heat.add_argument("--t-end", type=float, help="final time T [1.0]")
@@ -51,6 +52,10 @@ def build_parser() -> argparse.ArgumentParser:
     heat.add_argument("--cert-cells", type=_int_list, help="certificate cells in x,y,t [128,128,32]")
     heat.add_argument("--cert-cells-coarse", type=_int_list, help="second certificate grid [64,64,16]")
     heat.add_argument("--local-block", type=int, help="cells per axis sharing one local constant; 0 = global constants only [2]")
+    heat.add_argument("--model", choices=["mlp", "deeponet"],
+                      help="mlp: a network fit to this initial condition; deeponet: an operator trained on a family "
+                           "of other initial conditions, specialised to this one [mlp]")
+    heat.add_argument("--family-samples", type=int, help="deeponet: initial conditions in the training family [400]")
     heat.add_argument("--refine-budget", type=int, help="error evaluations for adaptive refinement; 0 = none [400000]")
     kappa = fit.add_argument_group("heat2d-kappa options (plus the heat2d ones that apply)")
     kappa.add_argument("--kappa-min", type=float, help="smallest diffusivity [0.02]")
@@ -118,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
 
         names = ["grid", "t_end", "frames", "diffusivity", "n_modes", "k_max", "hidden", "harmonics", "lipschitz",
                  "slope_factor", "steps", "batch_size", "lr", "cert_cells", "cert_cells_coarse", "local_block",
-                 "refine_budget", "sample", "field", "file", "kappa_min", "kappa_max", "n_kappa"]
+                 "refine_budget", "model", "family_samples", "sample", "field", "file", "kappa_min", "kappa_max", "n_kappa", "data"]
         options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
         try:
             summary = fit(args.task, out=args.out, seed=args.seed, quick=args.quick, progress=not args.no_progress,

@@ -21,7 +21,11 @@ operator has **certified** constants:
 
 So for a new initial condition the usual per-cell certificate applies, with :math:`L_f` from
 :meth:`LipschitzDeepONet.trunk_constants` and the constants of the true solution from the new
-initial condition.
+initial condition. :meth:`LipschitzDeepONet.specialise` goes one step further: with the branch
+evaluated once, :math:`G(u)(y) = b(u)^\top (W_m h(y) + c_m) + b_0` is an ordinary
+:class:`~lipsurrogate.nn.FeatureLipschitzMLP` with a free last layer
+:math:`w = W_m^\top b(u)`, :math:`c = b(u)^\top c_m + b_0`, so every certificate of a single
+network (per-cell, local constants, refinement) applies to it unchanged.
 """
 
 from __future__ import annotations
@@ -135,6 +139,35 @@ class LipschitzDeepONet(nn.Module):
         sup_t = np.abs(t0[0]) + err[0] + trunk @ radius
         branch = lipschitz_bounds(self.branch).per_input  # (basis, n_sensors)
         return (sup_t @ branch) * (1 + 4 * (self.basis + 4) * 2.0**-53)
+
+
+    def specialise(self, sensors) -> FeatureLipschitzMLP:
+        """The operator for one input function, as a plain single-output :class:`FeatureLipschitzMLP`.
+
+        The branch is evaluated in float64 at ``sensors`` (m,) and folded into the trunk's last
+        layer (``head="free"``); the result is rounded to the trunk's dtype. It is the network
+        that a certificate for this input function is about: it agrees with
+        ``self(sensors, y)`` up to float32 rounding (a few ulps, not certified), and its own
+        constants are certified from its weights like any other network's.
+        """
+        from ..bounds import evaluate_float64, extract_chain
+        from .serialization import _effective_state, plain_from_state
+
+        sensors = np.asarray(sensors, dtype=np.float64).reshape(1, -1)
+        if sensors.shape[1] != self.n_sensors:
+            raise ConfigurationError(f"The branch reads {self.n_sensors} sensor values. Got {sensors.shape[1]}.")
+        if not np.all(np.isfinite(sensors)):
+            raise ConfigurationError("The sensor values must be finite.")
+        b = evaluate_float64(extract_chain(self.branch), sensors)[0][0]  # (basis,)
+        state = _effective_state(self.trunk)
+        last = f"net.body.{len(self.trunk.net.body) - 1}"
+        dtype = state[f"{last}.weight"].dtype
+        w = b @ state[f"{last}.weight"].double().numpy()
+        c = b @ state[f"{last}.bias"].double().numpy() + float(self.bias.detach())
+        state[f"{last}.weight"] = torch.tensor(w[None, :], dtype=dtype)
+        state[f"{last}.bias"] = torch.tensor([c], dtype=dtype)
+        config = {**self.trunk.config, "out_features": 1, "head": "free"}
+        return plain_from_state(FeatureLipschitzMLP, config, state)
 
 
 def train_deeponet(

@@ -140,6 +140,11 @@ class FeatureLipschitzMLP(nn.Module):
         Overall :math:`\\lambda` (spread over the layers as usual).
     group_size, seed, enforce
         As for :class:`~lipsurrogate.nn.LipschitzMLP`.
+    head : {"lipschitz", "free"}
+        ``"free"`` leaves the last layer unconstrained (its exact norm enters the certified
+        constants); the slope budgets then bound the hidden layers only. A specialised
+        :class:`~lipsurrogate.nn.LipschitzDeepONet` (:meth:`~lipsurrogate.nn.LipschitzDeepONet.specialise`)
+        is such a network.
     """
 
     def __init__(
@@ -156,9 +161,12 @@ class FeatureLipschitzMLP(nn.Module):
         lipschitz: float = 1.0,
         group_size: int = 2,
         enforce: str = "reparametrize",
+        head: str = "lipschitz",
         seed: int | None = None,
     ) -> None:
         super().__init__()
+        if head not in ("lipschitz", "free"):
+            raise ConfigurationError(f"'head' of a FeatureLipschitzMLP must be 'lipschitz' or 'free'. Got {head!r} instead.")
         self.config: dict[str, Any] = dict(
             in_features=in_features,
             out_features=out_features,
@@ -171,6 +179,7 @@ class FeatureLipschitzMLP(nn.Module):
             lipschitz=float(lipschitz),
             group_size=group_size,
             enforce=enforce,
+            head=head,
             seed=seed,
         )
         self.in_features, self.out_features = in_features, out_features
@@ -179,10 +188,11 @@ class FeatureLipschitzMLP(nn.Module):
             raise ConfigurationError(f"'input_budget' needs one entry per input ({in_features}). Got {len(input_budget)}.")
         self.net = LipschitzMLP(
             self.features.out_features, out_features, hidden, lipschitz=lipschitz, norm="linf-row",
-            enforce=enforce, group_size=group_size, seed=seed,
+            enforce=enforce, group_size=group_size, head=head, seed=seed,
         )
         first = self.net.linears[0]
-        per_layer = float(lipschitz) ** (1.0 / len(self.net.linears))
+        constrained = len(self.net.linears) - (1 if head == "free" else 0)
+        per_layer = float(lipschitz) ** (1.0 / constrained)
         constraint = WeightedRowNorm(per_layer, self.features.jacobian_bound(), [positive_float("input_budget", v) for v in input_budget])
         if parametrize.is_parametrized(first, "weight"):
             parametrize.remove_parametrizations(first, "weight", leave_parametrized=False)

@@ -22,16 +22,17 @@ from .._version import __version__
 from ..exceptions import ModelFileError
 from ._utils import eval_mode
 from .conditioning import ConditionedLipschitzMLP
+from .deeponet import LipschitzDeepONet
 from .features import FeatureLipschitzMLP
 from .mlp import LipschitzMLP
 
-__all__ = ["to_plain", "save_model", "load_model", "FORMAT_VERSION"]
+__all__ = ["to_plain", "plain_from_state", "save_model", "load_model", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 """Version of the on-disk model format written by :func:`save_model`."""
 
 _MODEL_CLASSES = {"LipschitzMLP": LipschitzMLP, "FeatureLipschitzMLP": FeatureLipschitzMLP,
-                  "ConditionedLipschitzMLP": ConditionedLipschitzMLP}
+                  "ConditionedLipschitzMLP": ConditionedLipschitzMLP, "LipschitzDeepONet": LipschitzDeepONet}
 
 
 def to_plain(model: nn.Module) -> nn.Module:
@@ -51,14 +52,19 @@ def to_plain(model: nn.Module) -> nn.Module:
     """
     if not hasattr(model, "config") or type(model).__name__ not in _MODEL_CLASSES:
         raise ModelFileError(f"to_plain supports {sorted(_MODEL_CLASSES)}; got a {type(model).__name__}.")
-    plain = _MODEL_CLASSES[type(model).__name__](**model.config)
+    return plain_from_state(type(model), model.config, _effective_state(model))
+
+
+def plain_from_state(cls: type, config: dict, state: dict[str, torch.Tensor]) -> nn.Module:
+    """A network ``cls(**config)`` without constraints, holding the tensors of ``state`` (evaluation mode)."""
+    plain = cls(**config)
     for module in list(plain.modules()):
         if parametrize.is_parametrized(module):
             for name in list(module.parametrizations.keys()):
                 parametrize.remove_parametrizations(module, name, leave_parametrized=False)
         if hasattr(module, "weight_constraint"):
             del module.weight_constraint
-    plain.load_state_dict(_effective_state(model), strict=True)
+    plain.load_state_dict(state, strict=True)
     plain.is_plain = True
     return plain.eval()
 

@@ -13,7 +13,7 @@ from ..bounds.local import network_derivative_intervals
 from ..bounds.verification import verify_certificate
 from ..exceptions import ConfigurationError
 
-__all__ = ["fit_and_certify", "config_from_options", "stage", "network_values", "network_intervals", "ladder", "verify_with_config"]
+__all__ = ["fit_and_certify", "certify_trained", "config_from_options", "stage", "network_values", "network_intervals", "ladder", "verify_with_config"]
 
 
 def config_from_options(cls, quick: bool, seed: int, options: dict, what: str):
@@ -92,17 +92,30 @@ def fit_and_certify(module, model, points, target, cfg, out_dir, times: dict, pr
     Writes ``model.*``, ``training.json``, ``fit.json`` and ``timings.json`` into ``out_dir`` and
     returns ``(fit_stats, certificate, verification)``.
     """
-    import torch
-
     from .._io import write_json
-    from ..nn import save_model
     from ..train import train
 
     start = time.perf_counter()
     history = train(model, points, target, "mse", steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                     seed=cfg.seed, progress=progress, description=f"{module.__name__.rsplit('.', 1)[-1]} training")
-    save_model(model, out_dir / "model")
     write_json(out_dir / "training.json", history.to_dict())
+    return certify_trained(module, model, points, target, out_dir, times, progress, fit_kind, start)
+
+
+def certify_trained(module, model, points, target, out_dir, times: dict, progress: bool, fit_kind: str,
+                    start: float | None = None):
+    """Save a trained ``model``, measure its fit, then the module's certify, verify and report.
+
+    ``start`` (a ``time.perf_counter()`` value) opens the "training" stage; returns
+    ``(fit_stats, certificate, verification)``.
+    """
+    import torch
+
+    from .._io import write_json
+    from ..nn import save_model
+
+    start = time.perf_counter() if start is None else start
+    save_model(model, out_dir / "model")
     with torch.no_grad():
         residual = model(points).numpy()[:, 0] - target.numpy()[:, 0]
     fit_stats = {"rmse": float(np.sqrt(np.mean(residual**2))), "max_abs": float(np.abs(residual).max()),

@@ -46,7 +46,7 @@ from ..exceptions import ConfigurationError, DataSchemaError, ModelFileError
 from ..nn import FeatureLipschitzMLP, load_model, to_plain
 from ._common import LADDER_KINDS, config_from_options, fit_and_certify, ladder, network_intervals, network_values, stage, verify_with_config
 
-__all__ = ["FieldConfig", "run", "certify", "verify", "report", "field_arrays"]
+__all__ = ["FieldConfig", "run", "certify", "certify_level1", "verify", "report", "field_arrays"]
 
 GENERATED = ("advection1d", "burgers1d", "allen-cahn1d", "reaction-diffusion2d")
 
@@ -248,39 +248,62 @@ def _errors(chain, interp: MultilinearInterpolant, pts: np.ndarray):
     return f - interp(pts), f_err + interp.rounding
 
 
+def certify_level1(model, interp: MultilinearInterpolant, local_block: int = 1, refine_budget: int = 0,
+                   progress: bool = False) -> dict:
+    """The level-1 ladder of ``model`` against the interpolant ``interp`` on the data grid.
+
+    Returns a dict with the certificates ``global`` (constants L_f + L_u), ``local`` (per-cell
+    constants, ``local_block`` cells per axis sharing one network range; ``global`` if
+    ``local_block < 1``) and ``final`` (after adaptive refinement with ``refine_budget`` error
+    evaluations), the vertex errors ``errors``, the ``refinement`` result (or None), the
+    certified constants ``lip_f`` and ``lip_u``, and the seconds per step. Works for every model
+    :func:`~lipsurrogate.bounds.extract_chain` and, for local constants,
+    :func:`~lipsurrogate.bounds.local.network_derivative_intervals` support.
+    """
+    axes = interp.axes
+    lip_f = lipschitz_bounds(model).per_input[0]
+    lip_u = interp.global_constants()
+    chain = extract_chain(model)
+    seconds = {}
+    start = time.perf_counter()
+    e, margin = _errors(chain, interp, _grid_points(axes))
+    e, margin = e.reshape(interp.values.shape), margin.reshape(interp.values.shape)
+    seconds["vertex_errors"] = time.perf_counter() - start
+    start = time.perf_counter()
+    global_cert = cell_bounds(e, axes, lip_f + lip_u, margin)
+    seconds["global_bounds"] = time.perf_counter() - start
+    local_cert = final = global_cert
+    refinement = None
+    if local_block >= 1:
+        start = time.perf_counter()
+        local = _local_constants(model, interp, axes, local_block)
+        local_cert = final = cell_bounds(e, axes, lip_f + lip_u, margin, check=False, local_lipschitz=local)
+        seconds["local_constants"] = time.perf_counter() - start
+    if local_block >= 1 and refine_budget > 0:
+        start = time.perf_counter()
+
+        def box_constants(lo, hi):
+            flo, fhi = network_intervals(model, lo, hi)
+            ulo, uhi = interp.box_derivative_intervals(lo, hi)
+            return np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
+
+        refinement = refine_certificate(local_cert, lambda p: _errors(chain, interp, p), local_constants=box_constants,
+                                        budget=refine_budget, progress=progress)
+        final = refinement.certificate
+        seconds["refinement"] = time.perf_counter() - start
+    return {"global": global_cert, "local": local_cert, "final": final, "errors": e, "refinement": refinement,
+            "lip_f": lip_f, "lip_u": lip_u, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
+
+
 def certify(run_dir, *, model=None, progress: bool = False) -> dict:
     """Level-1 certificate of a field run: writes certificate.json and certificate.nc."""
     run_dir = Path(run_dir)
     config, ds, inputs, axes, values, model = _load_run(run_dir, model)
     interp = MultilinearInterpolant(axes, values)
-    lip = lipschitz_bounds(model)
-    lip_f = lip.per_input[0]
-    lip_u = interp.global_constants()
-    chain = extract_chain(model)
-    seconds = {}
-    start = time.perf_counter()
-    pts = _grid_points(axes)
-    e, margin = _errors(chain, interp, pts)
-    e, margin = e.reshape(values.shape), margin.reshape(values.shape)
-    seconds["vertex_errors"] = time.perf_counter() - start
-    start = time.perf_counter()
-    global_cert = cell_bounds(e, axes, lip_f + lip_u, margin)
-    seconds["global_bounds"] = time.perf_counter() - start
-    start = time.perf_counter()
-    local = _local_constants(model, interp, axes, int(config.get("local_block", 1)))
-    local_cert = cell_bounds(e, axes, lip_f + lip_u, margin, check=False, local_lipschitz=local)
-    seconds["local_constants"] = time.perf_counter() - start
-    start = time.perf_counter()
-
-    def box_constants(lo, hi):
-        flo, fhi = network_intervals(model, lo, hi)
-        ulo, uhi = interp.box_derivative_intervals(lo, hi)
-        return np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
-
-    refinement = refine_certificate(local_cert, lambda p: _errors(chain, interp, p), local_constants=box_constants,
-                                    budget=int(config.get("refine_budget", 0)), progress=progress)
-    final = refinement.certificate
-    seconds["refinement"] = time.perf_counter() - start
+    result = certify_level1(model, interp, int(config.get("local_block", 1)), int(config.get("refine_budget", 0)),
+                            progress)
+    global_cert, local_cert, final, refinement = result["global"], result["local"], result["final"], result["refinement"]
+    lip_f, lip_u, e = result["lip_f"], result["lip_u"], result["errors"]
     document = {
         "bound": final.bound,
         "bound_kind": "certified upper bound on max |f - u_I| over the hull of the data grid (u_I: the data's multilinear interpolant)",
@@ -295,7 +318,7 @@ def certify(run_dir, *, model=None, progress: bool = False) -> dict:
         "field": config["field"],
         "domain": config["domain"],
         "grid": {"cells": [len(a) - 1 for a in axes], "vertices": [len(a) for a in axes]},
-        "refinement": refinement.summary(),
+        "refinement": refinement.summary() if refinement is not None else None,
         "lipschitz_f": lip_f.tolist(),
         "lipschitz_f_kind": "certified upper bounds on |d f / d x_j| from the weights in float64",
         "lipschitz_u": lip_u.tolist(),
@@ -305,7 +328,7 @@ def certify(run_dir, *, model=None, progress: bool = False) -> dict:
                         "from the PDE's solution is estimated separately (level 3)",
                         "network certified as it computes in evaluation mode with the saved weights"],
         "per_cell": final.summary()["per_cell"],
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "seconds": result["seconds"],
     }
     write_json(run_dir / "certificate.json", document)
     save_cell_certificate(final, e, inputs, run_dir / "certificate.nc")

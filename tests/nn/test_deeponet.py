@@ -86,3 +86,39 @@ def test_bad_configurations_are_refused():
         model.branch_constants([[0, 1]])
     with pytest.raises(ConfigurationError, match="values must be"):
         train_deeponet(model, torch.zeros(3, 16), torch.zeros(5, 3), torch.zeros(4, 5), steps=1, progress=False)
+
+
+def test_specialised_network_is_the_operator_for_one_input_and_its_constants_hold(rng):
+    from lipsurrogate.bounds import lipschitz_bounds
+    from lipsurrogate.nn import FeatureLipschitzMLP
+
+    model = _model(seed=3)
+    u = rng.normal(size=16)
+    net = model.specialise(u)
+    assert isinstance(net, FeatureLipschitzMLP) and net.config["head"] == "free" and net.out_features == 1
+    box = np.asarray(BOX)
+    a = box[:, 0] + rng.uniform(size=(4000, 3)) * (box[:, 1] - box[:, 0])
+    b = box[:, 0] + rng.uniform(size=(4000, 3)) * (box[:, 1] - box[:, 0])
+    us = np.broadcast_to(u, (4000, 16))
+    with torch.no_grad():
+        f_a = net.double()(torch.as_tensor(a))[:, 0].numpy()
+        f_b = net(torch.as_tensor(b))[:, 0].numpy()
+    # the same function as the operator at this input (up to float32 rounding of the folded layer)
+    np.testing.assert_allclose(f_a, _eval64(model, us, a), atol=1e-5 * np.abs(f_a).max())
+    L = lipschitz_bounds(net).per_input[0]
+    assert np.all(np.abs(f_a - f_b) <= np.abs(a - b) @ L + 1e-12)
+    with pytest.raises(ConfigurationError, match="reads 16 sensor values"):
+        model.specialise(np.zeros(15))
+    with pytest.raises(ConfigurationError, match="finite"):
+        model.specialise(np.full(16, np.nan))
+
+
+def test_operator_save_load_round_trip(tmp_path, rng):
+    from lipsurrogate.nn import load_model, save_model
+
+    model = _model(seed=5)
+    save_model(model, tmp_path / "operator")
+    loaded = load_model(tmp_path / "operator")
+    u, y = torch.as_tensor(rng.normal(size=(7, 16)), dtype=torch.float32), torch.rand(7, 3)
+    with torch.no_grad():
+        assert torch.equal(model(u, y), loaded(u, y))

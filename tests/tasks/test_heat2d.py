@@ -118,3 +118,30 @@ def test_unknown_option_is_refused(tmp_path):
     with pytest.raises(ValueError, match="Unknown heat2d option"):
         fit("heat2d", out=tmp_path / "x", quick=True, progress=False, colour="blue")
     assert not (tmp_path / "x").exists()
+
+
+def test_deeponet_run_certifies_the_operator_on_an_unseen_initial_condition(tmp_path):
+    out = tmp_path / "don"
+    assert main(["fit", "heat2d", "--quick", "--model", "deeponet", "--no-progress", "--out", str(out)]) == 0
+    for name in ["operator.safetensors", "operator.json", "operator_fit.json", "model.safetensors", "certificate.json",
+                 "verification.json", "report.html"]:
+        assert (out / name).is_file(), name
+    op = json.loads((out / "operator_fit.json").read_text())
+    assert op["family_seed"] == 1 and op["train_samples"] + op["held_out_samples"] == op["family_samples"]
+    ver = json.loads((out / "verification.json").read_text())
+    assert ver["violations"] == 0
+    # the certified object is the specialised network, and it is what load() evaluates
+    s = lipsurrogate.load(out)
+    pts = np.array([[1.0, 2.0, 0.3], [4.0, 0.5, 0.9]])
+    values, bounds = s.predict(pts, with_bound=True)
+    config = json.loads((out / "config.json").read_text())
+    modes = HeatModes.from_json(config["initial_condition_modes"])
+    u = modes.solution(pts[:, 0], pts[:, 1], pts[:, 2], config["diffusivity"])
+    assert np.all(np.abs(values - u) <= bounds)
+    operator = lipsurrogate.nn.load_model(out / "operator")
+    assert operator.n_sensors == config["sensor_grid"] ** 2
+
+
+def test_unknown_model_is_refused():
+    with pytest.raises(lipsurrogate.exceptions.ConfigurationError, match="'model' of heat2d"):
+        heat2d.Heat2DConfig(model="fno")

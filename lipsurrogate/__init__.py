@@ -33,6 +33,8 @@ _LAZY = {
     "LipschitzBounds": "lipsurrogate.bounds",
     "load": "lipsurrogate.surrogate",
     "Surrogate": "lipsurrogate.surrogate",
+    "LipschitzClassifier": "lipsurrogate.estimators",
+    "LipschitzRegressor": "lipsurrogate.estimators",
 }
 
 __all__ = ["__version__", *_LAZY]

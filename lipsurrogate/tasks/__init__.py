@@ -24,6 +24,8 @@ TASKS: dict[str, tuple[str, str]] = {
     "allen-cahn1d": ("lipsurrogate.tasks.field:run_allen_cahn1d", "Allen-Cahn, level-1 certificate, finer-solve reference"),
     "reaction-diffusion2d": ("lipsurrogate.tasks.field:run_reaction_diffusion2d",
                              "FitzHugh-Nagumo field u, level-1 certificate, finer-solve reference"),
+    "trigger": ("lipsurrogate.tasks.trigger:run",
+                "monotonic Lipschitz trigger classifier vs unconstrained NN and LightGBM BDTs (simulated LHCb-like data)"),
     "toy-pareto": ("lipsurrogate.tasks.pareto:run", "MDMM vs weighted sums on a concave Pareto front (Fonseca-Fleming)"),
     "toys": ("lipsurrogate.tasks.toys:run_all", "all five toy problems of Kitouni et al. (sections 3 and 5)"),
     "toy-outlier": ("lipsurrogate.tasks.toys:task_outlier", "sin(x) with one outlier: Lipschitz vs unconstrained fit"),
@@ -31,6 +33,8 @@ TASKS: dict[str, tuple[str, str]] = {
     "toy-circle": ("lipsurrogate.tasks.toys:task_circle", "circle with an oscillating radius, GroupSort network"),
     "toy-abs": ("lipsurrogate.tasks.toys:task_abs", "|x| with lambda = 1: GroupSort fits it, ReLU cannot"),
     "toy-moons": ("lipsurrogate.tasks.toys:task_moons", "two moons with six objectives: accuracy and margin"),
+    "hepmass": ("lipsurrogate.tasks.hepmass:run",
+                "parametric mass-conditioned classifiers, Table 1 of Anzalone et al. (synthetic, or --data FILE)"),
 }
 """Task name -> ("module:function", description)."""
 

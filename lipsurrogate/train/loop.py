@@ -76,6 +76,7 @@ def train(
     log_every: int = 10,
     description: str = "training",
     physics=None,
+    sampler=None,
 ) -> TrainingHistory:
     """Train ``model`` with Adam on mini-batches drawn with a seeded generator.
 
@@ -102,6 +103,10 @@ def train(
         points each step: added with its weight, or, with ``at_most``, a constraint trained with
         MDMM (multipliers in their own parameter group, same schedule). The history then also
         records the mean squared residual (an estimate on each step's mini-batch).
+    sampler : callable, optional
+        ``sampler(generator) -> LongTensor`` of row indices for each step (e.g. a
+        :class:`~lipsurrogate.train.sampling.BalancedSampler`), called with the loop's seeded
+        generator; replaces the uniform draw of ``batch_size`` rows. Default: uniform batches.
     """
     if isinstance(targets, torch.Tensor):
         targets = (targets,)
@@ -135,7 +140,7 @@ def train(
         lr_lambda = lambda step: 1.0  # noqa: E731
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     history = TrainingHistory()
-    full_batch = batch_size >= n
+    full_batch = batch_size >= n and sampler is None
     model.train()
     start = time.perf_counter()
     bar = tqdm(range(steps), desc=description, disable=not progress, leave=False)
@@ -143,7 +148,7 @@ def train(
         if full_batch:
             x, ys = inputs, targets
         else:
-            idx = torch.randint(0, n, (batch_size,), generator=generator)
+            idx = torch.randint(0, n, (batch_size,), generator=generator) if sampler is None else sampler(generator)
             x, ys = inputs[idx], tuple(t[idx] for t in targets)
         optimizer.zero_grad(set_to_none=True)
         value = loss(model(x), *ys)

@@ -32,13 +32,13 @@ apply are skipped by scikit-learn itself: the classifier declares itself binary-
 
 from __future__ import annotations
 
-import contextlib
 import math
 import numbers
 from typing import Sequence
 
 import numpy as np
 
+from ._threads import torch_threads
 from .exceptions import ConfigurationError, DataSchemaError
 
 __all__ = ["LipschitzClassifier", "LipschitzRegressor", "NotFittedError"]
@@ -468,21 +468,11 @@ class LipschitzRegressor(_RegressorMixin, _LipschitzEstimator):
         return self._raw(X)
 
 
-@contextlib.contextmanager
 def _torch_threads(n_jobs):
-    import torch
-
-    if n_jobs is None:
-        yield
-        return
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs < 1:
+    """:func:`lipsurrogate._threads.torch_threads` after checking the estimator's ``n_jobs``."""
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs < 1):
         raise ConfigurationError(f"'n_jobs' must be None or a positive integer. Got {n_jobs!r} instead.")
-    previous = torch.get_num_threads()
-    torch.set_num_threads(int(n_jobs))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
+    return torch_threads(None if n_jobs is None else int(n_jobs))
 
 
 def _require_y(estimator, y) -> None:

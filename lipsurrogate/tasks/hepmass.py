@@ -30,7 +30,6 @@ averaged over masses (all five for classification, the held-out ones for interpo
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import time
 from dataclasses import asdict, dataclass, field
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import write_json
+from .._threads import torch_threads
 from ..data.hepmass import (BACKGROUND_MASS, HEPMASS_MASSES, HepmassData, assign_background_mass, load_hepmass,
                             synthetic_hepmass)
 from ..exceptions import ConfigurationError
@@ -295,7 +295,7 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
     if cfg.ablation:
         ablation = [(scheme, bm, p) for bm in BACKGROUND_MASS for scheme in SCHEMES for p in ("classification", "interpolation")]
     records, roc, kept, ablation_rows = [], {}, {}, []
-    with _torch_threads(cfg.threads):
+    with torch_threads(max(1, int(cfg.threads))):
         _models(cfg, jobs, ablation, sets, train, test, inputs, masses, mass_range, box, eval_masses, rng,
                 records, roc, kept, ablation_rows, progress)
     train_seconds = time.perf_counter() - start - data_seconds
@@ -416,13 +416,3 @@ def _models(cfg, jobs, ablation, sets, train, test, inputs, masses, mass_range, 
     bar.close()
 
 
-@contextlib.contextmanager
-def _torch_threads(n: int):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, int(n)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -36,6 +36,7 @@ stopping uses the validation sample, never the test sample.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -43,6 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import write_json
+from .._threads import torch_threads
 from ..data.trigger import FEATURES, MONOTONIC, simulate_trigger, trigger_arrays
 from ..exceptions import ConfigurationError
 from ..metrics import roc_auc, roc_curve, threshold_at_background_rate
@@ -225,28 +227,17 @@ def _throughput(fn, x, repeats: int = 5) -> float:
     return len(x) / best
 
 
+@contextlib.contextmanager
 def _one_thread():
     """Context in which torch, numpy's BLAS and LightGBM use one thread (as far as they can be told)."""
-    import contextlib
-
-    import torch
-
-    @contextlib.contextmanager
-    def manager():
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
+    with torch_threads(1):
         try:
-            try:
-                from threadpoolctl import threadpool_limits
-            except ImportError:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            yield
+        else:
+            with threadpool_limits(1):
                 yield
-            else:
-                with threadpool_limits(1):
-                    yield
-        finally:
-            torch.set_num_threads(previous)
-
-    return manager()
 
 
 # -- the task ------------------------------------------------------------------------------------

@@ -40,12 +40,10 @@ from typing import Any, Iterator
 import numpy as np
 import xarray as xr
 
-from .._validation import positive_float, positive_int
+from .._validation import positive_int
 from ..exceptions import ConfigurationError, DataSchemaError
 from .dataset import SUFFIXES, check_attrs
-from .generators import _STABILITY, _check_dt, _check_solver, _coord, _HeatSolver, _provenance
-from .heat import random_dirichlet_modes, random_periodic_modes
-from .simulate import choose_backend, frame_times
+from .generators import _coord, _HeatSolver, _provenance, heat_attrs, heat_plan
 
 __all__ = ["generate_family", "FAMILY_PDES", "partial_path"]
 
@@ -85,61 +83,23 @@ def _import_dask():
 def _heat_plan(boundary: str, samples: int | None, seed: int, options: dict) -> dict:
     """Jobs, solver setup and attributes of ``heat2d(samples=..., seed=..., **options)``.
 
-    Mirrors the draws and checks of :func:`~lipsurrogate.data.generators.heat2d` (same rng
-    sequence: diffusivities first, then modes); ``tests/data/test_distributed.py`` checks that
-    the resulting file equals heat2d's dataset, so the two cannot drift apart silently.
+    The draws, time step and backend come from :func:`~lipsurrogate.data.generators.heat_plan`,
+    the function :func:`~lipsurrogate.data.generators.heat2d` itself uses, so the two agree
+    (``tests/data/test_distributed.py`` checks the files are identical).
     """
-    o = {"grid": 64, "t_end": 1.0, "frames": 51, "diffusivity": 0.05, "diffusivity_range": None,
-         "diffusivities": None, "same_initial_condition": False, "n_modes": 4, "k_max": 3, "amplitude": 1.0,
-         "dt": None, "solver": "euler", "backend": "auto", **options}
-    cells = positive_int("grid", o["grid"])
-    times = frame_times(o["t_end"], o["frames"])
-    solver = _check_solver(o["solver"])
-    rng = np.random.default_rng(seed)
-    if o["diffusivities"] is not None:
-        kappas = np.array([positive_float("diffusivities", v) for v in o["diffusivities"]])
-        if samples is not None and samples != len(kappas):
-            raise ConfigurationError(f"'samples' ({samples}) does not match the {len(kappas)} diffusivities given.")
-        samples = len(kappas)
-    if samples is None:
+    if samples is None and options.get("diffusivities") is None:
         raise ConfigurationError("generate_family needs 'samples' (an integer) or 'diffusivities'. Got neither.")
-    n = positive_int("samples", samples)
-    if o["diffusivities"] is None and o["diffusivity_range"] is not None:
-        lo, hi = (positive_float("diffusivity_range", v) for v in o["diffusivity_range"])
-        if hi < lo:
-            raise ConfigurationError(f"'diffusivity_range' must be (low, high). Got {o['diffusivity_range']!r}.")
-        kappas = rng.uniform(lo, hi, size=n)
-    elif o["diffusivities"] is None:
-        kappas = np.full(n, positive_float("diffusivity", o["diffusivity"]))
-    length = 2 * np.pi if boundary == "periodic" else np.pi
-    make_modes = random_periodic_modes if boundary == "periodic" else random_dirichlet_modes
-    same = bool(o["same_initial_condition"])
-    modes = [make_modes(rng, o["n_modes"], o["k_max"], o["amplitude"], length) for _ in range(1 if same else n)]
-    modes = modes * n if same else modes
-
-    dx = length / cells
-    limit_tau = _STABILITY[solver] * dx**2 / 8.0
-    dt_phys = _check_dt(o["dt"], limit_tau / kappas.max(),
-                        f"the 2D diffusion equation with kappa={kappas.max():.4g}, dx={dx:.4g}")
-    dt_tau = dt_phys * kappas.max()
-    steps = int(np.ceil(o["t_end"] * kappas.max() / dt_tau)) * n
-    backend = choose_backend(o["backend"], cells * cells, steps)  # decided on the whole family, as heat2d does
+    try:
+        plan = heat_plan(boundary, samples, seed, **options)
+    except TypeError as err:  # an option heat2d does not know
+        raise ConfigurationError(f"generate_family got an option heat2d does not take: {err}.") from None
+    n, cells, length, times = plan["n"], plan["cells"], plan["length"], plan["times"]
+    kappas, modes, solver, backend, dt_tau = plan["kappas"], plan["modes"], plan["solver"], plan["backend"], plan["dt_tau"]
     return {
         "n": n, "cells": cells, "length": length, "times": times, "kappas": kappas, "modes": modes,
         "setup": (boundary, cells, length, float(dt_tau), solver, backend),
         "jobs": [(m.to_json(), float(k)) for m, k in zip(modes, kappas)],
-        "attrs": dict(
-            pde="heat2d" if boundary == "periodic" else "heat2d-dirichlet",
-            equation="u_t = kappa * Laplace(u)",
-            boundary=boundary if boundary == "periodic" else "dirichlet u=0",
-            domain=json.dumps([[0.0, length], [0.0, length]]),
-            grid_points="cell centres",
-            solver=solver,
-            backend=backend,
-            time_rescaling="solved as u_tau = Laplace(u) with tau = kappa * t",
-            seed=int(seed),
-            solver_error_kind="exact: max |u_pypde - u_exact| over cells, frames and samples (closed form)",
-        ),
+        "attrs": heat_attrs(boundary, length, solver, backend, seed),
     }
 
 

@@ -108,6 +108,69 @@ def _heat_worker(args):
     return [solver.solve(job, times) for job in jobs]
 
 
+def heat_attrs(boundary: str, length: float, solver: str, backend: str, seed: int) -> dict:
+    """The descriptive attributes of a heat2d dataset (without the solve's dt and errors)."""
+    return dict(
+        pde="heat2d" if boundary == "periodic" else "heat2d-dirichlet",
+        equation="u_t = kappa * Laplace(u)",
+        boundary=boundary if boundary == "periodic" else "dirichlet u=0",
+        domain=json.dumps([[0.0, length], [0.0, length]]),
+        grid_points="cell centres",
+        solver=solver,
+        backend=backend,
+        time_rescaling="solved as u_tau = Laplace(u) with tau = kappa * t",
+        seed=int(seed),
+        solver_error_kind="exact: max |u_pypde - u_exact| over cells, frames and samples (closed form)",
+    )
+
+
+def heat_plan(boundary: str, samples: int | None, seed: int, *, grid: int = 64, t_end: float = 1.0,
+              frames: int = 51, diffusivity: float = 0.05, diffusivity_range=None, diffusivities=None,
+              same_initial_condition: bool = False, n_modes: int = 4, k_max: int = 3, amplitude: float = 1.0,
+              dt: float | None = None, solver: str = "euler", backend: str = "auto") -> dict:
+    """Everything :func:`heat2d` decides before solving: the random draws, time step and backend.
+
+    The draws use one ``default_rng(seed)`` in a fixed order (diffusivities, then modes), so a
+    family is the same whichever process or Dask worker solves which sample
+    (:mod:`lipsurrogate.data.distributed` uses this plan too). ``samples=None`` means one
+    trajectory. Returns ``n``, ``cells``, ``length``, ``times``, ``kappas``, ``modes``,
+    ``solver``, ``backend``, ``dt_tau`` and ``jobs`` (``(modes JSON, kappa)`` per sample).
+    """
+    cells = positive_int("grid", grid)
+    times = frame_times(t_end, frames)
+    _check_solver(solver)
+    rng = np.random.default_rng(seed)
+    if diffusivities is not None:
+        kappas_given = np.array([positive_float("diffusivities", v) for v in diffusivities])
+        if samples is not None and samples != len(kappas_given):
+            raise ConfigurationError(f"'samples' ({samples}) does not match the {len(kappas_given)} diffusivities given.")
+        samples = len(kappas_given)
+    n = 1 if samples is None else positive_int("samples", samples)
+    if diffusivities is not None:
+        kappas = kappas_given
+    elif diffusivity_range is not None:
+        lo, hi = (positive_float("diffusivity_range", v) for v in diffusivity_range)
+        if hi < lo:
+            raise ConfigurationError(f"'diffusivity_range' must be (low, high). Got {diffusivity_range!r}.")
+        kappas = rng.uniform(lo, hi, size=n)
+    else:
+        kappas = np.full(n, positive_float("diffusivity", diffusivity))
+    length = 2 * np.pi if boundary == "periodic" else np.pi
+    make_modes = random_periodic_modes if boundary == "periodic" else random_dirichlet_modes
+    modes = [make_modes(rng, n_modes, k_max, amplitude, length) for _ in range(1 if same_initial_condition else n)]
+    modes = modes * n if same_initial_condition else modes
+
+    dx = length / cells
+    limit_tau = _STABILITY[solver] * dx**2 / 8.0  # eigenvalues of the 5-point Laplacian reach 8/dx^2
+    dt_phys = _check_dt(dt, limit_tau / kappas.max(), f"the 2D diffusion equation with kappa={kappas.max():.4g}, dx={dx:.4g}")
+    dt_tau = dt_phys * kappas.max()
+    steps = int(np.ceil(t_end * kappas.max() / dt_tau)) * n
+    backend = choose_backend(backend, cells * cells, steps)  # decided on the whole family
+    return {"n": n, "samples": samples, "cells": cells, "length": length, "times": times, "kappas": kappas,
+            "modes": modes, "solver": solver, "backend": backend, "dt_tau": float(dt_tau),
+            "jobs": [(m.to_json(), float(k)) for m, k in zip(modes, kappas)]}
+
+
 def heat2d(
     *,
     grid: int = 64,
@@ -169,41 +232,17 @@ def heat2d(
         ``u`` plus provenance attributes; ``solver_max_error`` is **exact** (the largest
         :math:`|u_\text{py-pde} - u_\text{exact}|` over all cells, frames and samples).
     """
-    cells = positive_int("grid", grid)
     if boundary not in ("periodic", "dirichlet"):
         raise ConfigurationError(f"'boundary' must be 'periodic' or 'dirichlet'. Got {boundary!r} instead.")
-    times = frame_times(t_end, frames)
     workers = positive_int("workers", workers)
-    _check_solver(solver)
-    rng = np.random.default_rng(seed)
-    if diffusivities is not None:
-        kappas_given = np.array([positive_float("diffusivities", v) for v in diffusivities])
-        if samples is not None and samples != len(kappas_given):
-            raise ConfigurationError(f"'samples' ({samples}) does not match the {len(kappas_given)} diffusivities given.")
-        samples = len(kappas_given)
-    n = 1 if samples is None else positive_int("samples", samples)
-    if diffusivities is not None:
-        kappas = kappas_given
-    elif diffusivity_range is not None:
-        lo, hi = (positive_float("diffusivity_range", v) for v in diffusivity_range)
-        if hi < lo:
-            raise ConfigurationError(f"'diffusivity_range' must be (low, high). Got {diffusivity_range!r}.")
-        kappas = rng.uniform(lo, hi, size=n)
-    else:
-        kappas = np.full(n, positive_float("diffusivity", diffusivity))
-    length = 2 * np.pi if boundary == "periodic" else np.pi
-    make_modes = random_periodic_modes if boundary == "periodic" else random_dirichlet_modes
-    modes = [make_modes(rng, n_modes, k_max, amplitude, length) for _ in range(1 if same_initial_condition else n)]
-    modes = modes * n if same_initial_condition else modes
-
-    dx = length / cells
-    limit_tau = _STABILITY[solver] * dx**2 / 8.0  # eigenvalues of the 5-point Laplacian reach 8/dx^2
-    dt_phys = _check_dt(dt, limit_tau / kappas.max(), f"the 2D diffusion equation with kappa={kappas.max():.4g}, dx={dx:.4g}")
-    dt_tau = dt_phys * kappas.max()
-    steps = int(np.ceil(t_end * kappas.max() / dt_tau)) * n
-    backend = choose_backend(backend, cells * cells, steps)
-
-    jobs = [(m.to_json(), float(k)) for m, k in zip(modes, kappas)]
+    plan = heat_plan(boundary, samples, seed, grid=grid, t_end=t_end, frames=frames, diffusivity=diffusivity,
+                     diffusivity_range=diffusivity_range, diffusivities=diffusivities,
+                     same_initial_condition=same_initial_condition, n_modes=n_modes, k_max=k_max,
+                     amplitude=amplitude, dt=dt, solver=solver, backend=backend)
+    n, cells, length, times = plan["n"], plan["cells"], plan["length"], plan["times"]
+    kappas, modes, backend, dt_tau = plan["kappas"], plan["modes"], plan["backend"], plan["dt_tau"]
+    samples = plan["samples"]
+    jobs = plan["jobs"]
     chunks = [jobs[i::workers] for i in range(workers)] if workers > 1 and n > 1 else [jobs]
     args = [(boundary, cells, length, dt_tau, solver, backend, times, c) for c in chunks if c]
     if len(args) == 1:
@@ -225,19 +264,10 @@ def heat2d(
     errors = np.array([r[1] for r in results])
     scale = float(np.abs(data).max())
     attrs = _provenance(
-        pde="heat2d" if boundary == "periodic" else "heat2d-dirichlet",
-        equation="u_t = kappa * Laplace(u)",
-        boundary=boundary if boundary == "periodic" else "dirichlet u=0",
-        domain=json.dumps([[0.0, length], [0.0, length]]),
-        grid_points="cell centres",
-        solver=solver,
-        backend=backend,
+        **heat_attrs(boundary, length, solver, backend, seed),
         dt=float(max(r[2] for r in results)),
-        time_rescaling="solved as u_tau = Laplace(u) with tau = kappa * t",
-        seed=int(seed),
         solver_max_error=float(errors.max()),
         solver_max_error_relative=float(errors.max() / scale) if scale > 0 else 0.0,
-        solver_error_kind="exact: max |u_pypde - u_exact| over cells, frames and samples (closed form)",
     )
     coords = {
         "t": _coord("t", times, "time"),

@@ -112,3 +112,15 @@ def test_argument_errors(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "dask.distributed", None)
     with pytest.raises(ImportError, match=r"lipsurrogate\[scale\]"):
         dd.generate_family(samples=2, out=tmp_path / "x.nc", **OPTIONS)
+
+
+def test_cli_generates_a_family_on_a_local_dask_cluster(tmp_path, capsys):
+    from lipsurrogate.cli import main
+
+    out = tmp_path / "family.nc"
+    assert main(["data", "heat2d", "--samples", "4", "--grid", "8", "--frames", "3", "--scheduler", "local",
+                 "--workers", "1", "--chunk", "3", "--backend", "numpy", "--no-progress", "--out", str(out)]) == 0
+    assert "4 samples on Dask" in capsys.readouterr().out
+    with xr.open_dataset(out, engine="h5netcdf") as ds:
+        reference = heat2d(samples=4, grid=8, frames=3, seed=0, backend="numpy", progress=False)
+        np.testing.assert_array_equal(ds.u.values, reference.u.values)

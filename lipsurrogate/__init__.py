@@ -4,16 +4,28 @@ The package follows the data flow of a fit::
 
     tasks (named recipes) -> data -> nn (models) -> train -> bounds (certificates) -> report
 
-Subpackages
------------
+Subpackages and modules
+-----------------------
+data
+    py-pde generators, PDEBench and HEPMASS loaders, trigger simulation, Dask families.
 nn
-    Lipschitz layers, weight norms, GroupSort, monotonic residual, heads, save/load.
+    Lipschitz layers, weight norms, GroupSort, monotonic residual, heads, Fourier features,
+    conditioning, DeepONet, save/load (safetensors + JSON).
 train
-    Training loop and losses (temperature BCE, hinge, dynamic hinge).
+    Training loop, losses, MDMM constraints, PINN residuals, balanced sampling, streaming, DDP.
 bounds
-    Certified Lipschitz constants from the weights (float64), float64 evaluation with error bounds.
+    **Certified** Lipschitz constants from the weights (float64), float64 evaluation with error
+    bounds, per-cell certificates, local constants, refinement, verification.
+report
+    Figures and HTML reports of run folders.
 tasks
-    Named recipes runnable with ``lipsurrogate fit TASK`` (the paper's toy problems so far).
+    Named recipes runnable with ``lipsurrogate fit TASK`` (``lipsurrogate tasks`` lists them).
+estimators
+    scikit-learn compatible :class:`LipschitzClassifier` and :class:`LipschitzRegressor`.
+export
+    Dependency-free numpy export of trained networks.
+metrics
+    Exact ROC/AUC, average precision, significance ratio, background-rate thresholds.
 
 Heavy dependencies (torch, py-pde) are imported on first use, so ``lipsurrogate --help`` is fast.
 """

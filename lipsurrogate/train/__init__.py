@@ -12,6 +12,15 @@ constraints
 pinn
     :func:`pde_residual` and :class:`PhysicsTerm`: physics-informed residuals on mini-batches of
     collocation points, weighted or as an MDMM constraint.
+sampling
+    :class:`~lipsurrogate.train.sampling.BalancedSampler`: mini-batches balanced by class, signal
+    (per mass), background (per process) or both.
+streaming
+    :class:`~lipsurrogate.train.streaming.FieldStream`: shuffled mini-batches read from a dataset
+    file in bounded memory, and :func:`~lipsurrogate.train.streaming.train_streaming`.
+distributed
+    :func:`~lipsurrogate.train.distributed.train_ddp`: data-parallel training with PyTorch DDP
+    (``torchrun``, gloo on CPU), each rank streaming its share of the file.
 """
 
 from .losses import bce_with_temperature, dynamic_hinge_loss, dynamic_margins, hinge_loss, signed_labels

@@ -55,7 +55,7 @@ __all__ = ["__version__", *_LAZY]
 def __getattr__(name: str):
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
-    if name in ("nn", "bounds", "train", "tasks", "data", "report"):
+    if name in ("nn", "bounds", "train", "tasks", "data", "report", "estimators", "export", "metrics"):
         return import_module(f"lipsurrogate.{name}")
     raise AttributeError(f"module 'lipsurrogate' has no attribute {name!r}")
 

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .heat2d import _plt
-from .html import HtmlReport, run_documents, save_figure
+from .html import HtmlReport, pyplot, run_documents, save_figure
 
 __all__ = ["write_report"]
 
@@ -21,7 +20,7 @@ def write_report(run_dir: Path) -> Path:
     from ..tasks.field import field_arrays
 
     run_dir = Path(run_dir)
-    plt = _plt()
+    plt = pyplot()
     config, cert, ver, fit, history = run_documents(run_dir)
     ds = load_dataset(run_dir / "data.nc")
     cells = load_dataset(run_dir / "certificate.nc")

@@ -7,18 +7,9 @@ from pathlib import Path
 import numpy as np
 
 from .._io import read_json
-from .html import HtmlReport, run_documents, save_figure
+from .html import HtmlReport, run_documents, pyplot, save_figure
 
 __all__ = ["write_report"]
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def write_report(run_dir: Path) -> Path:
@@ -29,7 +20,7 @@ def write_report(run_dir: Path) -> Path:
     from ..nn import load_model, to_plain
     from ..tasks.heat2d import exact_solution_of
 
-    plt = _plt()
+    plt = pyplot()
     config, cert, ver, fit, history = run_documents(run_dir)
     modes, kappa = exact_solution_of(config)
     model = to_plain(load_model(run_dir / "model")).double()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .html import HtmlReport, save_figure
+from .html import HtmlReport, pyplot, save_figure
 
 __all__ = ["summarize", "findings", "write_report", "PAPER"]
 
@@ -165,15 +165,6 @@ def _ablation_rows(ablation: list[dict]) -> list[list]:
     return out
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _counts(counts: dict) -> str:
     return ", ".join(f"{float(k):g}: {v}" if not isinstance(k, str) or k.replace(".", "").isdigit() else f"{k}: {v}"
                      for k, v in counts.items())
@@ -187,7 +178,7 @@ def _pct(stats: dict | None) -> str:
 
 def write_report(run_dir, doc: dict, roc: dict) -> Path:
     """``figures/roc.png``, ``figures/metric_vs_mass.png``, ``figures/combinations.png`` and ``report.html``."""
-    plt = _plt()
+    plt = pyplot()
     run_dir = Path(run_dir)
     figs = run_dir / "figures"
     table, masses, held_out = doc["table"], [float(m) for m in doc["masses"]], doc["held_out"]

@@ -10,7 +10,25 @@ from typing import Sequence
 
 from .._io import atomic_path
 
-__all__ = ["HtmlReport", "save_figure", "run_documents"]
+__all__ = ["HtmlReport", "save_figure", "run_documents", "pyplot"]
+
+
+def pyplot():
+    """``matplotlib.pyplot`` for figures that are written to files.
+
+    Selects the non-interactive Agg backend only when nobody has imported pyplot yet (a shell
+    run); inside a Jupyter session or a user's script that already chose a backend it is left
+    alone, so the user's own figures still show.
+    """
+    import sys
+
+    import matplotlib
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig, path: str | Path, dpi: int = 110) -> bytes:

@@ -7,21 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .html import HtmlReport, save_figure
+from .html import HtmlReport, pyplot, save_figure
 
 __all__ = ["write_report"]
 
 _STYLE = {"monotonic Lipschitz": ("C0", "-"), "unconstrained NN": ("C3", "--"), "BDT": ("C1", ":"),
           "monotone BDT": ("C2", "-.")}
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def _background_kept(score_values: np.ndarray, background_sorted: np.ndarray) -> np.ndarray:
@@ -34,7 +25,7 @@ def write_report(out_dir, metrics: dict, efficiency: dict, edges: np.ndarray, ro
     """Figures into ``out_dir/figures`` and a self-contained ``out_dir/report.html``; returns its path."""
     from ..data.trigger import FEATURES, POPULATIONS, UNITS
 
-    plt = _plt()
+    plt = pyplot()
     out_dir = Path(out_dir)
     rate = metrics["working_point"]["background_rate"]
     rows = metrics["models"]

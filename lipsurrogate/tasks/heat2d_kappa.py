@@ -284,12 +284,12 @@ def verify(run_dir, *, model=None, density: int | None = None, seed: int | None 
 def report(run_dir) -> Path:
     """A short HTML report: the ladder of bounds and the bound and error per diffusivity."""
     from ..report.html import HtmlReport, run_documents, save_figure
-    from ..report.heat2d import _plt
+    from ..report.html import pyplot
 
     run_dir = Path(run_dir)
     config, cert, ver, fit, _ = run_documents(run_dir)
     cells = load_dataset(run_dir / "certificate.nc")
-    plt = _plt()
+    plt = pyplot()
     bound = cells.bound.values  # (cx, cy, ct, ckappa)
     kap = cells.vkappa.values
     err = np.abs(cells.vertex_error.values)

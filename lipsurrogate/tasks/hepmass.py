@@ -39,7 +39,7 @@ import numpy as np
 
 from .._io import write_json
 from .._threads import torch_threads
-from ..data.hepmass import (BACKGROUND_MASS, HEPMASS_MASSES, HepmassData, assign_background_mass, load_hepmass,
+from ..data.hepmass import (BACKGROUND_MASS, HepmassData, assign_background_mass, load_hepmass,
                             synthetic_hepmass)
 from ..exceptions import ConfigurationError
 from ..metrics import average_precision, roc_auc, roc_curve, significance_ratio

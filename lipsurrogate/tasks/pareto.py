@@ -147,10 +147,10 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
 
 
 def _plot(out_dir: Path, pf, weighted, constrained, package) -> None:
-    from ..report.heat2d import _plt
+    from ..report.html import pyplot
     from ..report.html import save_figure
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.5, 5))
     ax.plot(pf[:, 0], pf[:, 1], "k-", lw=1, label="exact Pareto front (concave)")
     ax.plot([r[1] for r in weighted], [r[2] for r in weighted], "s", ms=9, mfc="none", label="weighted sums")

@@ -168,6 +168,10 @@ def train_ddp(
         difference = replica_difference(model)
         saved = save_model(model, out) if (out is not None and rank == 0) else None
         dist.barrier()
+        # release DDP's reducer (it holds the process group and gloo work objects) before the
+        # group is destroyed, not at some later garbage collection: a gloo object freed after the
+        # group can abort the process ("terminate called without an active exception")
+        del ddp
         return DDPResult(model, history, rank, world, difference, saved)
     finally:
         if own_group:

@@ -11,6 +11,7 @@ __all__ = ["main", "build_parser"]
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``lipsurrogate`` command."""
     from .tasks import TASKS
 
     parser = argparse.ArgumentParser(
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``lipsurrogate`` command; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

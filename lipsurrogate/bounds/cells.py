@@ -85,6 +85,7 @@ class CellCertificate:
         return float(self.per_cell.max())
 
     def summary(self) -> dict:
+        """Global bound, naive and closed-form bounds (all **certified**) and the per-cell distribution, as JSON-ready numbers."""
         q = np.quantile(self.per_cell, [0.0, 0.5, 0.9, 0.99, 1.0])
         return {
             "bound": self.bound,

@@ -66,10 +66,12 @@ class MultilinearInterpolant:
 
     @property
     def lower(self) -> np.ndarray:
+        """Lower corner of the grid's hull (exact, the first coordinate of each axis)."""
         return np.array([a[0] for a in self.axes])
 
     @property
     def upper(self) -> np.ndarray:
+        """Upper corner of the grid's hull (exact, the last coordinate of each axis)."""
         return np.array([a[-1] for a in self.axes])
 
     def _locate(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -71,12 +71,14 @@ class LinearChain:
 
     @property
     def in_features(self) -> int:
+        """Number of inputs of the chain."""
         if self.input_jacobian is not None:
             return self.input_jacobian.shape[1]
         return self.weights[0].shape[1]
 
     @property
     def out_features(self) -> int:
+        """Number of outputs of the chain."""
         return self.weights[-1].shape[0]
 
     def margin(self) -> float:

@@ -66,6 +66,7 @@ class RefinementResult:
     history: list
 
     def summary(self) -> dict:
+        """Rounds, evaluations, refined cells and the **certified** bound before and after refinement."""
         return {"rounds": self.rounds, "evaluations": self.evaluations, "leaf_boxes": self.boxes,
                 "refined_cells": self.refined_cells, "bound_before": self.bound_before,
                 "bound_after": self.bound_after, "history": self.history}

@@ -41,9 +41,11 @@ class VerificationResult:
 
     @property
     def tightness(self) -> float:
+        """Certified bound / observed max error (a ratio; 1 is ideal, below 1 would mean a violation)."""
         return self.bound / self.max_error_observed if self.max_error_observed > 0 else float("inf")
 
     def to_dict(self) -> dict:
+        """The result as JSON-ready numbers, each with its kind (measured or certified)."""
         return {
             "violations": self.violations,
             "max_error_observed": self.max_error_observed,

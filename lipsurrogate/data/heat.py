@@ -207,6 +207,7 @@ class HeatModes:
 
     @classmethod
     def from_json(cls, text: str) -> "HeatModes":
+        """The modes written by :meth:`to_json`."""
         d = json.loads(text)
         return cls(
             np.asarray(d["wavevectors"], dtype=np.int64),

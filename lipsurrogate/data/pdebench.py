@@ -249,6 +249,7 @@ class PDEBenchFile:
         return attrs
 
     def close(self) -> None:
+        """Close the underlying HDF5 file."""
         if getattr(self, "_file", None) is not None:
             self._file.close()
             self._file = None

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._format import up
 from .html import HtmlReport, pyplot, run_documents, save_figure
 
 __all__ = ["write_report"]
@@ -95,17 +96,17 @@ def write_report(run_dir: Path) -> Path:
         ["quantity", "value", "relative to max|u|", "kind"],
         [["fit RMSE (data grid)", fit["rmse"], fit["rmse"] / u_max, "measured"],
          ["observed max |f - u_I|", observed, observed / u_max, "measured (lower bound of the truth)"],
-         ["certified bound", cert["bound"], cert["bound"] / u_max, "certified"],
+         ["certified bound", up(cert["bound"], 4), up(cert["bound"] / u_max, 4), "certified (rounded up)"],
          ["tightness = bound / observed max", ver["tightness"], "", "ratio"],
          ["violations", ver["violations"], "", "must be 0"]],
     )
     report.table(
         ["bound", "value", "tightness"],
-        [[k.replace("_", " "), v, v / observed] for k, v in cert["ladder"].items()],
+        [[k.replace("_", " "), up(v, 4), v / observed] for k, v in cert["ladder"].items()],
     )
     report.table(
         ["input", "L_f (certified, weights)", "L_u_I (exact, data)"],
-        [[n, a, b] for n, a, b in zip(inputs, cert["lipschitz_f"], cert["lipschitz_u"])],
+        [[n, up(a, 4), up(b, 4)] for n, a, b in zip(inputs, cert["lipschitz_f"], cert["lipschitz_u"])],
     )
     l3 = ver.get("level3")
     if l3:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._format import up
 from .._io import read_json
 from .html import HtmlReport, run_documents, pyplot, save_figure
 
@@ -110,8 +111,10 @@ def write_report(run_dir: Path) -> Path:
             ["RMSE on the py-pde grid" + (" (unseen by the operator)" if config.get("model") == "deeponet" else " (training grid)"),
              fit["rmse"], fit["rmse"] / u_max, "measured"],
             ["observed max |f - u|", ver["max_error_observed"], ver["max_error_observed"] / u_max, "measured (lower bound of the truth)"],
-            [f"bound, {'x'.join(map(str, cert['grid']['cells']))} cells", cert["bound"], cert["bound"] / u_max, "certified"],
-            [f"bound, {'x'.join(map(str, cert['coarse']['grid']['cells']))} cells", cert["coarse"]["bound"], cert["coarse"]["bound"] / u_max, "certified"],
+            [f"bound, {'x'.join(map(str, cert['grid']['cells']))} cells", up(cert["bound"], 4), up(cert["bound"] / u_max, 4),
+             "certified (rounded up)"],
+            [f"bound, {'x'.join(map(str, cert['coarse']['grid']['cells']))} cells", up(cert["coarse"]["bound"], 4),
+             up(cert["coarse"]["bound"] / u_max, 4), "certified (rounded up)"],
             ["tightness = bound / observed max", ver["tightness"], "", "ratio"],
             ["violations", ver["violations"], "", "must be 0"],
         ],
@@ -121,7 +124,7 @@ def write_report(run_dir: Path) -> Path:
         observed = ver["max_error_observed"]
         report.table(
             ["bound", "value", "relative to max|u|", "tightness (bound / observed max)", "what it is"],
-            [[key.replace("_", " "), value, value / u_max, value / observed, cert["ladder_kinds"][key]]
+            [[key.replace("_", " "), up(value, 4), up(value / u_max, 4), value / observed, cert["ladder_kinds"][key]]
              for key, value in cert["ladder"].items()],
         )
     report.heading("Assumptions of the certificate")
@@ -129,7 +132,7 @@ def write_report(run_dir: Path) -> Path:
     report.paragraph(f"Method: {cert['method']}.")
     report.table(
         ["input", "L_f (certified, from weights)", "L_u (certified, from theory)"],
-        [[name, lf, lu] for name, lf, lu in zip(cert["inputs"], cert["lipschitz_f"], cert["lipschitz_u"])],
+        [[name, up(lf, 4), up(lu, 4)] for name, lf, lu in zip(cert["inputs"], cert["lipschitz_f"], cert["lipschitz_u"])],
     )
     report.paragraph(f"Source of L_u: {cert['lipschitz_u_source']}.")
     report.paragraph(

@@ -49,14 +49,17 @@ class HtmlReport:
         self._parts: list[str] = []
 
     def heading(self, text: str, level: int = 2) -> "HtmlReport":
+        """Add a heading (level 2 by default)."""
         self._parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
         return self
 
     def paragraph(self, text: str) -> "HtmlReport":
+        """Add a paragraph of (escaped) text."""
         self._parts.append(f"<p>{html.escape(text)}</p>")
         return self
 
     def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> "HtmlReport":
+        """Add a table; numbers are formatted with 4 significant digits."""
         head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
         body = "".join(
             "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
@@ -65,6 +68,7 @@ class HtmlReport:
         return self
 
     def figure(self, png: bytes, caption: str = "") -> "HtmlReport":
+        """Add a PNG (bytes), embedded as base64, with a caption."""
         data = base64.b64encode(png).decode("ascii")
         self._parts.append(
             f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}">'
@@ -73,6 +77,7 @@ class HtmlReport:
         return self
 
     def render(self) -> str:
+        """The whole self-contained HTML page as text."""
         style = (
             "body{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}"
             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 8px;"
@@ -85,6 +90,7 @@ class HtmlReport:
         )
 
     def write(self, path: str | Path) -> Path:
+        """Write the page atomically to ``path``; returns the path."""
         with atomic_path(path) as tmp:
             tmp.write_text(self.render(), encoding="utf-8")
         return Path(path)

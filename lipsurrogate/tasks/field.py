@@ -35,6 +35,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._format import up, up_fixed
 from .._io import read_json, write_json
 from ..bounds import extract_chain, lipschitz_bounds
 from ..bounds.cells import cell_bounds
@@ -82,12 +83,14 @@ class FieldConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "FieldConfig":
+        """Smoke-sized settings (seconds)."""
         base = dict(grid=32, frames=11, hidden=[64, 64], steps=300, refine_budget=10_000, dense_cells=100,
                     random_points=5000, adversarial_starts=8, adversarial_steps=10)
         return cls(**{**base, **overrides})
 
     @classmethod
     def from_options(cls, quick: bool, seed: int, options: dict) -> "FieldConfig":
+        """Defaults (or the quick settings) with ``options`` and ``seed`` applied; unknown options and sources raise."""
         cfg = config_from_options(cls, quick, seed, options, "field-task")
         if cfg.source == "pdebench" and not cfg.file:
             raise ConfigurationError("'lipsurrogate fit pdebench' needs the PDEBench FILE.")
@@ -190,12 +193,12 @@ def _summary_text(s: dict, cert: dict) -> str:
         f"{s['source']}: certified surrogate of '{s['field']}' over {' x '.join(cert['inputs'])} "
         f"({'x'.join(map(str, cert['grid']['cells']))} data cells)",
         f"  fit RMSE (measured, data grid)                     {s['fit_rmse']:.3g}  ({100 * s['fit_rmse'] / s['u_max']:.2f}% of max|u| = {s['u_max']:.3g})",
-        "  level 1 (certified, against the data's multilinear interpolant):",
+        "  level 1 (certified, against the data's multilinear interpolant; bounds printed rounded up):",
         f"    observed max |f - u_I| (dense + random + adv.)   {s['max_error_observed']:.3g}",
     ]
     for key, value in cert["ladder"].items():
-        lines.append(f"    {key.replace('_', ' '):<44} {value:8.3g}  {100 * value / s['u_max']:5.1f}%  "
-                     f"tightness {value / s['max_error_observed']:.2f}")
+        lines.append(f"    {key.replace('_', ' '):<44} {up(value):>8}  {up_fixed(100 * value / s['u_max']):>5}%  "
+                     f"tightness {up_fixed(value / s['max_error_observed'], 2)}")
     lines.append(f"    violations                                       {s['violations']}")
     l3 = s.get("level3")
     if l3:

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import xarray as xr
 
+from .._format import up, up_fixed
 from .._io import read_json, write_json
 from ..bounds import extract_chain, lipschitz_bounds
 from ..bounds.cells import CellCertificate, cell_bounds
@@ -111,6 +112,7 @@ class Heat2DConfig:
 
     @classmethod
     def from_options(cls, quick: bool, seed: int, options: dict) -> "Heat2DConfig":
+        """Defaults (or the quick settings) with ``options`` and ``seed`` applied; unknown options raise."""
         return config_from_options(cls, quick, seed, options, "heat2d")
 
 
@@ -215,17 +217,17 @@ def _summary_text(s: dict, cert: dict) -> str:
         lines.append(f"  fit RMSE (measured, training grid)               {s['fit_rmse']:.3g}  ({100 * s['fit_rmse_relative']:.2f}% of max|u| = {s['u_max']:.3g})")
     lines += [
         f"  observed max error (measured, dense+random+adv.) {observed:.3g}",
-        f"  certified bounds on {'x'.join(map(str, fine))} cells (bound, % of max|u|, tightness = bound / observed):",
+        f"  certified bounds on {'x'.join(map(str, fine))} cells (bound, % of max|u|, tightness = bound / observed; printed rounded up):",
     ]
     for key, label in _LADDER_LABELS.items():
         value = cert["ladder"][key]
-        lines.append(f"    {label:<44} {value:8.3g}  {100 * value / s['u_max']:5.1f}%  {value / observed:6.2f}")
+        lines.append(f"    {label:<44} {up(value):>8}  {up_fixed(100 * value / s['u_max']):>5}%  {up_fixed(value / observed, 2):>6}")
     if cert.get("refinement"):
         r = cert["refinement"]
         lines.append(f"    (refinement: {r['rounds']} rounds, {r['refined_cells']} cells split, {r['evaluations']} evaluations)")
     lines += [
-        f"  certified bound, {'x'.join(map(str, coarse))} cells (exact LP, local L) {s['bound_coarse']:.3g}",
-        f"  headline: bound {s['bound']:.3g} ({100 * s['bound_relative']:.1f}% of max|u|), tightness {s['tightness']:.2f}, "
+        f"  certified bound, {'x'.join(map(str, coarse))} cells (exact LP, local L) {up(s['bound_coarse'])}",
+        f"  headline: bound {up(s['bound'])} ({up_fixed(100 * s['bound_relative'])}% of max|u|), tightness {up_fixed(s['tightness'], 2)}, "
         f"violations {s['violations']}",
         "  seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in s["seconds_per_stage"].items()),
     ]
@@ -413,6 +415,7 @@ def certify(run_dir, *, model=None, progress: bool = False) -> dict:
 
 
 def cells_of(cert: CellCertificate) -> list:
+    """Cells per axis of a certificate's grid."""
     return [int(n) for n in cert.per_cell.shape]
 
 

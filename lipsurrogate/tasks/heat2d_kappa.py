@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .._format import up, up_fixed
 from .._io import read_json, write_json
 from ..bounds import extract_chain, lipschitz_bounds
 from ..bounds.cells import cell_bounds
@@ -85,6 +86,7 @@ class Heat2DKappaConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "Heat2DKappaConfig":
+        """Smoke-sized settings (seconds)."""
         base = dict(grid=16, frames=6, n_kappa=3, hidden=[32, 32], steps=200, batch_size=2048,
                     cert_cells=[16, 16, 4, 4], local_block=1, refine_budget=20_000, dense_cells=60,
                     random_points=3000, adversarial_starts=4, adversarial_steps=5, backend="numpy")
@@ -92,6 +94,7 @@ class Heat2DKappaConfig:
 
     @classmethod
     def from_options(cls, quick: bool, seed: int, options: dict) -> "Heat2DKappaConfig":
+        """Defaults (or the quick settings) with ``options`` and ``seed`` applied; unknown options raise."""
         cfg = config_from_options(cls, quick, seed, options, "heat2d-kappa")
         if not 0 < cfg.kappa_min < cfg.kappa_max:
             raise ConfigurationError(f"Need 0 < kappa_min < kappa_max. Got {cfg.kappa_min} and {cfg.kappa_max}.")
@@ -159,7 +162,7 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
         f"  certified bounds on {'x'.join(map(str, certificate['grid']['cells']))} cells (bound, % of max|u|, tightness):",
     ]
     for key, value in certificate["ladder"].items():
-        lines.append(f"    {key.replace('_', ' '):<40} {value:8.3g}  {100 * value / u_max:5.1f}%  {value / summary['max_error_observed']:6.2f}")
+        lines.append(f"    {key.replace('_', ' '):<40} {up(value):>8}  {up_fixed(100 * value / u_max):>5}%  {up_fixed(value / summary['max_error_observed'], 2):>6}")
     lines += [f"  violations {summary['violations']}",
               "  seconds per stage: " + ", ".join(f"{k} {v:.1f}" for k, v in times.items())]
     summary["text"] = "\n".join(lines)

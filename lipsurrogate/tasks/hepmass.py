@@ -90,11 +90,13 @@ class HepmassConfig:
 
     @classmethod
     def quick(cls, **overrides) -> "HepmassConfig":
+        """Smoke-sized settings (seconds)."""
         base = dict(max_events=20_000, n_train=6000, n_test=6000, seeds=1, hidden=[16, 16], steps=60, batch_size=128)
         return cls(**{**base, **overrides})
 
     @classmethod
     def from_options(cls, quick: bool, seed: int, options: dict) -> "HepmassConfig":
+        """Defaults (or the quick settings) with ``options`` and ``seed`` applied; unknown options raise."""
         options = dict(options)
         if "file" in options:  # 'lipsurrogate fit hepmass FILE' as well as '--data FILE'
             if options.get("data") not in (None, options["file"]):

@@ -51,6 +51,7 @@ class TrainingHistory:
     seconds: float = 0.0
 
     def to_dict(self) -> dict:
+        """The history as JSON-ready lists (losses are mini-batch **estimates** of the training loss)."""
         return {
             "steps": self.steps,
             "losses": self.losses,

@@ -75,8 +75,8 @@ def train_operator(cfg, lip_u: list, out_dir: Path, progress: bool) -> tuple[Lip
         input_budget=[cfg.slope_factor * v for v in lip_u], branch_lipschitz=cfg.branch_lipschitz,
         trunk_lipschitz=cfg.lipschitz, seed=cfg.seed,
     )
-    history = train_deeponet(model, sensors[:n_train], points, values[:n_train], steps=cfg.steps,
-                             batch_samples=cfg.batch_samples, batch_points=cfg.batch_size, lr=cfg.lr,
+    history = train_deeponet(model, sensors[:n_train], points, values[:n_train], steps=cfg.operator_steps,
+                             batch_samples=cfg.batch_samples, batch_points=cfg.operator_batch_points, lr=cfg.operator_lr,
                              seed=cfg.seed, progress=progress)
     with torch.no_grad():
         held = values[n_train:]

@@ -94,6 +94,9 @@ class Heat2DConfig:
     branch_hidden: list = field(default_factory=list)
     branch_lipschitz: float = 4.0
     batch_samples: int = 32
+    operator_steps: int = 4000
+    operator_lr: float = 1e-2
+    operator_batch_points: int = 2048
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -104,7 +107,7 @@ class Heat2DConfig:
     def quick(cls, **overrides) -> "Heat2DConfig":
         """Smoke-sized settings (seconds)."""
         base = dict(grid=24, frames=11, hidden=[64, 64, 64], steps=300, batch_size=2048,
-                    family_samples=24, family_grid=16, family_frames=6, basis=32, batch_samples=8,
+                    family_samples=24, family_grid=16, family_frames=6, basis=32, batch_samples=8, operator_steps=300,
                     cert_cells=[32, 32, 8], cert_cells_coarse=[16, 16, 4], dense_cells=120,
                     random_points=5000, adversarial_starts=8, adversarial_steps=10, backend="numpy", local_block=1,
                     refine_budget=20_000)

@@ -28,6 +28,7 @@ import torch
 
 from bench_heat2d import FeatureReLU
 
+from lipsurrogate._format import up, up_fixed
 from lipsurrogate.bounds import extract_chain
 from lipsurrogate.bounds.cells import cell_bounds
 from lipsurrogate.bounds.interpolant import MultilinearInterpolant
@@ -148,8 +149,8 @@ def table(study: dict) -> list[str]:
         kind = "refined local" if r["kind"] == "refined" else "global constants only"
         lines.append(
             f"| {r['label']} | {r['seconds']:.0f} | {100 * r['rmse'] / u_max:.2f}% | {100 * r['observed'] / u_max:.2f}% "
-            f"| {r['residual']:.3g} | {', '.join(f'{v:.3g}' for v in r['lip_f'])} | {100 * r['global'] / u_max:.2f}% "
-            f"| {r['headline']:.3g} ({100 * r['headline'] / u_max:.2f}%, {kind}) | {r['headline'] / r['observed']:.2f} "
+            f"| {r['residual']:.3g} | {', '.join(up(v) for v in r['lip_f'])} | {up_fixed(100 * r['global'] / u_max, 2)}% "
+            f"| {up(r['headline'])} ({up_fixed(100 * r['headline'] / u_max, 2)}%, {kind}) | {r['headline'] / r['observed']:.2f} "
             f"| {r['cert_seconds']:.0f} |")
     lip = [k for k in study["order"] if k != "relu"]
     best = min(lip, key=lambda k: results[k]["headline"])
@@ -157,13 +158,13 @@ def table(study: dict) -> list[str]:
     d, p, relu = results["feature"], results["pinn"], results["relu"]
     findings = (
         f"Best certified bound: {results[best]['label'].split('.')[0]} "
-        f"({100 * results[best]['headline'] / u_max:.2f}% of max|u|). "
+        f"({up_fixed(100 * results[best]['headline'] / u_max, 2)}% of max|u|). "
         f"The PINN term {'improved' if p['headline'] < d['headline'] else 'did not improve'} the certified bound "
-        f"({100 * p['headline'] / u_max:.2f}% against {100 * d['headline'] / u_max:.2f}%; fit RMSE "
+        f"({up_fixed(100 * p['headline'] / u_max, 2)}% against {up_fixed(100 * d['headline'] / u_max, 2)}%; fit RMSE "
         f"{100 * p['rmse'] / u_max:.2f}% against {100 * d['rmse'] / u_max:.2f}%; measured mean r^2 "
         f"{p['residual']:.3g} against {d['residual']:.3g}). "
         f"The unconstrained network's observed max error is {100 * relu['observed'] / u_max:.2f}% and its certified "
-        f"bound {100 * relu['global'] / u_max:.0f}% of max|u|. "
+        f"bound {up_fixed(100 * relu['global'] / u_max, 0)}% of max|u|. "
         + ("No observed error exceeded its certified bound." if not viol
            else f"OBSERVED ERROR ABOVE THE CERTIFIED BOUND for {viol}: a bug, investigate.")
     )

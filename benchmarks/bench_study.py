@@ -53,6 +53,7 @@ import torch
 from _markdown import header, write
 from bench_heat2d import FeatureReLU
 
+from lipsurrogate._format import up, up_fixed
 from lipsurrogate.bounds import extract_chain, lipschitz_bounds
 from lipsurrogate.bounds.cells import cell_bounds
 from lipsurrogate.bounds.network import _chain_partials
@@ -175,8 +176,11 @@ def _certify(model, key, modes, cfg, lip_u, domain):
 
 
 def _findings(results, order, u_max, lip_u) -> str:
-    def rel(v):
+    def rel(v):  # measured values
         return f"{100 * v / u_max:.2f}%"
+
+    def bound(v):  # certified values, rounded up
+        return f"{up_fixed(100 * v / u_max, 2)}%"
 
     def num(k):
         return results[k]["label"].split(".")[0]
@@ -187,27 +191,27 @@ def _findings(results, order, u_max, lip_u) -> str:
     best_obs = min(order, key=lambda k: results[k]["observed"])
     best_raw = min(["lipschitz", "free", "scale", "aux"], key=lambda k: results[k]["headline"])
     default = results["feature"]
-    out = [f"Best certified bound: variant {num(best)}, {rel(results[best]['headline'])} of max|u| "
+    out = [f"Best certified bound: variant {num(best)}, {bound(results[best]['headline'])} of max|u| "
            f"({'refined local' if results[best]['kind'] == 'refined' else 'global constants'})."]
     if best == "feature":
         out.append("No variant beats the current default (variant 5) on the certified bound in this run.")
     else:
-        out.append(f"It beats the current default (variant 5, {rel(default['headline'])}).")
+        out.append(f"It beats the current default (variant 5, {bound(default['headline'])}).")
     if best_global == "feature":
         out.append(f"The default is also best with global constants only (the level every variant gets): "
-                   f"{rel(default['global'])}.")
+                   f"{bound(default['global'])}.")
     else:
         out.append(f"With global constants only (the level every variant gets) the best is variant "
-                   f"{num(best_global)} ({rel(results[best_global]['global'])}); the default gets "
-                   f"{rel(default['global'])}.")
+                   f"{num(best_global)} ({bound(results[best_global]['global'])}); the default gets "
+                   f"{bound(default['global'])}.")
     r = results[best_raw]
     out.append(f"Of the networks on raw (x, y, t) (variants 1-4) the best certified bound is variant {num(best_raw)}'s, "
-               f"{rel(r['headline'])}, {r['headline'] / default['headline']:.1f} times the default's, with observed max "
+               f"{bound(r['headline'])}, {r['headline'] / default['headline']:.1f} times the default's, with observed max "
                f"error {rel(r['observed'])} against the default's {rel(default['observed'])}.")
     one = results["lipschitz"]
     out.append(f"The literal 1-Lipschitz network (variant 1; certified slopes at most "
                f"{max(one['lip_f']):.3g}; the solution's certified slope bounds reach {max(lip_u):.3g}) underfits: fit RMSE {rel(one['rmse'])}, "
-               f"observed max error {rel(one['observed'])}, certified bound {rel(one['headline'])}.")
+               f"observed max error {rel(one['observed'])}, certified bound {bound(one['headline'])}.")
     if results["free"]["rmse"] == one["rmse"]:
         out.append("Variants 1 and 2 trained to the same network: no last-layer weight of the free head "
                    "grew beyond 1, where the l1-column constraint would have started to act.")
@@ -215,22 +219,22 @@ def _findings(results, order, u_max, lip_u) -> str:
     pinn_better = [num(k) for k in ("pinn_weighted", "pinn_mdmm") if results[k]["headline"] < default["headline"]]
     out.append(
         f"The PINN term {'improved the certified bound for variant(s) ' + ', '.join(pinn_better) if pinn_better else 'did not improve the certified bound'}: "
-        f"weighted {rel(w['headline'])}, MDMM {rel(m['headline'])}, without it {rel(default['headline'])}; "
+        f"weighted {bound(w['headline'])}, MDMM {bound(m['headline'])}, without it {bound(default['headline'])}; "
         f"fit RMSE {rel(w['rmse'])} and {rel(m['rmse'])} against {rel(default['rmse'])}. The measured mean r^2 "
         f"was {default['residual']:.3g} without the term, {w['residual']:.3g} weighted and {m['residual']:.3g} with "
         f"MDMM (eps {m['eps']:.3g}; " + ("met" if m["residual"] <= m["eps"] else "not met") +
         " on the measurement points).")
     don = results["deeponet"]
     out.append(f"The DeepONet (variant 9), which never saw this initial condition, reaches observed max error "
-               f"{rel(don['observed'])} and a certified bound of {rel(don['headline'])} (the default, trained on this "
-               f"initial condition: {rel(default['observed'])} and {rel(default['headline'])}); its operator RMSE on "
+               f"{rel(don['observed'])} and a certified bound of {bound(don['headline'])} (the default, trained on this "
+               f"initial condition: {rel(default['observed'])} and {bound(default['headline'])}); its operator RMSE on "
                f"held-out family members is {100 * don['operator']['held_out_relative_rmse']:.2f}% of their RMS.")
     if best_obs != "relu":
         out.append(f"Smallest observed max error: variant {num(best_obs)} ({rel(results[best_obs]['observed'])}).")
     relu = results["relu"]
     out.append(f"The unconstrained network has the smallest observed max error ({rel(relu['observed'])}, "
                f"the default {rel(default['observed'])}) " if best_obs == "relu" else "The unconstrained network ")
-    out[-1] += (f"but its certified bound is {rel(relu['global'])} of max|u|: no useful certificate.")
+    out[-1] += (f"but its certified bound is {bound(relu['global'])} of max|u|: no useful certificate.")
     viol = [num(k) for k in order if results[k]["observed"] > results[k]["headline"]]
     out.append("No observed error exceeded its certified bound." if not viol
                else f"OBSERVED ERROR ABOVE THE CERTIFIED BOUND for variants {viol}: a bug, investigate.")
@@ -312,16 +316,16 @@ def main(argv=None) -> None:
     ]
     for key, *_ in variants:
         r = results[key]
-        lf = ", ".join(f"{v:.3g}" for v in r["lip_f"])
+        lf = ", ".join(up(v) for v in r["lip_f"])
         if key == "relu":
-            head = (f"none useful: {100 * r['global'] / u_max:.0f}% (global constants; "
+            head = (f"none useful: {up_fixed(100 * r['global'] / u_max, 0)}% (global constants; "
                     f"L h/2 alone is {100 * r['lh2'] / u_max:.0f}%)")
         else:
-            head = f"{r['headline']:.3g} ({100 * r['headline'] / u_max:.2f}%, " + (
+            head = f"{up(r['headline'])} ({up_fixed(100 * r['headline'] / u_max, 2)}%, " + (
                 "refined local" if r["kind"] == "refined" else "global constants only") + ")"
         lines.append(
             f"| {r['label']} | {r['seconds']:.0f} | {100 * r['rmse'] / u_max:.2f}% | {100 * r['observed'] / u_max:.2f}% "
-            f"| {r['residual']:.3g} | {lf} | {100 * r['global'] / u_max:.2f}% | {head} "
+            f"| {r['residual']:.3g} | {lf} | {up_fixed(100 * r['global'] / u_max, 2)}% | {head} "
             f"| {r['headline'] / r['observed']:.2f} | {r['cert_seconds']:.0f} |")
 
     cells = "x".join(map(str, cfg.cert_cells))

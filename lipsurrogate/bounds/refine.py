@@ -20,6 +20,8 @@ constants, so a wrong constant is caught where the grid is finest.
 
 from __future__ import annotations
 
+import sys
+
 import itertools
 from dataclasses import dataclass, replace
 from typing import Callable
@@ -215,7 +217,9 @@ def refine_certificate(
         history.append({"threshold": threshold, "boxes_split": int(n_split), "evaluations": int(len(points)),
                         "bound": float(base.max())})
         if progress:
-            print(f"  refinement round {rounds}: split {n_split} boxes, bound {base.max():.4g}")
+            from tqdm.auto import tqdm
+
+            tqdm.write(f"  refinement round {rounds}: split {n_split} boxes, bound {base.max():.4g}", file=sys.stderr)
         # the largest bound sits where the error itself is largest: stop after two rounds without gain
         stalled = stalled + 1 if base.max() > (1 - 1e-3) * current else 0
         if stalled >= 2:

@@ -13,11 +13,11 @@ __all__ = ["main", "build_parser"]
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``lipsurrogate`` command."""
     from .tasks import TASKS
+    from .tasks.options import TASK_OPTIONS
 
     parser = argparse.ArgumentParser(
         prog="lipsurrogate",
         description="Certified Lipschitz neural surrogates for PDE solvers, with guaranteed max-error bounds.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"lipsurrogate {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -27,45 +27,17 @@ def build_parser() -> argparse.ArgumentParser:
     fit = sub.add_parser(
         "fit",
         help="run a task: data -> model -> training -> bounds -> report, into a run folder",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        description="Run a task into a run folder. 'lipsurrogate fit TASK --help' lists the options of TASK.",
     )
-    fit.add_argument("task", choices=sorted(TASKS), metavar="TASK", help="one of: " + ", ".join(TASKS))
-    fit.add_argument("file", nargs="?", default=None, help="the PDEBench file (only with 'pdebench')")
-    fit.add_argument("--out", default=None, help="run folder (default: runs/TASK-TIMESTAMP)")
-    fit.add_argument("--seed", type=int, default=0, help="seed of every random choice in the run")
-    fit.add_argument("--quick", action="store_true", help="smoke-sized run (seconds)")
-    fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
-    fit.add_argument("--data", help="hepmass: HEPMASS CSV file(s), comma-separated (default: synthetic events)")
-    heat = fit.add_argument_group("heat2d options (defaults in brackets are those of a full run)")
-    heat.add_argument("--grid", type=int, help="py-pde cells per axis [64]")
-    heat.add_argument("--t-end", type=float, help="final time T [1.0]")
-    heat.add_argument("--frames", type=int, help="stored frames [51]")
-    heat.add_argument("--diffusivity", type=float, help="kappa [0.05]")
-    heat.add_argument("--modes", type=int, dest="n_modes", help="Fourier modes of the initial condition [4]")
-    heat.add_argument("--k-max", type=int, help="largest |k| of the initial condition [3]")
-    heat.add_argument("--hidden", type=_int_list, help="hidden widths, e.g. 128,128,128,128")
-    heat.add_argument("--harmonics", type=int, help="Fourier feature harmonics of the network [3]")
-    heat.add_argument("--lipschitz", type=float, help="lambda of the network [1.0]")
-    heat.add_argument("--slope-factor", type=float, help="network slope budget / slope of u from theory [1.3]")
-    heat.add_argument("--steps", type=int, help="training steps [2500]")
-    heat.add_argument("--batch-size", type=int, help="mini-batch size [4096]")
-    heat.add_argument("--lr", type=float, help="learning rate, cosine-decayed [3e-3]")
-    heat.add_argument("--cert-cells", type=_int_list, help="certificate cells in x,y,t [128,128,32]")
-    heat.add_argument("--cert-cells-coarse", type=_int_list, help="second certificate grid [64,64,16]")
-    heat.add_argument("--local-block", type=int, help="cells per axis sharing one local constant; 0 = global constants only [2]")
-    heat.add_argument("--model", choices=["mlp", "deeponet"],
-                      help="mlp: a network fit to this initial condition; deeponet: an operator trained on a family "
-                           "of other initial conditions, specialised to this one [mlp]")
-    heat.add_argument("--family-samples", type=int, help="deeponet: initial conditions in the training family [400]")
-    heat.add_argument("--refine-budget", type=int, help="error evaluations for adaptive refinement; 0 = none [400000]")
-    kappa = fit.add_argument_group("heat2d-kappa options (plus the heat2d ones that apply)")
-    kappa.add_argument("--kappa-min", type=float, help="smallest diffusivity [0.02]")
-    kappa.add_argument("--kappa-max", type=float, help="largest diffusivity [0.1]")
-    kappa.add_argument("--n-kappa", type=int, help="diffusivities in the training sweep [9]")
-    other = fit.add_argument_group("options of the field tasks (pdebench, advection1d, burgers1d, allen-cahn1d, "
-                                   "reaction-diffusion2d); --grid/--frames/--t-end/--hidden/--steps/... apply too")
-    other.add_argument("--sample", type=int, help="pdebench: sample index in the file [0]")
-    other.add_argument("--field", help="pdebench: field to fit (default: the first with a time axis)")
+    tasks = fit.add_subparsers(dest="task", metavar="TASK", required=True)
+    for name, (_, description) in TASKS.items():
+        task = tasks.add_parser(name, help=description, description=description)
+        task.add_argument("--out", default=None, help="run folder (default: runs/TASK-TIMESTAMP)")
+        task.add_argument("--seed", type=int, default=0, help="seed of every random choice in the run [0]")
+        task.add_argument("--quick", action="store_true", help="smoke-sized run (seconds)")
+        task.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        for flag, kwargs in TASK_OPTIONS.get(name, []):
+            task.add_argument(flag, **kwargs)
 
     certify = sub.add_parser("certify", help="recompute the certificate of a run folder")
     certify.add_argument("run", metavar="RUN", help="run folder")
@@ -127,10 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         from .exceptions import LipsurrogateError
         from .pipeline import fit
 
-        names = ["grid", "t_end", "frames", "diffusivity", "n_modes", "k_max", "hidden", "harmonics", "lipschitz",
-                 "slope_factor", "steps", "batch_size", "lr", "cert_cells", "cert_cells_coarse", "local_block",
-                 "refine_budget", "model", "family_samples", "sample", "field", "file", "kappa_min", "kappa_max", "n_kappa", "data"]
-        options = {k: getattr(args, k) for k in names if getattr(args, k) is not None}
+        common = {"command", "task", "out", "seed", "quick", "no_progress"}
+        options = {k: v for k, v in vars(args).items() if k not in common and v is not None}
         try:
             summary = fit(args.task, out=args.out, seed=args.seed, quick=args.quick, progress=not args.no_progress,
                           **options)
@@ -171,16 +141,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     parser.error(f"unknown command {args.command!r}")
     return 2
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from None
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
 
 
 def _data(args) -> str:

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._io import read_json
-from .exceptions import CertificationError, ConfigurationError, ModelFileError
+from .exceptions import CertificationError, ConfigurationError
 
 __all__ = ["Surrogate", "load"]
 
@@ -31,7 +30,8 @@ class Surrogate:
         self.certificate = certificate
         self.document = document
         self.run_dir = run_dir
-        self.inputs = document.get("inputs", [f"x{i}" for i in range(len(certificate.edges))])
+        self.inputs = list(document.get("inputs", [f"x{i}" for i in range(len(certificate.edges))]))
+        """Names of the columns that :meth:`predict` expects, in order."""
         self.box = np.array([[e[0], e[-1]] for e in certificate.edges])
 
     @property
@@ -62,13 +62,11 @@ class Surrogate:
 
 
 def load(run_dir) -> Surrogate:
-    """Load the surrogate and certificate of a run folder (no unpickling anywhere)."""
+    """Load the surrogate and certificate of any certified run folder (no unpickling anywhere)."""
+    from .bounds import Certificate
     from .nn import load_model
-    from .tasks.heat2d import load_certificate
 
     run_dir = Path(run_dir)
-    if not (run_dir / "certificate.json").is_file():
-        raise ModelFileError(f"{run_dir} has no certificate.json: not a certified run folder.")
-    document = read_json(run_dir / "certificate.json")
+    certificate = Certificate.load(run_dir)
     model = load_model(run_dir / "model")
-    return Surrogate(model, load_certificate(run_dir), document, run_dir)
+    return Surrogate(model, certificate.cells, certificate.document, run_dir)

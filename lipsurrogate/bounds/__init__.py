@@ -1,5 +1,4 @@
-"""Certified bounds: Lipschitz constants of networks (and, later, of true solutions), per-cell
-certificates and their verification.
+"""Certified bounds: Lipschitz constants of networks, references, per-cell certificates, verification.
 
 Modules
 -------
@@ -7,8 +6,22 @@ network
     :func:`lipschitz_bounds` (certified constants from the weights, float64),
     :func:`evaluate_float64` (values with a certified rounding-error bound),
     :func:`empirical_lipschitz` (an estimate, for comparison only).
+reference
+    The :class:`Reference` protocol (values with margins, certified constants and derivative
+    ranges, the statement), :class:`HeatSolution` and :class:`FunctionReference`.
+interpolant
+    :class:`MultilinearInterpolant`, the data's own interpolant (the level-1 reference).
+certifier
+    :func:`certify` -> :class:`Certificate`: the one certifier every task uses.
+verification
+    :func:`verify`: dense, random and adversarial sampling of a certificate.
+cells, cell_lp, local, refine, storage, conditioned
+    The pieces: per-cell programs, interval propagation, adaptive refinement, files,
+    conditioned networks.
 """
 
+from .certifier import Certificate, certify
+from .interpolant import MultilinearInterpolant
 from .network import (
     LinearChain,
     LipschitzBounds,
@@ -17,12 +30,22 @@ from .network import (
     extract_chain,
     lipschitz_bounds,
 )
+from .reference import FunctionReference, HeatSolution, Reference
+from .verification import VerificationResult, verify
 
 __all__ = [
+    "Certificate",
+    "FunctionReference",
+    "HeatSolution",
     "LinearChain",
     "LipschitzBounds",
+    "MultilinearInterpolant",
+    "Reference",
+    "VerificationResult",
+    "certify",
     "empirical_lipschitz",
     "evaluate_float64",
     "extract_chain",
     "lipschitz_bounds",
+    "verify",
 ]

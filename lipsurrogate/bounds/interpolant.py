@@ -26,14 +26,18 @@ import numpy as np
 import torch
 
 from ..exceptions import CertificationError
+from .reference import Reference
 
 __all__ = ["MultilinearInterpolant"]
 
 _U = 2.0**-53
 
 
-class MultilinearInterpolant:
+class MultilinearInterpolant(Reference):
     """Multilinear interpolation of grid values, with exact derivative ranges per cell.
+
+    A :class:`~lipsurrogate.bounds.reference.Reference` of level 1: certificates against it need
+    no assumption beyond the stored data.
 
     Parameters
     ----------
@@ -41,9 +45,11 @@ class MultilinearInterpolant:
         Strictly increasing coordinates along each axis (at least 2 each).
     values : ndarray, shape (len(axes[0]), ..., len(axes[d-1]))
         The data at the grid points (finite).
+    inputs : sequence of str, optional
+        Names of the axes (printed in certificates).
     """
 
-    def __init__(self, axes: Sequence[np.ndarray], values: np.ndarray) -> None:
+    def __init__(self, axes: Sequence[np.ndarray], values: np.ndarray, inputs: Sequence[str] | None = None) -> None:
         values = np.asarray(values, dtype=np.float64)
         if len(axes) != values.ndim:
             raise CertificationError(f"Expected one coordinate vector per axis of the values ({values.ndim}). Got {len(axes)}.")
@@ -57,8 +63,12 @@ class MultilinearInterpolant:
             self.axes.append(a)
         if not np.all(np.isfinite(values)):
             raise CertificationError("The data contain NaN or infinite values; no interpolant can be certified against.")
-        self.values = values
-        self.d = values.ndim
+        self.data = values
+        self.d = self.in_features = values.ndim
+        if inputs is not None and len(inputs) != self.d:
+            raise CertificationError(f"'inputs' names {len(inputs)} axes; the data have {self.d}.")
+        self.inputs = None if inputs is None else list(inputs)
+        self._cell_ranges = None
         self._corners = np.array(list(itertools.product((0, 1), repeat=self.d)))
         scale = float(np.abs(values).max())
         # u_I(x) = sum_v w_v u_v with sum w_v = 1, w_v products of d factors: gamma bound
@@ -92,7 +102,7 @@ class MultilinearInterpolant:
         out = np.zeros(len(idx))
         for corner in self._corners:
             w = np.prod(np.where(corner, frac, 1.0 - frac), axis=1)
-            out += w * self.values[tuple((idx + corner).T)]
+            out += w * self.data[tuple((idx + corner).T)]
         return out
 
     def torch(self, points: torch.Tensor) -> torch.Tensor:
@@ -106,24 +116,19 @@ class MultilinearInterpolant:
         for corner in self._corners:
             c = torch.from_numpy(corner.astype(bool))
             w = torch.where(c, frac, 1.0 - frac).prod(dim=1)
-            out = out + w * torch.from_numpy(self.values[tuple((idx + corner).T)])
+            out = out + w * torch.from_numpy(self.data[tuple((idx + corner).T)])
         return out
-
-    def global_constants(self) -> np.ndarray:
-        """Exact :math:`\\sup |\\partial_k u_I|`: the largest absolute finite difference along each axis."""
-        return np.array([np.abs(np.diff(self.values, axis=k) / self._spacing(k)).max() * (1 + 4 * _U)
-                         for k in range(self.d)])
 
     def _spacing(self, k: int) -> np.ndarray:
         return np.diff(self.axes[k]).reshape([-1 if i == k else 1 for i in range(self.d)])
 
     def cell_derivative_intervals(self) -> tuple[np.ndarray, np.ndarray]:
         """Exact ranges of :math:`\\partial_k u_I` on every cell: arrays of shape (*cells, d)."""
-        cells = tuple(n - 1 for n in self.values.shape)
+        cells = tuple(n - 1 for n in self.data.shape)
         lo = np.empty((*cells, self.d))
         hi = np.empty((*cells, self.d))
         for k in range(self.d):
-            fd = np.diff(self.values, axis=k) / self._spacing(k)  # edges along k: cells in k, vertices elsewhere
+            fd = np.diff(self.data, axis=k) / self._spacing(k)  # edges along k: cells in k, vertices elsewhere
             parts = []
             for offset in itertools.product((0, 1), repeat=self.d - 1):
                 sl = []
@@ -162,3 +167,68 @@ class MultilinearInterpolant:
             out_lo[:, k] = (fd - pad).min(axis=1)
             out_hi[:, k] = (fd + pad).max(axis=1)
         return out_lo, out_hi
+
+    # -- the Reference protocol --------------------------------------------------------------
+
+    def values(self, points: np.ndarray) -> tuple[np.ndarray, float]:
+        """:math:`u_I` at ``points`` (n, d) and the **certified** bound :attr:`rounding` on its rounding."""
+        return self(points), self.rounding
+
+    def global_constants(self, box: np.ndarray | None = None) -> np.ndarray:
+        """Exact :math:`\\sup |\\partial_k u_I|`: the largest absolute finite difference along each axis.
+
+        ``box`` is accepted for the :class:`~lipsurrogate.bounds.reference.Reference` protocol;
+        the constants hold on the whole hull.
+        """
+        return np.array([np.abs(np.diff(self.data, axis=k) / self._spacing(k)).max() * (1 + 4 * _U)
+                         for k in range(self.d)])
+
+    def derivative_intervals(self, lo: np.ndarray, hi: np.ndarray, box=None) -> tuple[np.ndarray, np.ndarray]:
+        """Certified ranges of :math:`\\partial_k u_I` on arbitrary boxes inside the hull.
+
+        A box inside one grid cell (and not the whole cell) gets the exact sub-box range
+        (:meth:`box_derivative_intervals`); any other box the hull of the exact ranges of the grid
+        cells it touches (:meth:`cell_derivative_intervals`), which is exact when the box is a
+        union of cells and a superset otherwise.
+        """
+        lo = np.asarray(lo, dtype=np.float64)
+        hi = np.asarray(hi, dtype=np.float64)
+        if self._cell_ranges is None:
+            self._cell_ranges = self.cell_derivative_intervals()
+        clo, chi = self._cell_ranges
+        i0 = np.stack([np.clip(np.searchsorted(a, lo[:, k], side="right") - 1, 0, len(a) - 2)
+                       for k, a in enumerate(self.axes)], 1)
+        i1 = np.stack([np.clip(np.searchsorted(a, hi[:, k], side="left") - 1, 0, len(a) - 2)
+                       for k, a in enumerate(self.axes)], 1)
+        i1 = np.maximum(i1, i0)
+        out_lo = np.full(lo.shape, np.inf)
+        out_hi = np.full(lo.shape, -np.inf)
+        span = (i1 - i0).max(axis=0) if len(lo) else np.zeros(self.d, dtype=int)
+        for offset in itertools.product(*[range(int(s) + 1) for s in span]):
+            idx = tuple(np.minimum(i0 + np.asarray(offset), i1).T)
+            out_lo = np.minimum(out_lo, clo[idx])
+            out_hi = np.maximum(out_hi, chi[idx])
+        inside = np.all(i0 == i1, axis=1)
+        whole = np.all((lo == np.stack([a[i0[:, k]] for k, a in enumerate(self.axes)], 1))
+                       & (hi == np.stack([a[i1[:, k] + 1] for k, a in enumerate(self.axes)], 1)), axis=1)
+        sub = np.flatnonzero(inside & ~whole)
+        if len(sub):
+            slo, shi = self.box_derivative_intervals(lo[sub], hi[sub])
+            # both are certified on the sub-box: keep the tighter ends
+            out_lo[sub] = np.maximum(out_lo[sub], slo)
+            out_hi[sub] = np.minimum(out_hi[sub], shi)
+        return out_lo, out_hi
+
+    def statement(self) -> dict:
+        """Level 1: the statement is about :math:`u_I` itself (no PDE assumption)."""
+        return {
+            "level": "level 1: against the data's own multilinear interpolant u_I (no PDE assumption)",
+            "bound_kind": "certified upper bound on max |f - u_I| over the hull of the data grid "
+                          "(u_I: the data's multilinear interpolant)",
+            "reference": "u_I, the multilinear interpolant of the stored data (exact vertex values)",
+            "assumptions": ["the statement is about u_I, the multilinear interpolant of the stored data; how far u_I "
+                            "is from the PDE's solution is estimated separately (level 3)",
+                            "network certified as it computes in evaluation mode with the saved weights"],
+            "lipschitz_u_kind": "exact (rounded up): largest absolute finite difference of the data along each axis",
+            "lipschitz_u_source": "the data's multilinear interpolant (level 1)",
+        }

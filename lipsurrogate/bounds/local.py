@@ -31,7 +31,7 @@ from ..exceptions import CertificationError
 from ..nn.activations import GroupSort
 from .network import extract_chain
 
-__all__ = ["cos_range", "network_derivative_intervals"]
+__all__ = ["cos_range", "network_derivative_intervals", "network_intervals"]
 
 def cos_range(centre: np.ndarray, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact range of :math:`\\cos` over :math:`[c - r, c + r]` (elementwise), slightly widened."""
@@ -65,8 +65,8 @@ def network_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> tuple
     if chain.out_scale is not None or chain.aux is not None or chain.residual is not None or chain.out_features != 1:
         raise CertificationError("Local derivative bounds support single-output networks without scale/aux/residual heads.")
     act = chain.activation
-    if not (act is None or (isinstance(act, GroupSort) and act.group_size == 2) or type(act).__name__ == "ReLU"):
-        raise CertificationError(f"Local derivative bounds support GroupSort(2) and ReLU; got {act!r}.")
+    if not (act is None or (isinstance(act, GroupSort) and act.group_size == 2) or type(act).__name__ in ("ReLU", "Tanh")):
+        raise CertificationError(f"Local derivative bounds support GroupSort(2), ReLU and Tanh; got {act!r}.")
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
     d = lo.shape[1]
@@ -128,12 +128,38 @@ def network_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> tuple
     return dlo[:, 0, :].numpy(), dhi[:, 0, :].numpy()
 
 
+def network_intervals(model, lo: np.ndarray, hi: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`network_derivative_intervals` in chunks of ``chunk`` boxes (bounded memory), same result."""
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    flo, fhi = np.empty_like(lo), np.empty_like(lo)
+    for s in range(0, len(lo), chunk):
+        flo[s : s + chunk], fhi[s : s + chunk] = network_derivative_intervals(model, lo[s : s + chunk], hi[s : s + chunk])
+    return flo, fhi
+
+
 def _interval_times_scalar(lo, hi, s):
     a, b = lo * s, hi * s
     return np.minimum(a, b), np.maximum(a, b)
 
 
+def _tanh_range(zlo: torch.Tensor, zhi: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Range of tanh over [zlo, zhi] (monotone), widened by the libm error (32 ulps of 1 < 1e-13)."""
+    pad = 1e-13
+    return torch.clamp(torch.tanh(zlo) - pad, min=-1.0), torch.clamp(torch.tanh(zhi) + pad, max=1.0)
+
+
 def _activation(act, zlo, zhi, dlo, dhi):
+    if type(act).__name__ == "Tanh":
+        # chain rule: d tanh(z) = s dz with s = 1 - tanh(z)^2 in [s_lo, s_hi], 0 <= s_lo <= s_hi <= 1
+        vlo, vhi = _tanh_range(zlo, zhi)
+        near = torch.where((zlo <= 0) & (zhi >= 0), torch.zeros_like(zlo), torch.minimum(zlo.abs(), zhi.abs()))
+        far = torch.maximum(zlo.abs(), zhi.abs())
+        s_hi = torch.clamp(1 - torch.tanh(near) ** 2 + 1e-13, max=1.0).unsqueeze(-1)
+        s_lo = torch.clamp(1 - torch.tanh(far) ** 2 - 1e-13, min=0.0).unsqueeze(-1)
+        cands = torch.stack([s_lo * dlo, s_lo * dhi, s_hi * dlo, s_hi * dhi])
+        widen = 4 * 2.0**-53 * cands.abs().amax(0)
+        return vlo, vhi, cands.amin(0) - widen, cands.amax(0) + widen
     if type(act).__name__ == "ReLU":
         on = (zlo >= 0).unsqueeze(-1)
         off = (zhi <= 0).unsqueeze(-1)

@@ -154,7 +154,9 @@ def extract_chain(model: nn.Module) -> LinearChain:
     """Write ``model`` out as a float64 :class:`LinearChain` (in evaluation mode, no side effects).
 
     Supports :class:`~lipsurrogate.nn.LipschitzMLP` (every head, parametrized or plain) and
-    ``nn.Sequential`` stacks of ``nn.Linear`` with GroupSort or ReLU in between.
+    ``nn.Sequential`` stacks of ``nn.Linear`` with one 1-Lipschitz activation (GroupSort, ReLU or
+    Tanh) in between, e.g. a network trained elsewhere; any other layer is refused with an error
+    that names it.
     """
     with eval_mode(model), torch.no_grad():
         if isinstance(model, FeatureLipschitzMLP):
@@ -182,32 +184,35 @@ def extract_chain(model: nn.Module) -> LinearChain:
         if isinstance(model, nn.Sequential):
             return _chain_from_sequential(model)
     raise CertificationError(
-        f"Cannot certify a {type(model).__name__}: expected a LipschitzMLP or an nn.Sequential of "
-        "nn.Linear layers with GroupSort/ReLU activations."
+        f"Cannot certify a {type(model).__name__}: expected a network of lipsurrogate.nn or an nn.Sequential of "
+        "nn.Linear layers with GroupSort/ReLU/Tanh activations."
     )
 
 
 def _chain_from_sequential(model: nn.Sequential) -> LinearChain:
     weights, biases, activation = [], [], None
     expect_linear = True
-    for module in model:
+    for index, module in enumerate(model):
         if isinstance(module, nn.Linear):
             if not expect_linear:
                 raise CertificationError("Two linear layers in a row: merge them or add an activation.")
             weights.append(_f64(module.weight))
             biases.append(_f64(module.bias) if module.bias is not None else np.zeros(module.out_features))
             expect_linear = False
-        elif isinstance(module, (GroupSort, nn.ReLU)):
+        elif isinstance(module, (GroupSort, nn.ReLU, nn.Tanh)):
             if expect_linear:
-                raise CertificationError("An activation must follow a linear layer.")
+                raise CertificationError(f"Layer {index} ({type(module).__name__}): an activation must follow a linear layer.")
             if activation is not None and repr(activation) != repr(module):
-                raise CertificationError("All activations of a certified chain must be the same.")
+                raise CertificationError(f"Layer {index} ({module!r}): all activations of a certified chain must be "
+                                         f"the same (the first was {activation!r}).")
             activation = module
             expect_linear = True
+        elif isinstance(module, (nn.Identity, nn.Dropout)):
+            continue  # the identity in evaluation mode, where the network is certified
         else:
             raise CertificationError(
-                f"Cannot certify a layer of type {type(module).__name__}; supported: nn.Linear, "
-                "GroupSort, nn.ReLU."
+                f"Cannot certify layer {index} ({type(module).__name__}): supported are nn.Linear and the "
+                "1-Lipschitz activations GroupSort, nn.ReLU and nn.Tanh (nn.Dropout and nn.Identity are skipped)."
             )
     if not weights or expect_linear:
         raise CertificationError("A certified chain must start and end with nn.Linear.")
@@ -434,6 +439,12 @@ def evaluate_float64(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.
 def _activation_with_error(activation, y: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     if isinstance(activation, nn.ReLU):
         return np.maximum(y, 0.0), err
+    if isinstance(activation, nn.Tanh):
+        # tanh is 1-Lipschitz: the input error passes through. numpy's tanh (libm or its SIMD
+        # kernels) is documented within 4 ulps; we allow 32 ulps of the value (ulp(v) <= 2u|v|)
+        # plus the smallest subnormal (theory/cell-bounds.md, "user networks")
+        values = np.tanh(y)
+        return values, err + 64 * _U * np.abs(values) + 2.0**-1074
     if isinstance(activation, GroupSort):
         values = activation.exact(torch.from_numpy(y)).numpy()
         if activation.group_size is None:

@@ -24,7 +24,7 @@ import torch
 
 from .cells import CellCertificate, locate_cells
 
-__all__ = ["VerificationResult", "verify_certificate"]
+__all__ = ["VerificationResult", "verify_certificate", "verify", "float64_network"]
 
 
 @dataclass
@@ -193,3 +193,69 @@ def verify_certificate(
         per_cell_tightness=per_cell_tightness,
         worst_violation=worst_violation,
     )
+
+
+def float64_network(model) -> torch.nn.Module:
+    """A float64 copy of ``model`` in evaluation mode that computes with its saved effective weights.
+
+    Networks of :mod:`lipsurrogate.nn` go through :func:`~lipsurrogate.nn.to_plain` (a
+    parametrized network in float64 would renormalise its weights in float64, a slightly
+    different function); any other module is deep-copied.
+    """
+    import copy
+
+    from ..nn import to_plain
+    from ..nn.serialization import _MODEL_CLASSES
+
+    if type(model).__name__ in _MODEL_CLASSES and hasattr(model, "config"):
+        return to_plain(model).double()
+    return copy.deepcopy(model).double().eval()
+
+
+def verify(
+    certificate,
+    model,
+    reference,
+    *,
+    density: int = 3,
+    dense_cells: int = 600,
+    random_points: int = 100_000,
+    adversarial_starts: int = 32,
+    adversarial_steps: int = 40,
+    seed: int = 0,
+) -> VerificationResult:
+    r"""Check a :class:`~lipsurrogate.bounds.Certificate` by sampling :math:`|f - u|` (dense, random, adversarial).
+
+    ``model`` and ``reference`` must be those the certificate is about. Adversarial search needs
+    the reference's differentiable :meth:`~lipsurrogate.bounds.reference.Reference.torch`; without
+    it only dense and random samples are taken (the result says so). Returns a
+    :class:`VerificationResult` whose errors are all **measured**; ``violations`` must be 0.
+    """
+    for name, value in (("density", density), ("dense_cells", dense_cells)):
+        if int(value) < 1:
+            raise ValueError(f"'{name}' of verify must be a positive integer. Got {value!r} instead.")
+    for name, value in (("random_points", random_points), ("adversarial_starts", adversarial_starts),
+                        ("adversarial_steps", adversarial_steps)):
+        if int(value) < 0:
+            raise ValueError(f"'{name}' of verify must be a non-negative integer. Got {value!r} instead.")
+    net = float64_network(model)
+
+    def error_fn(p: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            f = net(torch.from_numpy(p))[:, 0].numpy()
+        return f - reference.values(p)[0]
+
+    error_torch = None
+    if getattr(reference, "has_torch", False):
+        def error_torch(p: torch.Tensor) -> torch.Tensor:
+            return net(p)[:, 0] - reference.torch(p)
+
+    result = verify_certificate(
+        certificate.cells, error_fn, error_torch, density=int(density), dense_cells=int(dense_cells),
+        random_points=int(random_points), adversarial_starts=int(adversarial_starts),
+        adversarial_steps=int(adversarial_steps), vertex_errors=certificate.vertex_errors,
+        rng=np.random.default_rng(int(seed)),
+    )
+    if error_torch is None:
+        result.samples["adversarial"] = {"starts": 0, "method": "skipped: the reference has no differentiable torch form"}
+    return result

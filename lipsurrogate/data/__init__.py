@@ -15,6 +15,8 @@ distributed
     and resumably into one file.
 dataset
     NetCDF-4/HDF5 files of datasets, written atomically.
+gridded
+    Any gridded file or DataArray (1 to 4 named axes in any order) as a checked field.
 pdebench
     Lazy loader for the four PDEBench file layouts.
 trigger

@@ -18,14 +18,14 @@ def write_report(run_dir: Path) -> Path:
 
     from ..data.dataset import load_dataset
     from ..nn import load_model, to_plain
-    from ..tasks.field import field_arrays
+    from ..data.gridded import field_arrays
 
     run_dir = Path(run_dir)
     plt = pyplot()
     config, cert, ver, fit, history = run_documents(run_dir)
     ds = load_dataset(run_dir / "data.nc")
     cells = load_dataset(run_dir / "certificate.nc")
-    name, inputs, axes, values = field_arrays(ds, config["field"])
+    name, inputs, axes, values = field_arrays(ds, config["field"], config["inputs"] if config["source"] == "file" else None)
     model = to_plain(load_model(run_dir / "model")).double()
     pngs = {}
 
@@ -34,37 +34,51 @@ def write_report(run_dir: Path) -> Path:
     with torch.no_grad():
         f = model(torch.from_numpy(points))[:, 0].numpy().reshape(values.shape)
     fig, panels = plt.subplots(1, 3, figsize=(13, 3.8))
-    if len(axes) == 2:
-        show = [values, f, f - values]
-        extent = dict(x=axes[1], y=axes[0])
-        labels = ("t", inputs[0])
+    d = len(axes)
+    titles = ["data u", "surrogate f", "f - u at the data points"]
+    if d == 1:
+        for ax, field, title in zip(panels, [values, f, f - values], titles):
+            ax.plot(axes[0], field)
+            ax.set(title=title, xlabel=inputs[0])
+        caption = "Data, surrogate and their difference"
     else:
-        show = [values[..., -1], f[..., -1], (f - values)[..., -1]]
-        extent = dict(x=axes[0], y=axes[1])
-        labels = (inputs[0], inputs[1])
-        show = [s.T for s in show]
-    vmax = np.abs(values).max()
-    for ax, field, title in zip(panels, show, ["data u", "surrogate f", "f - u at the data points"]):
-        lim = vmax if title != "f - u at the data points" else np.abs(show[2]).max()
-        im = ax.pcolormesh(extent["x"], extent["y"], field, cmap="RdBu_r" if lim == vmax else "PuOr",
-                           vmin=-lim, vmax=lim, shading="auto")
-        ax.set(title=title, xlabel=labels[0], ylabel=labels[1])
-        fig.colorbar(im, ax=ax)
+        if d == 2:
+            show = [values, f, f - values]
+            extent = dict(x=axes[1], y=axes[0])
+            labels = (inputs[1], inputs[0])
+            caption = f"Data, surrogate and their difference over ({inputs[0]}, {inputs[1]})"
+        else:
+            last = (slice(None), slice(None)) + (-1,) * (d - 2)
+            show = [values[last].T, f[last].T, (f - values)[last].T]
+            extent = dict(x=axes[0], y=axes[1])
+            labels = (inputs[0], inputs[1])
+            fixed = ", ".join(f"{n} = {a[-1]:.4g}" for n, a in zip(inputs[2:], axes[2:]))
+            caption = f"Data, surrogate and their difference at {fixed} (the last value of each)"
+        vmax = np.abs(values).max()
+        for ax, field, title in zip(panels, show, titles):
+            lim = vmax if title != titles[2] else np.abs(show[2]).max()
+            im = ax.pcolormesh(extent["x"], extent["y"], field, cmap="RdBu_r" if lim == vmax else "PuOr",
+                               vmin=-lim, vmax=lim, shading="auto")
+            ax.set(title=title, xlabel=labels[0], ylabel=labels[1])
+            fig.colorbar(im, ax=ax)
     fig.tight_layout()
-    pngs["fields"] = (save_figure(fig, run_dir / "figures" / "fields.png"),
-                      "Data, surrogate and their difference" + (" (last frame)" if len(axes) == 3 else " over space-time"))
+    pngs["fields"] = (save_figure(fig, run_dir / "figures" / "fields.png"), caption)
     plt.close(fig)
 
     # 2. per-cell bound map (max over the other axes) and the ladder of bounds
     bound = cells.bound.values
     fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4))
-    if bound.ndim == 2:
-        im = ax0.pcolormesh(bound.T, cmap="magma", shading="auto")
-        ax0.set(title="certified per-cell bound", xlabel=f"{inputs[0]} cell", ylabel="t cell")
+    if bound.ndim == 1:
+        ax0.plot(bound)
+        ax0.set(title="certified per-cell bound", xlabel=f"{inputs[0]} cell", ylabel="bound")
+        im = None
     else:
-        im = ax0.pcolormesh(bound.max(axis=2).T, cmap="magma", shading="auto")
-        ax0.set(title="certified per-cell bound (max over t)", xlabel=f"{inputs[0]} cell", ylabel=f"{inputs[1]} cell")
-    fig.colorbar(im, ax=ax0)
+        rest = tuple(range(2, bound.ndim))
+        im = ax0.pcolormesh(bound.max(axis=rest).T if rest else bound.T, cmap="magma", shading="auto")
+        over = f" (max over {', '.join(inputs[2:])})" if rest else ""
+        ax0.set(title=f"certified per-cell bound{over}", xlabel=f"{inputs[0]} cell", ylabel=f"{inputs[1]} cell")
+    if im is not None:
+        fig.colorbar(im, ax=ax0)
     keys = list(cert["ladder"])
     ax1.barh(range(len(keys)), [cert["ladder"][k] for k in keys], color="tab:blue")
     ax1.axvline(ver["max_error_observed"], color="k", ls="--", label="observed max |f - u_I|")
@@ -86,10 +100,12 @@ def write_report(run_dir: Path) -> Path:
 
     u_max = fit["u_max"]
     observed = ver["max_error_observed"]
-    source = config["source"] if config["source"] != "pdebench" else f"PDEBench file {config['file']} (sample {config['sample']})"
-    report = HtmlReport(f"lipsurrogate: certified surrogate, {config['source']}")
+    source = {"pdebench": f"PDEBench file {config['file']} (sample {config['sample']})",
+              "file": f"file {ds.attrs.get('source', config['file'])}"}.get(config["source"], config["source"])
+    report = HtmlReport(f"lipsurrogate: certified surrogate, {config['field'] if config['source'] == 'file' else config['source']}")
     report.paragraph(f"Data: {source}; field '{name}' over ({', '.join(inputs)}) on {'x'.join(map(str, cert['grid']['vertices']))} points. "
-                     f"Equation: {ds.attrs.get('equation', 'as in the file')}.")
+                     f"Equation: {ds.attrs.get('equation', 'as in the file')}."
+                     + (f" Notes on the data: {ds.attrs['notes']}." if ds.attrs.get("notes") else ""))
     report.heading("Level 1: certified against the data's multilinear interpolant")
     report.paragraph(f"Statement: {cert['bound_kind']}. {cert['level']}. Method: {cert['method']}.")
     report.table(

@@ -19,11 +19,11 @@ def write_report(run_dir: Path) -> Path:
 
     from ..data.dataset import load_dataset
     from ..nn import load_model, to_plain
-    from ..tasks.heat2d import exact_solution_of
+    from ..data.heat import HeatModes
 
     plt = pyplot()
     config, cert, ver, fit, history = run_documents(run_dir)
-    modes, kappa = exact_solution_of(config)
+    modes, kappa = HeatModes.from_json(config["initial_condition_modes"]), float(config["diffusivity"])
     model = to_plain(load_model(run_dir / "model")).double()
     cells = load_dataset(run_dir / "certificate.nc")
     data = load_dataset(run_dir / "data.nc")

@@ -18,6 +18,8 @@ TASKS: dict[str, tuple[str, str]] = {
     "heat2d": ("lipsurrogate.tasks.heat2d:run", "certified surrogate of the 2D heat equation (the main job)"),
     "heat2d-kappa": ("lipsurrogate.tasks.heat2d_kappa:run",
                      "one heat2d surrogate for a range of diffusivities, certified on (x, y, t, kappa)"),
+    "field": ("lipsurrogate.tasks.field:run_field",
+              "any gridded file (FILE --var NAME [--inputs a,b,c]): 1 to 4 inputs of any names, level-1 certificate"),
     "pdebench": ("lipsurrogate.tasks.field:run_pdebench", "one sample of a PDEBench file (FILE --sample --field), level-1 certificate"),
     "advection1d": ("lipsurrogate.tasks.field:run_advection1d", "u_t + c u_x = 0 (closed-form reference), level-1 certificate"),
     "burgers1d": ("lipsurrogate.tasks.field:run_burgers1d", "viscous Burgers, level-1 certificate, finer-solve reference"),
@@ -64,6 +66,6 @@ def task_module(run_dir):
         return import_module("lipsurrogate.tasks.heat2d")
     if task == "heat2d-kappa":
         return import_module("lipsurrogate.tasks.heat2d_kappa")
-    if task in ("pdebench", "advection1d", "burgers1d", "allen-cahn1d", "reaction-diffusion2d"):
+    if task in ("field", "pdebench", "advection1d", "burgers1d", "allen-cahn1d", "reaction-diffusion2d"):
         return import_module("lipsurrogate.tasks.field")
     raise ModelFileError(f"Run folder {run_dir} is from task {task!r}, which has no certificate to recompute.")

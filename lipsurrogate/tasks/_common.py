@@ -1,4 +1,4 @@
-"""Pieces every certified-surrogate task shares: options, stage timing, float64 values, the ladder."""
+"""Pieces every certified-surrogate task shares: options, stage timing, training then certify/verify/report."""
 
 from __future__ import annotations
 
@@ -7,13 +7,9 @@ from dataclasses import fields
 
 import numpy as np
 
-from ..bounds import evaluate_float64
-from ..bounds.cells import CellCertificate
-from ..bounds.local import network_derivative_intervals
-from ..bounds.verification import verify_certificate
 from ..exceptions import ConfigurationError
 
-__all__ = ["fit_and_certify", "certify_trained", "config_from_options", "stage", "network_values", "network_intervals", "ladder", "verify_with_config"]
+__all__ = ["fit_and_certify", "certify_trained", "config_from_options", "stage", "verify_run"]
 
 
 def config_from_options(cls, quick: bool, seed: int, options: dict, what: str):
@@ -32,58 +28,27 @@ def stage(name: str, times: dict, start: float) -> float:
     return now
 
 
-def network_values(chain, points: np.ndarray, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
-    """First output of the network at ``points`` in float64, and its certified rounding bound."""
-    f = np.empty(len(points))
-    err = np.empty(len(points))
-    for s in range(0, len(points), chunk):
-        v, e = evaluate_float64(chain, points[s : s + chunk])
-        f[s : s + chunk], err[s : s + chunk] = v[:, 0], e[:, 0]
-    return f, err
+def verify_run(run_dir, model, reference, config: dict, density=None, seed=None) -> dict:
+    """:func:`lipsurrogate.bounds.verify` of a run folder's certificate with the run's sampling settings.
 
+    Returns the JSON document (``verification.json`` without task extras), with the reference
+    named as the certificate's statement names it.
+    """
+    from ..bounds import Certificate, verify
 
-def network_intervals(model, lo: np.ndarray, hi: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """Certified ranges of the network's partial derivatives on each box (interval propagation)."""
-    flo, fhi = np.empty_like(lo), np.empty_like(lo)
-    for s in range(0, len(lo), chunk):
-        flo[s : s + chunk], fhi[s : s + chunk] = network_derivative_intervals(model, lo[s : s + chunk], hi[s : s + chunk])
-    return flo, fhi
-
-
-LADDER_KINDS = {
-    "naive_global": "max vertex |e| + sum_k L_k h_k / 2, global constants L_f + L_u (the anchor)",
-    "pair_global": "closed-form opposite-vertex-pair bound, global constants",
-    "exact_global": "exact per-cell linear program, global constants",
-    "pair_local": "closed-form pair bound, per-cell constants from interval propagation",
-    "exact_local": "exact linear program, per-cell constants",
-    "refined": "exact linear program with per-cell constants after adaptive refinement of the dominating cells",
-}
-
-
-def ladder(global_cert: CellCertificate, local_cert: CellCertificate, final: CellCertificate) -> dict:
-    """The bounds of one grid side by side (all certified), loosest first; keys of :data:`LADDER_KINDS`."""
-    return {
-        "naive_global": float(global_cert.naive.max()),
-        "pair_global": float(global_cert.closed_form.max()),
-        "exact_global": global_cert.bound,
-        "pair_local": float(local_cert.closed_form.max()),
-        "exact_local": local_cert.bound,
-        "refined": final.bound,
-    }
-
-
-def verify_with_config(cert, error_fn, error_torch, config: dict, vertex_errors, density=None, seed=None):
-    """:func:`~lipsurrogate.bounds.verification.verify_certificate` with a run's sampling settings."""
-    return verify_certificate(
-        cert, error_fn, error_torch,
+    certificate = Certificate.load(run_dir)
+    result = verify(
+        certificate, model, reference,
         density=int(density or config["density"]),
         dense_cells=int(config["dense_cells"]),
         random_points=int(config["random_points"]),
         adversarial_starts=int(config["adversarial_starts"]),
         adversarial_steps=int(config["adversarial_steps"]),
-        vertex_errors=vertex_errors,
-        rng=np.random.default_rng(int(config["seed"] if seed is None else seed) + 7),
+        seed=int(config["seed"] if seed is None else seed) + 7,
     )
+    document = result.to_dict()
+    document["reference"] = certificate.document.get("reference", reference.statement()["reference"])
+    return document
 
 
 def fit_and_certify(module, model, points, target, cfg, out_dir, times: dict, progress: bool, fit_kind: str):

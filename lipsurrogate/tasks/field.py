@@ -1,9 +1,11 @@
-r"""``lipsurrogate fit burgers1d | advection1d | allen-cahn1d | reaction-diffusion2d | pdebench FILE``.
+r"""``lipsurrogate fit field FILE | pdebench FILE | burgers1d | advection1d | allen-cahn1d | reaction-diffusion2d``.
 
-A certified surrogate of one field of any gridded dataset, with no PDE assumption: the generated
-PDEs of :mod:`lipsurrogate.data.generators` (one initial condition) or one sample of a PDEBench
-file. Stages: data -> model (:class:`~lipsurrogate.nn.FeatureLipschitzMLP` on the space
-coordinates and t) -> training -> certificate -> verification -> report.
+A certified surrogate of one field of any gridded dataset, with no PDE assumption: a user's own
+file (any variable over 1 to 4 dims of any names and order, :mod:`lipsurrogate.data.gridded`),
+the generated PDEs of :mod:`lipsurrogate.data.generators` (one initial condition) or one sample
+of a PDEBench file. Stages: data -> model (:class:`~lipsurrogate.nn.FeatureLipschitzMLP`) ->
+training -> certificate (:func:`lipsurrogate.bounds.certify` against the data's interpolant) ->
+verification (:func:`lipsurrogate.bounds.verify`) -> report.
 
 Three levels of statement (certificates.md section 4), each labelled in ``certificate.json``:
 
@@ -37,19 +39,18 @@ import xarray as xr
 
 from .._format import up, up_fixed
 from .._io import read_json, write_json
-from ..bounds import extract_chain, lipschitz_bounds
-from ..bounds.cells import cell_bounds
-from ..bounds.interpolant import MultilinearInterpolant
-from ..bounds.refine import refine_certificate
-from ..bounds.storage import load_cell_certificate, save_cell_certificate
+from ..bounds import MultilinearInterpolant
+from ..bounds import certify as certify_network
 from ..data.dataset import load_dataset, save_dataset
+from ..data.gridded import field_arrays, gridded_field, open_gridded
 from ..exceptions import ConfigurationError, DataSchemaError, ModelFileError
 from ..nn import FeatureLipschitzMLP, load_model, to_plain
-from ._common import LADDER_KINDS, config_from_options, fit_and_certify, ladder, network_intervals, network_values, stage, verify_with_config
+from ._common import config_from_options, fit_and_certify, stage, verify_run
 
-__all__ = ["FieldConfig", "run", "certify", "certify_level1", "verify", "report", "field_arrays"]
+__all__ = ["FieldConfig", "run", "certify", "verify", "report", "field_arrays"]
 
 GENERATED = ("advection1d", "burgers1d", "allen-cahn1d", "reaction-diffusion2d")
+FILES = ("pdebench", "file")
 
 
 @dataclass
@@ -60,12 +61,15 @@ class FieldConfig:
     file: str | None = None
     sample: int = 0
     field: str | None = None
+    var: str | None = None
+    inputs: list | None = None
     grid: int | None = None
     frames: int | None = None
     t_end: float | None = None
     reference: bool = True
     hidden: list = dc_field(default_factory=lambda: [128, 128, 128])
-    harmonics: int = 6
+    harmonics: int | None = None
+    passthrough: list | None = None
     lipschitz: float = 1.0
     slope_factor: float = 1.3
     steps: int = 3000
@@ -92,16 +96,26 @@ class FieldConfig:
     def from_options(cls, quick: bool, seed: int, options: dict) -> "FieldConfig":
         """Defaults (or the quick settings) with ``options`` and ``seed`` applied; unknown options and sources raise."""
         cfg = config_from_options(cls, quick, seed, options, "field-task")
+        if cfg.source not in GENERATED + FILES:
+            raise ConfigurationError(f"Unknown field source {cfg.source!r}. Known: {', '.join(GENERATED + FILES)}.")
         if cfg.source == "pdebench" and not cfg.file:
             raise ConfigurationError("'lipsurrogate fit pdebench' needs the PDEBench FILE.")
-        if cfg.source != "pdebench" and cfg.file:
-            raise ConfigurationError(f"Only 'pdebench' takes a file; {cfg.source} generates its data.")
-        if cfg.source not in GENERATED + ("pdebench",):
-            raise ConfigurationError(f"Unknown field source {cfg.source!r}. Known: {', '.join(GENERATED + ('pdebench',))}.")
+        if cfg.source not in FILES and cfg.file:
+            raise ConfigurationError(f"Only 'field' and 'pdebench' take a file; {cfg.source} generates its data.")
+        if cfg.source != "file" and (cfg.var is not None or cfg.inputs is not None):
+            raise ConfigurationError("'var' and 'inputs' are options of 'fit field'; pdebench takes 'field'.")
+        if isinstance(cfg.inputs, str):
+            cfg.inputs = [v.strip() for v in cfg.inputs.split(",") if v.strip()]
         return cfg
 
 
-def _load_data(cfg: FieldConfig, progress: bool) -> xr.Dataset:
+def _load_data(cfg: FieldConfig, progress: bool, dataset=None) -> xr.Dataset:
+    if cfg.source == "file":
+        data = open_gridded(cfg.file) if dataset is None else dataset
+        grid = gridded_field(data, cfg.var, cfg.inputs)
+        attrs = {"source": str(cfg.file) if dataset is None else "an xarray object passed from Python",
+                 "equation": "as in the file", "notes": "; ".join(grid.notes)}
+        return grid.to_dataset({k: v for k, v in attrs.items() if v})
     if cfg.source == "pdebench":
         from ..data.pdebench import load_pdebench
 
@@ -113,71 +127,78 @@ def _load_data(cfg: FieldConfig, progress: bool) -> xr.Dataset:
                                progress=progress, **options)
 
 
-def field_arrays(ds: xr.Dataset, name: str | None) -> tuple[str, list[str], list[np.ndarray], np.ndarray]:
-    """(field name, input names, axes, values with axes ordered as the inputs: space then t)."""
-    candidates = [v for v in ds.data_vars if not v.endswith("_reference") and "t" in ds[v].dims]
-    if name is None:
-        if not candidates:
-            raise DataSchemaError(f"No field with a time axis in the dataset (variables: {list(ds.data_vars)}).")
-        name = candidates[0]
-    if name not in candidates:
-        raise DataSchemaError(f"Field {name!r} not in the dataset; fields with a time axis: {candidates}.")
-    var = ds[name]
-    space = [d for d in var.dims if d != "t"]
-    if "sample" in space or len(space) not in (1, 2):
-        raise DataSchemaError(f"Expected a field over (t, x) or (t, x, y). Got dims {var.dims}.")
-    inputs = [*space, "t"]
-    values = var.transpose(*inputs).values.astype(np.float64)
-    axes = [np.asarray(ds[d].values, dtype=np.float64) for d in inputs]
-    return name, inputs, axes, values
-
-
 def _grid_points(axes: list[np.ndarray]) -> np.ndarray:
     mesh = np.meshgrid(*axes, indexing="ij")
     return np.stack([m.ravel() for m in mesh], axis=1)
 
 
-def _build_model(cfg: FieldConfig, axes: list[np.ndarray], slopes: np.ndarray, periodic: bool) -> FeatureLipschitzMLP:
+def _build_model(cfg: FieldConfig, axes: list[np.ndarray], slopes: np.ndarray, periodic: bool,
+                 fourier: list[bool] | None = None) -> FeatureLipschitzMLP:
+    """Fourier features on the axes flagged in ``fourier`` (default: all but the last), the rest affine.
+
+    Periodic data on cell centres have the domain width plus one spacing as period; otherwise a
+    period of twice that gives a smooth non-periodic Fourier basis on the domain.
+    """
+    d = len(axes)
+    fourier = [k < d - 1 for k in range(d)] if fourier is None else list(fourier)
     widths = np.array([a[-1] - a[0] for a in axes])
     spacing = np.array([a[1] - a[0] for a in axes])
-    periods = []
-    for k in range(len(axes) - 1):
-        # periodic data on cell centres: the period is the domain width; otherwise a period of twice
-        # the width gives a smooth non-periodic Fourier basis on the domain
-        periods.append(float(widths[k] + spacing[k]) if periodic else float(2 * (widths[k] + spacing[k])))
-    periods.append(None)
+    periods = [(float(widths[k] + spacing[k]) if periodic else float(2 * (widths[k] + spacing[k]))) if fourier[k] else None
+               for k in range(d)]
     budget = cfg.slope_factor * np.maximum(slopes, 1e-3 * slopes.max() + 1e-12)
-    centre = [float(0.5 * (a[0] + a[-1])) for a in axes]
-    scale = [1.0] * (len(axes) - 1) + [2.0 / float(widths[-1])]
-    return FeatureLipschitzMLP(len(axes), 1, cfg.hidden, periods=periods, harmonics=cfg.harmonics,
-                               offset=[0.0] * (len(axes) - 1) + [centre[-1]], scale=scale,
+    offset = [0.0 if fourier[k] else float(0.5 * (axes[k][0] + axes[k][-1])) for k in range(d)]
+    scale = [1.0 if fourier[k] else 2.0 / float(widths[k]) for k in range(d)]
+    return FeatureLipschitzMLP(d, 1, cfg.hidden, periods=periods, harmonics=cfg.harmonics, offset=offset, scale=scale,
                                input_budget=budget.tolist(), lipschitz=cfg.lipschitz, seed=cfg.seed)
 
 
-def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, **options) -> dict:
-    """Run a field task into ``out_dir`` and return the summary."""
+def _fourier_axes(cfg: FieldConfig, inputs: list[str]) -> list[bool]:
+    """Which inputs get Fourier features: all but ``t`` for the PDE sources; for files all but ``passthrough``."""
+    if cfg.source != "file":
+        return [name != "t" for name in inputs]
+    plain = set(cfg.passthrough or [])
+    unknown = plain - set(inputs)
+    if unknown:
+        raise ConfigurationError(f"'passthrough' names {sorted(unknown)}, which are not inputs ({inputs}).")
+    fourier = [name not in plain for name in inputs]
+    if not any(fourier):
+        raise ConfigurationError("At least one input needs Fourier features; 'passthrough' names them all.")
+    return fourier
+
+
+def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, dataset=None, **options) -> dict:
+    """Run a field task into ``out_dir`` and return the summary.
+
+    ``dataset`` (an xarray Dataset or DataArray, with ``source="file"``) replaces the file: this
+    is how :func:`lipsurrogate.fit_field` passes in-memory data.
+    """
     out_dir = Path(out_dir)
     cfg = FieldConfig.from_options(quick, seed, options)
+    if cfg.source == "file" and cfg.file is None and dataset is None:
+        raise ConfigurationError("'lipsurrogate fit field' needs the FILE (or, from Python, a DataArray).")
     times: dict = {}
     start = time.perf_counter()
-    ds = _load_data(cfg, progress)
+    ds = _load_data(cfg, progress, dataset)
+    name, inputs, axes, values = field_arrays(ds, cfg.field if cfg.source != "file" else None, _stored_inputs(cfg, ds))
+    if cfg.harmonics is None:
+        cfg.harmonics = default_harmonics(len(inputs), cfg.source)
+    fourier = _fourier_axes(cfg, inputs)
     save_dataset(ds, out_dir / "data.nc")
-    name, inputs, axes, values = field_arrays(ds, cfg.field)
-    interp = MultilinearInterpolant(axes, values)
+    interp = MultilinearInterpolant(axes, values, inputs)
     periodic = ds.attrs.get("boundary") == "periodic"
-    config = {"task": cfg.source, **asdict(cfg), "field": name, "inputs": inputs, "periodic": periodic,
-              "domain": [[float(a[0]), float(a[-1])] for a in axes]}
+    config = {"task": "field" if cfg.source == "file" else cfg.source, **asdict(cfg), "field": name, "inputs": inputs,
+              "periodic": periodic, "fourier": fourier, "domain": [[float(a[0]), float(a[-1])] for a in axes]}
     write_json(out_dir / "config.json", config)
     start = stage("data", times, start)
 
-    model = _build_model(cfg, axes, interp.global_constants(), periodic)
+    model = _build_model(cfg, axes, interp.global_constants(), periodic, fourier)
     points = torch.tensor(_grid_points(axes), dtype=torch.float32)
     target = torch.tensor(values.reshape(-1, 1), dtype=torch.float32)
     fit_stats, certificate, verification = fit_and_certify(
         sys.modules[__name__], model, points, target, cfg, out_dir, times, progress, "measured on the data grid")
     u_max, fit_rmse = fit_stats["u_max"], fit_stats["rmse"]
     summary = {
-        "source": cfg.source, "field": name, "u_max": u_max, "fit_rmse": fit_rmse,
+        "source": cfg.source, "field": name, "inputs": inputs, "u_max": u_max, "fit_rmse": fit_rmse,
         "bound": certificate["bound"], "bound_relative": certificate["bound"] / u_max,
         "ladder": certificate["ladder"],
         "max_error_observed": verification["max_error_observed"], "tightness": verification["tightness"],
@@ -186,6 +207,21 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
     }
     summary["text"] = _summary_text(summary, certificate)
     return summary
+
+
+def default_harmonics(d: int, source: str) -> int:
+    """Harmonics per Fourier input: 6 for the PDE sources; for files, fewer as inputs grow (feature count)."""
+    if source != "file":
+        return 6
+    return {1: 12, 2: 6, 3: 4, 4: 2}[d]
+
+
+def _stored_inputs(cfg: FieldConfig, ds: xr.Dataset):
+    """The inputs of the stored dataset: for files, the checked variable's dims (in input order)."""
+    if cfg.source != "file":
+        return None
+    (name,) = list(ds.data_vars)
+    return list(ds[name].dims)
 
 
 def _summary_text(s: dict, cert: dict) -> str:
@@ -221,121 +257,23 @@ def _load_run(run_dir: Path, model=None):
     except (OSError, KeyError, ValueError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{run_dir} is not a field run folder: {err}") from None
     ds = load_dataset(run_dir / "data.nc")
-    name, inputs, axes, values = field_arrays(ds, config["field"])
+    name, inputs, axes, values = field_arrays(ds, config["field"], config.get("inputs") if source == "file" else None)
     if model is None:
         model = load_model(run_dir / "model")
     if not isinstance(model, FeatureLipschitzMLP) or model.in_features != len(inputs):
         raise ModelFileError(f"The model in {run_dir} is not a {len(inputs)}-input FeatureLipschitzMLP ({source}).")
-    return config, ds, inputs, axes, values, model
-
-
-def _local_constants(model, interp: MultilinearInterpolant, axes: list[np.ndarray], block: int) -> np.ndarray:
-    """Per-cell max |f' - u_I'|: network ranges on blocks of cells, the interpolant's exact ranges per cell."""
-    d = len(axes)
-    cells = [len(a) - 1 for a in axes]
-    step = [block if n % block == 0 else 1 for n in cells]
-    block_axes = [a[::s] for a, s in zip(axes, step)]
-    lo = np.stack(np.meshgrid(*[a[:-1] for a in block_axes], indexing="ij"), -1).reshape(-1, d)
-    hi = np.stack(np.meshgrid(*[a[1:] for a in block_axes], indexing="ij"), -1).reshape(-1, d)
-    flo, fhi = network_intervals(model, lo, hi)
-    flo = flo.reshape(*[len(a) - 1 for a in block_axes], d)
-    fhi = fhi.reshape(flo.shape)
-    for axis, k in enumerate(step):
-        flo, fhi = np.repeat(flo, k, axis=axis), np.repeat(fhi, k, axis=axis)
-    ulo, uhi = interp.cell_derivative_intervals()
-    return np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
-
-
-def _errors(chain, interp: MultilinearInterpolant, pts: np.ndarray):
-    f, f_err = network_values(chain, pts)
-    return f - interp(pts), f_err + interp.rounding
-
-
-def certify_level1(model, interp: MultilinearInterpolant, local_block: int = 1, refine_budget: int = 0,
-                   progress: bool = False) -> dict:
-    """The level-1 ladder of ``model`` against the interpolant ``interp`` on the data grid.
-
-    Returns a dict with the certificates ``global`` (constants L_f + L_u), ``local`` (per-cell
-    constants, ``local_block`` cells per axis sharing one network range; ``global`` if
-    ``local_block < 1``) and ``final`` (after adaptive refinement with ``refine_budget`` error
-    evaluations), the vertex errors ``errors``, the ``refinement`` result (or None), the
-    certified constants ``lip_f`` and ``lip_u``, and the seconds per step. Works for every model
-    :func:`~lipsurrogate.bounds.extract_chain` and, for local constants,
-    :func:`~lipsurrogate.bounds.local.network_derivative_intervals` support.
-    """
-    axes = interp.axes
-    lip_f = lipschitz_bounds(model).per_input[0]
-    lip_u = interp.global_constants()
-    chain = extract_chain(model)
-    seconds = {}
-    start = time.perf_counter()
-    e, margin = _errors(chain, interp, _grid_points(axes))
-    e, margin = e.reshape(interp.values.shape), margin.reshape(interp.values.shape)
-    seconds["vertex_errors"] = time.perf_counter() - start
-    start = time.perf_counter()
-    global_cert = cell_bounds(e, axes, lip_f + lip_u, margin)
-    seconds["global_bounds"] = time.perf_counter() - start
-    local_cert = final = global_cert
-    refinement = None
-    if local_block >= 1:
-        start = time.perf_counter()
-        local = _local_constants(model, interp, axes, local_block)
-        local_cert = final = cell_bounds(e, axes, lip_f + lip_u, margin, check=False, local_lipschitz=local)
-        seconds["local_constants"] = time.perf_counter() - start
-    if local_block >= 1 and refine_budget > 0:
-        start = time.perf_counter()
-
-        def box_constants(lo, hi):
-            flo, fhi = network_intervals(model, lo, hi)
-            ulo, uhi = interp.box_derivative_intervals(lo, hi)
-            return np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
-
-        refinement = refine_certificate(local_cert, lambda p: _errors(chain, interp, p), local_constants=box_constants,
-                                        budget=refine_budget, progress=progress)
-        final = refinement.certificate
-        seconds["refinement"] = time.perf_counter() - start
-    return {"global": global_cert, "local": local_cert, "final": final, "errors": e, "refinement": refinement,
-            "lip_f": lip_f, "lip_u": lip_u, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
+    return config, ds, inputs, MultilinearInterpolant(axes, values, inputs), model
 
 
 def certify(run_dir, *, model=None, progress: bool = False) -> dict:
-    """Level-1 certificate of a field run: writes certificate.json and certificate.nc."""
+    """Level-1 certificate of a field run on its data grid (:func:`lipsurrogate.bounds.certify`); writes certificate.*."""
     run_dir = Path(run_dir)
-    config, ds, inputs, axes, values, model = _load_run(run_dir, model)
-    interp = MultilinearInterpolant(axes, values)
-    result = certify_level1(model, interp, int(config.get("local_block", 1)), int(config.get("refine_budget", 0)),
-                            progress)
-    global_cert, local_cert, final, refinement = result["global"], result["local"], result["final"], result["refinement"]
-    lip_f, lip_u, e = result["lip_f"], result["lip_u"], result["errors"]
-    document = {
-        "bound": final.bound,
-        "bound_kind": "certified upper bound on max |f - u_I| over the hull of the data grid (u_I: the data's multilinear interpolant)",
-        "level": "level 1: against the data's own multilinear interpolant u_I (no PDE assumption)",
-        "reference": "u_I, the multilinear interpolant of the stored data (exact vertex values)",
-        "method": "exact per-cell linear program with per-cell constants min(local, global): local = max|f' - u_I'| "
-                  "with f's range from interval propagation and u_I's exact range from the cell's edge differences; "
-                  "adaptive refinement of the dominating cells; float64 evaluation with certified rounding margins",
-        "ladder": ladder(global_cert, local_cert, final),
-        "ladder_kinds": LADDER_KINDS,
-        "inputs": inputs,
-        "field": config["field"],
-        "domain": config["domain"],
-        "grid": {"cells": [len(a) - 1 for a in axes], "vertices": [len(a) for a in axes]},
-        "refinement": refinement.summary() if refinement is not None else None,
-        "lipschitz_f": lip_f.tolist(),
-        "lipschitz_f_kind": "certified upper bounds on |d f / d x_j| from the weights in float64",
-        "lipschitz_u": lip_u.tolist(),
-        "lipschitz_u_kind": "exact (rounded up): largest absolute finite difference of the data along each axis",
-        "lipschitz_u_source": "the data's multilinear interpolant (level 1)",
-        "assumptions": ["the statement is about u_I, the multilinear interpolant of the stored data; how far u_I is "
-                        "from the PDE's solution is estimated separately (level 3)",
-                        "network certified as it computes in evaluation mode with the saved weights"],
-        "per_cell": final.summary()["per_cell"],
-        "seconds": result["seconds"],
-    }
-    write_json(run_dir / "certificate.json", document)
-    save_cell_certificate(final, e, inputs, run_dir / "certificate.nc")
-    return document
+    config, ds, inputs, interp, model = _load_run(run_dir, model)
+    certificate = certify_network(model, interp, edges=interp.axes, local_block=int(config.get("local_block", 1)),
+                                  refine_budget=int(config.get("refine_budget", 0)), progress=progress)
+    certificate.document["field"] = config["field"]
+    certificate.save(run_dir)
+    return certificate.to_dict()
 
 
 def _level3(config: dict, ds: xr.Dataset, inputs, interp: MultilinearInterpolant, plain, bound: float) -> dict:
@@ -366,7 +304,7 @@ def _level3(config: dict, ds: xr.Dataset, inputs, interp: MultilinearInterpolant
                 "bound_estimate": estimate, "max_error_observed": float(observed.max()),
                 "exceedances": int(np.sum(observed > estimate)), "reference_points": int(len(pts)),
                 "kind": "estimate (not certified): the reference is only known at its grid points"}
-    second = [np.abs(np.diff(interp.values, n=2, axis=k)).max() / 8 if interp.values.shape[k] > 2 else 0.0
+    second = [np.abs(np.diff(interp.data, n=2, axis=k)).max() / 8 if interp.data.shape[k] > 2 else 0.0
               for k in range(interp.d)]
     gap = float(sum(second))
     return {"reference_kind": "none: interpolation error estimated from second differences", "interpolant_gap": gap,
@@ -379,24 +317,9 @@ def _level3(config: dict, ds: xr.Dataset, inputs, interp: MultilinearInterpolant
 def verify(run_dir, *, model=None, density: int | None = None, seed: int | None = None) -> dict:
     """Verify the level-1 certificate against u_I by sampling, and the level-3 estimate against the reference."""
     run_dir = Path(run_dir)
-    config, ds, inputs, axes, values, model = _load_run(run_dir, model)
-    interp = MultilinearInterpolant(axes, values)
-    cert = load_cell_certificate(run_dir / "certificate.nc")
-    plain = to_plain(model).double()
-
-    def error_fn(p: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            f = plain(torch.from_numpy(p))[:, 0].numpy()
-        return f - interp(p)
-
-    def error_torch(p: torch.Tensor) -> torch.Tensor:
-        return plain(p)[:, 0] - interp.torch(p)
-
-    ds_cert = load_dataset(run_dir / "certificate.nc")
-    result = verify_with_config(cert, error_fn, error_torch, config, ds_cert.vertex_error.values, density, seed)
-    document = result.to_dict()
-    document["reference"] = "u_I, the multilinear interpolant of the data (level 1)"
-    document["level3"] = _level3(config, ds, inputs, interp, plain, cert.bound)
+    config, ds, inputs, interp, model = _load_run(run_dir, model)
+    document = verify_run(run_dir, model, interp, config, density, seed)
+    document["level3"] = _level3(config, ds, inputs, interp, to_plain(model).double(), document["bound"])
     write_json(run_dir / "verification.json", document)
     return document
 
@@ -419,6 +342,9 @@ def _runner(source: str):
     return runner
 
 
+run_field = _runner("file")
+run_field.__name__ = "run_field"
+run_field.__doc__ = "``lipsurrogate fit field FILE --var NAME [--inputs a,b,c]``: :func:`run` with ``source='file'``."
 run_pdebench = _runner("pdebench")
 run_advection1d = _runner("advection1d")
 run_burgers1d = _runner("burgers1d")

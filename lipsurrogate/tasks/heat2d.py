@@ -13,13 +13,11 @@ section 4): vertex values of :math:`u` come from the closed form, and the Lipsch
     \|\partial_i u(\cdot, t)\|_\infty \le \|\partial_i u_0\|_\infty \le \sum_k \omega |k_i| \sqrt{a_k^2 + b_k^2},
     \qquad \|u_t\|_\infty \le \kappa \|\Delta u_0\|_\infty \le \kappa \sum_k \omega^2 |k|^2 \sqrt{a_k^2 + b_k^2}.
 
-The network's constants are certified from its weights in float64
-(:func:`lipsurrogate.bounds.lipschitz_bounds`). The per-cell bound is the exact per-cell linear
-program of :mod:`lipsurrogate.bounds.cells` with the rounding errors of both evaluations as vertex
-margins, with per-cell constants from interval propagation (:mod:`lipsurrogate.bounds.local`,
-on blocks of cells) and adaptive refinement of the dominating cells
-(:mod:`lipsurrogate.bounds.refine`); ``certificate.json`` holds the whole ladder from the naive
-bound to the refined one.
+The task is a recipe: the reference is :class:`~lipsurrogate.bounds.HeatSolution`, and the
+certificate and its verification are those of the one certifier, :func:`lipsurrogate.bounds.certify`
+and :func:`lipsurrogate.bounds.verify` (network constants from the weights in float64, exact
+per-cell program, local constants from interval propagation on blocks of cells, adaptive
+refinement); ``certificate.json`` holds the whole ladder from the naive bound to the refined one.
 """
 
 from __future__ import annotations
@@ -36,16 +34,14 @@ import xarray as xr
 
 from .._format import up, up_fixed
 from .._io import read_json, write_json
-from ..bounds import extract_chain, lipschitz_bounds
-from ..bounds.cells import CellCertificate, cell_bounds
-from ..bounds.refine import refine_certificate
-from ..bounds.storage import load_cell_certificate, save_cell_certificate
-from ..data.dataset import load_dataset, save_dataset
+from ..bounds import Certificate, HeatSolution
+from ..bounds import certify as certify_network
+from ..data.dataset import save_dataset
 from ..data.generators import heat2d, heat_modes_of
 from ..data.heat import HeatModes
 from ..exceptions import ConfigurationError, ModelFileError
-from ..nn import FeatureLipschitzMLP, load_model, to_plain
-from ._common import LADDER_KINDS, certify_trained, config_from_options, fit_and_certify, ladder, network_intervals, network_values, stage, verify_with_config
+from ..nn import FeatureLipschitzMLP, load_model
+from ._common import certify_trained, config_from_options, fit_and_certify, stage, verify_run
 
 __all__ = ["Heat2DConfig", "MODELS", "run", "certify", "verify", "report", "exact_solution_of"]
 
@@ -238,15 +234,11 @@ def _summary_text(s: dict, cert: dict) -> str:
 
 
 def _solution_constants(modes: HeatModes, kappa: float) -> dict:
-    gx, gy = modes.gradient_bounds()
-    return {
-        "values": [float(gx), float(gy), float(kappa * modes.laplacian_bound())],
-        "inputs": ["x", "y", "t"],
-        "kind": "certified upper bound (from theory)",
-        "source": "heat maximum principle from the initial condition: |d_i u(t)| <= max|d_i u0| "
-                  "<= sum_k omega |k_i| sqrt(a_k^2 + b_k^2); |u_t| <= kappa max|Laplace u0| "
-                  "<= kappa sum_k omega^2 |k|^2 sqrt(a_k^2 + b_k^2)",
-    }
+    """The certified constants of u from theory (what the DeepONet's slope budgets are built from)."""
+    ref = HeatSolution(modes, kappa)
+    statement = ref.statement()
+    return {"values": ref.global_constants(np.array([[0.0, 1.0]] * 3)).tolist(), "inputs": ref.inputs,
+            "kind": statement["lipschitz_u_kind"], "source": statement["lipschitz_u_source"]}
 
 
 def _load_run(run_dir: Path, model=None):
@@ -262,197 +254,43 @@ def _load_run(run_dir: Path, model=None):
         model = load_model(run_dir / "model")
     if not isinstance(model, FeatureLipschitzMLP) or model.in_features != 3:
         raise ModelFileError(f"The model in {run_dir} is not a 3-input FeatureLipschitzMLP.")
-    return config, modes, kappa, model
-
-
-def _errors_at(chain, modes: HeatModes, kappa: float, pts: np.ndarray, chunk: int = 65_536):
-    """e = f - u at ``pts`` (n, 3) and a bound on its rounding (both float64)."""
-    f, f_err = network_values(chain, pts, chunk)
-    u = modes.solution(pts[:, 0], pts[:, 1], pts[:, 2], kappa)
-    # closed form: the phase rounding is absolute, so the bound grows with omega |k| |x|
-    u_err = modes.rounding_bound(pts, kappa)
-    return f - u, f_err + u_err
-
-
-def _vertex_errors(model, modes: HeatModes, kappa: float, edges: list):
-    """e_v = f(v) - u(v) on the grid and its rounding margin (both float64)."""
-    X, Y, T = np.meshgrid(*edges, indexing="ij")
-    pts = np.stack([X.ravel(), Y.ravel(), T.ravel()], axis=1)
-    e, margin = _errors_at(extract_chain(model), modes, kappa, pts)
-    return e.reshape(X.shape), margin.reshape(X.shape)
-
-
-def _box_error_constants(model, modes: HeatModes, kappa: float, lo: np.ndarray, hi: np.ndarray,
-                         chunk: int = 8192) -> np.ndarray:
-    """Certified bounds on |d(f - u)/dx_k| on each box: the difference of the two derivative ranges."""
-    flo, fhi = network_intervals(model, lo, hi, chunk)
-    ulo, uhi = modes.derivative_intervals(lo, hi, kappa)
-    return np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
-
-
-def _local_error_constants(model, modes: HeatModes, kappa: float, edges: list, block: int = 1) -> np.ndarray:
-    """Per-cell bounds on |d(f - u)/dx_k| from :func:`_box_error_constants` on blocks of cells.
-
-    The ranges are computed on blocks of ``block`` cells per axis; a bound on a block holds on
-    every cell inside it (a supremum over a larger set), so blocks trade tightness for speed.
-    """
-    cells = [len(e) - 1 for e in edges]
-    step = [block if n % block == 0 else 1 for n in cells]
-    block_edges = [e[::s] for e, s in zip(edges, step)]
-    lo = np.stack(np.meshgrid(*[e[:-1] for e in block_edges], indexing="ij"), -1).reshape(-1, 3)
-    hi = np.stack(np.meshgrid(*[e[1:] for e in block_edges], indexing="ij"), -1).reshape(-1, 3)
-    out = _box_error_constants(model, modes, kappa, lo, hi).reshape(*[len(e) - 1 for e in block_edges], 3)
-    for axis, k in enumerate(step):
-        out = np.repeat(out, k, axis=axis)
-    return out
-
-
-def _certify_grid(model, modes, kappa, cells, t_end, lip_f, lip_u, local_block: int = 2,
-                  refine_budget: int = 0, progress: bool = False) -> dict:
-    """The ladder of certificates on one grid, from the naive anchor to the refined local bound.
-
-    Returns a dict with the certificates ``global`` (constants L_f + L_u), ``local`` (per-cell
-    constants from interval propagation; ``global`` if ``local_block < 1``) and ``final`` (after
-    adaptive refinement; ``local`` if ``refine_budget == 0``), plus the vertex errors, the
-    refinement result and the seconds per step.
-    """
-    edges = [np.linspace(0, 2 * np.pi, cells[0] + 1), np.linspace(0, 2 * np.pi, cells[1] + 1),
-             np.linspace(0, t_end, cells[2] + 1)]
-    seconds = {}
-    start = time.perf_counter()
-    errors, margin = _vertex_errors(model, modes, kappa, edges)
-    seconds["vertex_errors"] = time.perf_counter() - start
-    lip = np.asarray(lip_f) + np.asarray(lip_u)
-    start = time.perf_counter()
-    global_cert = cell_bounds(errors, edges, lip, margin)
-    seconds["global_bounds"] = time.perf_counter() - start
-    local_cert = global_cert
-    if local_block >= 1:
-        start = time.perf_counter()
-        local_lip = _local_error_constants(model, modes, kappa, edges, block=local_block)
-        seconds["local_constants"] = time.perf_counter() - start
-        local_cert = cell_bounds(errors, edges, lip, margin, check=False, local_lipschitz=local_lip)
-    final, refinement = local_cert, None
-    if refine_budget > 0:
-        start = time.perf_counter()
-        chain = extract_chain(model)
-        refinement = refine_certificate(
-            local_cert, lambda p: _errors_at(chain, modes, kappa, p),
-            local_constants=lambda lo, hi: _box_error_constants(model, modes, kappa, lo, hi),
-            budget=refine_budget, progress=progress,
-        )
-        final = refinement.certificate
-        seconds["refinement"] = time.perf_counter() - start
-    return {"global": global_cert, "local": local_cert, "final": final, "errors": errors,
-            "refinement": refinement, "seconds": {k: round(v, 2) for k, v in seconds.items()}}
+    return config, HeatSolution(modes, kappa), model
 
 
 def certify(run_dir, *, model=None, progress: bool = False) -> dict:
-    """(Re)compute the certificate of a heat2d run folder; writes certificate.json and .nc."""
+    """(Re)compute the certificate of a heat2d run folder with :func:`lipsurrogate.bounds.certify`.
+
+    Two grids: ``cert_cells`` (with refinement; the headline) and ``cert_cells_coarse`` (no
+    refinement, for comparison). Writes certificate.json and certificate.nc.
+    """
     run_dir = Path(run_dir)
-    config, modes, kappa, model = _load_run(run_dir, model)
-    t_end = float(config["t_end"])
-    lip = lipschitz_bounds(model)
-    lip_f = lip.per_input[0].tolist()
-    lip_u = _solution_constants(modes, kappa)
+    config, reference, model = _load_run(run_dir, model)
     results = {}
     for name, cells in (("fine", config["cert_cells"]), ("coarse", config["cert_cells_coarse"])):
         cells = [int(c) for c in cells]
         if len(cells) != 3 or min(cells) < 1:
             raise ConfigurationError(f"Certificate grids need 3 positive cell counts. Got {cells}.")
-        start = time.perf_counter()
-        results[name] = _certify_grid(
-            model, modes, kappa, cells, t_end, lip_f, lip_u["values"], int(config.get("local_block", 2)),
-            int(config.get("refine_budget", 0)) if name == "fine" else 0, progress=progress)
-        results[name]["seconds"]["total"] = round(time.perf_counter() - start, 2)
-    fine = results["fine"]
-    cert, global_cert, errors = fine["final"], fine["global"], fine["errors"]
-    summary = cert.summary()
-    document = {
-        "bound": summary["bound"],
-        "bound_kind": "certified upper bound on max |f - u| over the whole space-time box",
-        "level": "exact PDE solution: vertex values from the closed form, constants of u from theory",
-        "method": "exact per-cell linear program (the smallest valid bound for per-coordinate constants) with "
-                  "signed vertex errors; on each cell the constants are min(local, global), local = max|f' - u'| "
-                  "from interval propagation of f's and u's derivative ranges, global = L_f + L_u; the dominating "
-                  "cells are split adaptively; float64 evaluation with certified rounding margins",
-        "ladder": ladder(fine["global"], fine["local"], fine["final"]),
-        "ladder_kinds": LADDER_KINDS,
-        "bound_global_constants": global_cert.bound,
-        "bound_global_constants_kind": "certified, same grid, global constants L_f + L_u only (exact program)",
-        "domain": config["domain"],
-        "inputs": ["x", "y", "t"],
-        "grid": {"cells": cells_of(cert), "vertices": [len(e) for e in cert.edges],
-                 "spacing": [float(e[1] - e[0]) for e in cert.edges]},
-        "refinement": fine["refinement"].summary() if fine["refinement"] is not None else None,
-        "per_cell": summary["per_cell"],
-        "naive_bound": float(global_cert.naive.max()),
-        "naive_bound_kind": "certified anchor: max vertex |e| + sum_k L_k h_k / 2 with global constants",
-        "max_vertex_error": summary["max_vertex_error"],
-        "lipschitz_term_global": summary["lipschitz_term_global"],
-        "lipschitz_term_global_kind": "0.5 * sum_k (L_f + L_u)_k h_k with global constants (an upper bound of "
-                                      "the term each cell's bound adds to its vertex errors)",
-        "lipschitz_f": lip_f,
-        "lipschitz_f_kind": "certified upper bounds on |d f / d x_j| from the weights in float64",
-        "lipschitz_f_method": lip.method,
-        "lipschitz_u": lip_u["values"],
-        "lipschitz_u_source": lip_u["source"],
-        "lipschitz_u_kind": lip_u["kind"],
-        "assumptions": [
-            "u is the exact solution of u_t = kappa Laplace(u) with the recorded initial condition",
-            "network certified as it computes in evaluation mode with the saved weights",
-        ],
-        "seconds": fine["seconds"],
-        "coarse": {
-            "bound": results["coarse"]["final"].bound,
-            "ladder": ladder(results["coarse"]["global"], results["coarse"]["local"], results["coarse"]["final"]),
-            "bound_global_constants": results["coarse"]["global"].bound,
-            "naive_bound": float(results["coarse"]["global"].naive.max()),
-            "grid": {"cells": cells_of(results["coarse"]["final"])},
-            "seconds": results["coarse"]["seconds"],
-        },
-    }
-    write_json(run_dir / "certificate.json", document)
-    save_cell_certificate(cert, errors, ["x", "y", "t"], run_dir / "certificate.nc")
-    return document
+        results[name] = certify_network(
+            model, reference, config["domain"], cells, local_block=int(config.get("local_block", 2)),
+            refine_budget=int(config.get("refine_budget", 0)) if name == "fine" else 0, progress=progress)
+    fine, coarse = results["fine"], results["coarse"]
+    fine.document["coarse"] = {key: coarse.document[key] for key in
+                               ("bound", "ladder", "bound_global_constants", "naive_bound", "grid", "seconds")}
+    fine.save(run_dir)
+    return fine.to_dict()
 
 
-def cells_of(cert: CellCertificate) -> list:
+def cells_of(cert) -> list:
     """Cells per axis of a certificate's grid."""
     return [int(n) for n in cert.per_cell.shape]
-
-
-def load_certificate(run_dir) -> CellCertificate:
-    """The per-cell certificate stored in ``certificate.nc``."""
-    return load_cell_certificate(Path(run_dir) / "certificate.nc")
 
 
 def verify(run_dir, *, model=None, density: int | None = None, seed: int | None = None) -> dict:
     """(Re)run the verification of a heat2d run folder against the exact solution."""
     run_dir = Path(run_dir)
-    config, modes, kappa, model = _load_run(run_dir, model)
-    cert = load_certificate(run_dir)
-    plain = to_plain(model).double()
-    w = 2 * np.pi / modes.length
-    k = torch.tensor(np.asarray(modes.wavevectors, dtype=np.float64))
-    a, b = torch.tensor(modes.cos), torch.tensor(modes.sin)
-    rate = torch.tensor(kappa * w**2 * np.sum(np.asarray(modes.wavevectors, float) ** 2, axis=1))
-
-    def error_torch(p: torch.Tensor) -> torch.Tensor:
-        phase = w * (p[:, :2] @ k.t())
-        u = (torch.exp(-p[:, 2:3] * rate) * (a * torch.cos(phase) + b * torch.sin(phase))).sum(dim=1)
-        return plain(p)[:, 0] - u
-
-    def error_fn(p: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            f = plain(torch.from_numpy(p))[:, 0].numpy()
-        return f - modes.solution(p[:, 0], p[:, 1], p[:, 2], kappa)
-
-    ds_cert = load_dataset(run_dir / "certificate.nc")
-    result = verify_with_config(cert, error_fn, error_torch, config, ds_cert.vertex_error.values, density, seed)
-    document = result.to_dict()
-    document["reference"] = "exact closed-form solution"
-    document["certificate_grid"] = cells_of(cert)
+    config, reference, model = _load_run(run_dir, model)
+    document = verify_run(run_dir, model, reference, config, density, seed)
+    document["certificate_grid"] = cells_of(Certificate.load(run_dir).cells)
     write_json(run_dir / "verification.json", document)
     return document
 

@@ -29,25 +29,14 @@ import torch
 
 from .._format import up, up_fixed
 from .._io import read_json, write_json
-from ..bounds import extract_chain, lipschitz_bounds
-from ..bounds.cells import cell_bounds
-from ..bounds.refine import refine_certificate
-from ..bounds.storage import load_cell_certificate, save_cell_certificate
+from ..bounds import HeatSolution
+from ..bounds import certify as certify_network
 from ..data.dataset import load_dataset, save_dataset
 from ..data.generators import heat2d
 from ..data.heat import HeatModes
 from ..exceptions import ConfigurationError, ModelFileError
-from ..nn import FeatureLipschitzMLP, load_model, to_plain
-from ._common import (
-    LADDER_KINDS,
-    config_from_options,
-    fit_and_certify,
-    ladder,
-    network_intervals,
-    network_values,
-    stage,
-    verify_with_config,
-)
+from ..nn import FeatureLipschitzMLP, load_model
+from ._common import config_from_options, fit_and_certify, stage, verify_run
 
 __all__ = ["Heat2DKappaConfig", "run", "certify", "verify", "report"]
 
@@ -105,16 +94,11 @@ class Heat2DKappaConfig:
 
 def solution_constants(modes: HeatModes, kappa_max: float, t_end: float) -> dict:
     """Certified global bounds on :math:`|\\partial u|` over the box, with their source."""
-    gx, gy = modes.gradient_bounds()
-    lap = modes.laplacian_bound()
-    return {
-        "values": [float(gx), float(gy), float(kappa_max * lap), float(t_end * lap)],
-        "inputs": INPUTS,
-        "kind": "certified upper bound (from theory)",
-        "source": "heat maximum principle from the initial condition: |d_i u| <= max|d_i u0|; |u_t| = kappa |Laplace u| "
-                  "<= kappa_max max|Laplace u0|; |u_kappa| = t |Laplace u| <= t_end max|Laplace u0|; with the modal "
-                  "sums sum_k omega |k_i| R_k and sum_k omega^2 |k|^2 R_k",
-    }
+    ref = HeatSolution(modes)
+    statement = ref.statement()
+    box = np.array([[0.0, 2 * np.pi], [0.0, 2 * np.pi], [0.0, t_end], [kappa_max / 2, kappa_max]])
+    return {"values": ref.global_constants(box).tolist(), "inputs": INPUTS,
+            "kind": statement["lipschitz_u_kind"], "source": statement["lipschitz_u_source"]}
 
 
 def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, **options) -> dict:
@@ -178,108 +162,27 @@ def _load_run(run_dir: Path, model=None):
     model = load_model(Path(run_dir) / "model") if model is None else model
     if not isinstance(model, FeatureLipschitzMLP) or model.in_features != 4:
         raise ModelFileError(f"The model in {run_dir} is not a 4-input FeatureLipschitzMLP.")
-    return config, modes, model
-
-
-def _errors_at(chain, modes: HeatModes, pts: np.ndarray):
-    f, f_err = network_values(chain, pts)
-    u = modes.solution(pts[:, 0], pts[:, 1], pts[:, 2], pts[:, 3])
-    return f - u, f_err + modes.rounding_bound(pts[:, :3], float(pts[:, 3].max(initial=0.0)))
-
-
-def _box_constants(model, modes: HeatModes, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    flo, fhi = network_intervals(model, lo, hi)
-    ulo, uhi = modes.parametric_derivative_intervals(lo, hi)
-    return np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
+    return config, HeatSolution(modes), model
 
 
 def certify(run_dir, *, model=None, progress: bool = False) -> dict:
-    """The certificate over the (x, y, t, kappa) box; writes certificate.json and certificate.nc."""
+    """The certificate over the (x, y, t, kappa) box (:func:`lipsurrogate.bounds.certify`); writes certificate.*."""
     run_dir = Path(run_dir)
-    config, modes, model = _load_run(run_dir, model)
+    config, reference, model = _load_run(run_dir, model)
     cells = [int(c) for c in config["cert_cells"]]
     if len(cells) != 4 or min(cells) < 1:
         raise ConfigurationError(f"The certificate grid needs 4 positive cell counts. Got {cells}.")
-    edges = [np.linspace(lo, hi, n + 1) for (lo, hi), n in zip(config["domain"], cells)]
-    lip_f = lipschitz_bounds(model).per_input[0]
-    lip_u = solution_constants(modes, float(config["kappa_max"]), float(config["t_end"]))
-    chain = extract_chain(model)
-    seconds = {}
-    start = time.perf_counter()
-    grid = np.stack(np.meshgrid(*edges, indexing="ij"), -1)
-    e, m = _errors_at(chain, modes, grid.reshape(-1, 4))
-    e, m = e.reshape(grid.shape[:-1]), m.reshape(grid.shape[:-1])
-    seconds["vertex_errors"] = time.perf_counter() - start
-    lip = lip_f + np.asarray(lip_u["values"])
-    global_cert = cell_bounds(e, edges, lip, m)
-    block = int(config["local_block"])
-    start = time.perf_counter()
-    step = [block if n % block == 0 else 1 for n in cells]
-    block_edges = [ed[::s] for ed, s in zip(edges, step)]
-    lo = np.stack(np.meshgrid(*[ed[:-1] for ed in block_edges], indexing="ij"), -1).reshape(-1, 4)
-    hi = np.stack(np.meshgrid(*[ed[1:] for ed in block_edges], indexing="ij"), -1).reshape(-1, 4)
-    local = _box_constants(model, modes, lo, hi).reshape(*[len(ed) - 1 for ed in block_edges], 4)
-    for axis, k in enumerate(step):
-        local = np.repeat(local, k, axis=axis)
-    local_cert = cell_bounds(e, edges, lip, m, check=False, local_lipschitz=local)
-    seconds["local_constants"] = time.perf_counter() - start
-    start = time.perf_counter()
-    refinement = refine_certificate(local_cert, lambda p: _errors_at(chain, modes, p),
-                                    local_constants=lambda a, b: _box_constants(model, modes, a, b),
-                                    budget=int(config["refine_budget"]), progress=progress)
-    final = refinement.certificate
-    seconds["refinement"] = time.perf_counter() - start
-    document = {
-        "bound": final.bound,
-        "bound_kind": "certified upper bound on max |f - u| over the whole (x, y, t, kappa) box",
-        "level": "exact PDE solution for every kappa in the range: vertex values from the closed form, constants of u "
-                 "from theory",
-        "method": "exact per-cell linear program in 4 dimensions, per-cell constants min(local, global) with local = "
-                  "max|f' - u'| from interval propagation, adaptive refinement; float64 with certified rounding margins",
-        "ladder": ladder(global_cert, local_cert, final),
-        "ladder_kinds": LADDER_KINDS,
-        "domain": config["domain"],
-        "inputs": INPUTS,
-        "grid": {"cells": cells, "vertices": [len(ed) for ed in edges]},
-        "refinement": refinement.summary(),
-        "lipschitz_f": lip_f.tolist(),
-        "lipschitz_f_kind": "certified upper bounds on |d f / d x_j| from the weights in float64",
-        "lipschitz_u": lip_u["values"],
-        "lipschitz_u_kind": lip_u["kind"],
-        "lipschitz_u_source": lip_u["source"],
-        "assumptions": ["u is the exact solution of u_t = kappa Laplace(u) with the recorded initial condition, for "
-                        "each kappa in the range", "network certified as it computes in evaluation mode"],
-        "seconds": {k: round(v, 2) for k, v in seconds.items()},
-    }
-    write_json(run_dir / "certificate.json", document)
-    save_cell_certificate(final, e, INPUTS, run_dir / "certificate.nc")
-    return document
+    certificate = certify_network(model, reference, config["domain"], cells, local_block=int(config["local_block"]),
+                                  refine_budget=int(config["refine_budget"]), progress=progress)
+    certificate.save(run_dir)
+    return certificate.to_dict()
 
 
 def verify(run_dir, *, model=None, density: int | None = None, seed: int | None = None) -> dict:
     """Dense, random and adversarial sampling of |f - u| over the 4-D box against the closed form."""
     run_dir = Path(run_dir)
-    config, modes, model = _load_run(run_dir, model)
-    cert = load_cell_certificate(run_dir / "certificate.nc")
-    plain = to_plain(model).double()
-    k = torch.tensor(np.asarray(modes.wavevectors, dtype=np.float64))
-    a, b = torch.tensor(modes.cos), torch.tensor(modes.sin)
-    q = torch.tensor(modes._decay(1.0))
-
-    def error_torch(p: torch.Tensor) -> torch.Tensor:
-        phase = p[:, :2] @ k.t()
-        u = (torch.exp(-(p[:, 3:4] * q) * p[:, 2:3]) * (a * torch.cos(phase) + b * torch.sin(phase))).sum(dim=1)
-        return plain(p)[:, 0] - u
-
-    def error_fn(p: np.ndarray) -> np.ndarray:
-        with torch.no_grad():
-            f = plain(torch.from_numpy(p))[:, 0].numpy()
-        return f - modes.solution(p[:, 0], p[:, 1], p[:, 2], p[:, 3])
-
-    vertex = load_dataset(run_dir / "certificate.nc").vertex_error.values
-    result = verify_with_config(cert, error_fn, error_torch, config, vertex, density, seed)
-    document = result.to_dict()
-    document["reference"] = "exact closed-form solution, kappa anywhere in the range"
+    config, reference, model = _load_run(run_dir, model)
+    document = verify_run(run_dir, model, reference, config, density, seed)
     write_json(run_dir / "verification.json", document)
     return document
 

@@ -30,7 +30,7 @@ def test_reproduces_multilinear_functions_and_vertices(rng, d):
     interp = MultilinearInterpolant(axes, g(mesh.reshape(-1, d)).reshape(mesh.shape[:-1]))
     pts = rng.uniform(0, 1, size=(2000, d))
     assert np.allclose(interp(pts), g(pts), atol=1e-12)
-    assert np.array_equal(interp(mesh.reshape(-1, d)), interp.values.reshape(-1))
+    assert np.array_equal(interp(mesh.reshape(-1, d)), interp.data.reshape(-1))
     with torch.no_grad():
         assert np.allclose(interp.torch(torch.from_numpy(pts)).numpy(), interp(pts), atol=1e-13)
 

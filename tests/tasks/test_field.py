@@ -84,7 +84,7 @@ def test_advection_reference_is_exact_and_level3_is_checked(tmp_path):
 def test_bad_configurations_are_refused(tmp_path):
     with pytest.raises(ConfigurationError, match="needs the PDEBench FILE"):
         fit("pdebench", out=tmp_path / "a", quick=True, progress=False)
-    with pytest.raises(ConfigurationError, match="Only 'pdebench' takes a file"):
+    with pytest.raises(ConfigurationError, match="Only 'field' and 'pdebench' take a file"):
         fit("burgers1d", out=tmp_path / "b", quick=True, progress=False, file="x.h5")
     with pytest.raises(ConfigurationError, match="Unknown field-task option"):
         fit("burgers1d", out=tmp_path / "c", quick=True, progress=False, diffusivity=1.0)

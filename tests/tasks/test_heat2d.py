@@ -103,10 +103,11 @@ def test_corrupted_run_folders_give_clear_errors(run_dir, tmp_path, capsys):
 
 
 def test_wrong_constant_makes_certification_refuse(run_dir, monkeypatch):
-    monkeypatch.setattr(heat2d, "_solution_constants", lambda modes, kappa: {
-        "values": [0.0, 0.0, 0.0], "kind": "wrong", "source": "wrong on purpose"})
+    import lipsurrogate.bounds.certifier as certifier
+
+    monkeypatch.setattr(lipsurrogate.bounds.HeatSolution, "global_constants", lambda self, box=None: np.zeros(3))
     model = lipsurrogate.nn.load_model(run_dir / "model")
-    monkeypatch.setattr(lipsurrogate.tasks.heat2d, "lipschitz_bounds", lambda m: type("B", (), {
+    monkeypatch.setattr(certifier, "lipschitz_bounds", lambda m, domain=None: type("B", (), {
         "per_input": np.zeros((1, 3)), "method": "zero"})())
     with pytest.raises(CertificationError, match="Consistency check failed"):
         heat2d.certify(run_dir, model=model)

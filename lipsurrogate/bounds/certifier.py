@@ -1,0 +1,345 @@
+r"""The one certifier: any supported network against any :class:`~lipsurrogate.bounds.reference.Reference`.
+
+:func:`certify` bounds :math:`\max_{x \in \text{box}} |f(x) - u(x)|` on a rectilinear grid of cells
+(certificates.md sections 1-3, ``theory/cell-bounds.md``):
+
+1. **vertex errors** :math:`e_v = f(v) - u(v)` in float64, each with a certified margin
+   :math:`m_v` (the rounding bound of the network, :func:`~lipsurrogate.bounds.evaluate_float64`,
+   plus the reference's own);
+2. **global constants** :math:`L_k = L_{f,k} + L_{u,k}`, with :math:`L_f` certified from the
+   weights (:func:`~lipsurrogate.bounds.lipschitz_bounds`) and :math:`L_u` from the reference;
+   the consistency check refuses constants that the vertex errors contradict;
+3. **local constants** per block of cells,
+   :math:`L_k(C) = \max(|\overline{f'_k} - \underline{u'_k}|, |\underline{f'_k} - \overline{u'_k}|)`
+   from interval propagation through the network
+   (:func:`~lipsurrogate.bounds.local.network_derivative_intervals`) and the reference's certified
+   derivative ranges; each cell uses :math:`\min(L_k(C), L_k)`;
+4. the **exact per-cell linear program** (:mod:`~lipsurrogate.bounds.cell_lp`) and **adaptive
+   refinement** of the dominating cells (:mod:`~lipsurrogate.bounds.refine`).
+
+Every rung of this ladder is certified; the :class:`Certificate` keeps them all, with the
+reference's statement (level, assumptions, where the constants come from) and the seconds each
+step took. :meth:`Certificate.save` writes ``certificate.json`` and ``certificate.nc`` into a run
+folder and :meth:`Certificate.load` reads them back.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .._io import read_json, write_json
+from .._version import __version__
+from ..exceptions import CertificationError, ConfigurationError, ModelFileError
+from .cells import CellCertificate, cell_bounds
+from .local import network_intervals
+from .network import evaluate_float64, extract_chain, lipschitz_bounds
+from .reference import Reference
+from .refine import refine_certificate
+
+__all__ = ["Certificate", "certify", "grid_edges", "network_values", "LADDER_KINDS"]
+
+LADDER_KINDS = {
+    "naive_global": "max vertex |e| + sum_k L_k h_k / 2, global constants L_f + L_u (the anchor)",
+    "pair_global": "closed-form opposite-vertex-pair bound, global constants",
+    "exact_global": "exact per-cell linear program, global constants",
+    "pair_local": "closed-form pair bound, per-cell constants from interval propagation",
+    "exact_local": "exact linear program, per-cell constants",
+    "refined": "exact linear program with per-cell constants after adaptive refinement of the dominating cells",
+}
+"""What each rung of a certificate's ladder is (all certified)."""
+
+
+def network_values(chain, points: np.ndarray, chunk: int = 65_536) -> tuple[np.ndarray, np.ndarray]:
+    """First output of the network at ``points`` in float64, and its **certified** rounding bound."""
+    f = np.empty(len(points))
+    err = np.empty(len(points))
+    for s in range(0, len(points), chunk):
+        v, e = evaluate_float64(chain, points[s : s + chunk])
+        f[s : s + chunk], err[s : s + chunk] = v[:, 0], e[:, 0]
+    return f, err
+
+
+def grid_edges(box, cells) -> list[np.ndarray]:
+    """Vertex coordinates of a uniform grid with ``cells`` cells per axis on ``box`` ((d, 2))."""
+    box = np.asarray(box, dtype=np.float64)
+    cells = [int(cells)] * len(box) if np.isscalar(cells) else [int(c) for c in cells]
+    if len(cells) != len(box):
+        raise ConfigurationError(f"Expected one cell count per input ({len(box)}). Got {cells}.")
+    if min(cells) < 1:
+        raise ConfigurationError(f"Cell counts must be positive. Got {cells}.")
+    return [np.linspace(lo, hi, n + 1) for (lo, hi), n in zip(box, cells)]
+
+
+def _check_box(box, d: int) -> np.ndarray:
+    box = np.asarray(box, dtype=np.float64)
+    if box.shape != (d, 2) or not np.all(np.isfinite(box)) or np.any(box[:, 1] <= box[:, 0]):
+        raise ConfigurationError(f"'box' must be a finite array of shape ({d}, 2) with low < high. Got {box.tolist()}.")
+    return box
+
+
+@dataclass
+class Certificate:
+    """A certified max-error bound of a network against a reference, per cell and globally.
+
+    Attributes
+    ----------
+    cells : CellCertificate
+        The final per-cell **certified** bounds (after refinement) on the certificate grid.
+    vertex_errors : ndarray
+        :math:`f - u` at the grid vertices (float64, measured exactly up to the stored margins).
+    document : dict
+        Everything else, JSON-ready: the ladder, constants, statement, grid, seconds
+        (what ``certificate.json`` holds).
+    """
+
+    cells: CellCertificate
+    vertex_errors: np.ndarray
+    document: dict = field(default_factory=dict)
+
+    @property
+    def bound(self) -> float:
+        """The global **certified** bound on :math:`\\max |f - u|` over the box."""
+        return self.cells.bound
+
+    @property
+    def inputs(self) -> list:
+        """Names of the inputs, in column order."""
+        return list(self.document["inputs"])
+
+    @property
+    def box(self) -> np.ndarray:
+        """The certified box, shape (d, 2)."""
+        return np.array([[e[0], e[-1]] for e in self.cells.edges])
+
+    @property
+    def level(self) -> str:
+        """The statement's level, in words."""
+        return self.document["level"]
+
+    def to_dict(self) -> dict:
+        """The JSON document (``certificate.json``)."""
+        return dict(self.document)
+
+    def save(self, run_dir) -> Path:
+        """Write ``certificate.json`` and ``certificate.nc`` (per-cell bounds, vertex errors) atomically."""
+        from .storage import save_cell_certificate
+
+        run_dir = Path(run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        save_cell_certificate(self.cells, self.vertex_errors, self.inputs, run_dir / "certificate.nc")
+        write_json(run_dir / "certificate.json", self.document)
+        return run_dir / "certificate.json"
+
+    @classmethod
+    def load(cls, run_dir) -> "Certificate":
+        """The certificate written by :meth:`save` (JSON and NetCDF; nothing is unpickled)."""
+        from ..data.dataset import load_dataset
+        from .storage import load_cell_certificate
+
+        run_dir = Path(run_dir)
+        if not (run_dir / "certificate.json").is_file():
+            raise ModelFileError(f"{run_dir} has no certificate.json: not a certified run folder.")
+        try:
+            document = read_json(run_dir / "certificate.json")
+        except ValueError as err:
+            raise ModelFileError(f"{run_dir / 'certificate.json'} is not valid JSON: {err}") from None
+        cells = load_cell_certificate(run_dir / "certificate.nc")
+        vertex = load_dataset(run_dir / "certificate.nc").vertex_error.values
+        return cls(cells, vertex, document)
+
+
+def _block_boxes(edges: Sequence[np.ndarray], block: int):
+    """Lower and upper corners of blocks of ``block`` cells per axis (axes that ``block`` does not divide: 1)."""
+    d = len(edges)
+    cells = [len(e) - 1 for e in edges]
+    step = [block if n % block == 0 else 1 for n in cells]
+    block_edges = [e[::s] for e, s in zip(edges, step)]
+    lo = np.stack(np.meshgrid(*[e[:-1] for e in block_edges], indexing="ij"), -1).reshape(-1, d)
+    hi = np.stack(np.meshgrid(*[e[1:] for e in block_edges], indexing="ij"), -1).reshape(-1, d)
+    return lo, hi, step, [len(e) - 1 for e in block_edges]
+
+
+def _error_constants(model, reference: Reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarray) -> np.ndarray:
+    """Certified bounds on :math:`|\\partial_k (f - u)|` on each box: the difference of the two ranges."""
+    flo, fhi = network_intervals(model, lo, hi)
+    ulo, uhi = reference.derivative_intervals(lo, hi, box)
+    return np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
+
+
+def _vertex_points(edges: Sequence[np.ndarray]) -> np.ndarray:
+    mesh = np.meshgrid(*edges, indexing="ij")
+    return np.stack([m.ravel() for m in mesh], axis=1)
+
+
+def _errors(chain, reference: Reference, points: np.ndarray):
+    f, f_err = network_values(chain, points)
+    u, u_err = reference.values(points)
+    return f - u, f_err + u_err
+
+
+def certify(
+    model,
+    reference: Reference,
+    box=None,
+    cells=16,
+    *,
+    edges: Sequence[np.ndarray] | None = None,
+    inputs: Sequence[str] | None = None,
+    local_block: int = 1,
+    refine_budget: int = 0,
+    progress: bool = False,
+) -> Certificate:
+    r"""Certify :math:`\max |f - u|` over ``box`` for a network ``f`` and a reference ``u``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Anything :func:`~lipsurrogate.bounds.extract_chain` writes out: the networks of
+        :mod:`lipsurrogate.nn`, or a user's ``nn.Sequential`` of ``nn.Linear`` layers and
+        1-Lipschitz activations (ReLU, GroupSort, Tanh). It is certified as it computes in
+        evaluation mode with its current weights.
+    reference : Reference
+        The function compared with (values, certified constants and statement).
+    box : array-like of shape (d, 2), optional
+        The certified box; defaults to the reference's hull when it has one (an interpolant).
+    cells : int or sequence of int
+        Cells per axis of the uniform certificate grid (ignored when ``edges`` is given).
+    edges : sequence of ndarray, optional
+        Explicit vertex coordinates per axis (strictly increasing, spacing may vary).
+    inputs : sequence of str, optional
+        Input names (default: the reference's, else ``x0, x1, ...``).
+    local_block : int
+        Cells per axis that share one interval-propagation range; 0 uses global constants only.
+    refine_budget : int
+        Error evaluations for adaptive refinement; 0 for none.
+    progress : bool
+        Print refinement rounds.
+
+    Returns
+    -------
+    Certificate
+        The **certified** per-cell and global bounds, the whole ladder (naive to refined), the
+        constants of f (certified from the weights) and of u (with the reference's statement of
+        where they come from), and seconds per step.
+    """
+    total = time.perf_counter()
+    chain = extract_chain(model)
+    d = chain.in_features
+    if getattr(reference, "in_features", d) != d:
+        raise ConfigurationError(f"The network takes {d} inputs but the reference {reference.in_features}.")
+    if chain.out_features != 1:
+        raise CertificationError(f"Certificates are for single-output networks. Got {chain.out_features} outputs.")
+    if edges is None:
+        if box is None:
+            if not hasattr(reference, "lower"):
+                raise ConfigurationError("Pass the certified 'box' (d, 2): the reference has no hull of its own.")
+            box = np.stack([reference.lower, reference.upper], 1)
+        edges = grid_edges(_check_box(box, d), cells)
+    edges = [np.asarray(e, dtype=np.float64) for e in edges]
+    box = _check_box([[e[0], e[-1]] for e in edges], d)
+    names = list(inputs or getattr(reference, "inputs", None) or [f"x{i}" for i in range(d)])
+    if len(names) != d:
+        raise ConfigurationError(f"Expected {d} input names. Got {names}.")
+    if local_block < 0 or refine_budget < 0:
+        raise ConfigurationError(f"'local_block' and 'refine_budget' must be >= 0. Got {local_block} and {refine_budget}.")
+
+    lip = lipschitz_bounds(model, domain=box)
+    lip_f = lip.per_input[0]
+    lip_u = np.asarray(reference.global_constants(box), dtype=np.float64)
+    if lip_u.shape != (d,) or not np.all(np.isfinite(lip_u)) or np.any(lip_u < 0):
+        raise CertificationError(f"The reference's constants must be {d} finite non-negative numbers. Got {lip_u.tolist()}.")
+    L = lip_f + lip_u
+    seconds = {}
+    start = time.perf_counter()
+    e, margin = _errors(chain, reference, _vertex_points(edges))
+    shape = tuple(len(x) for x in edges)
+    e = e.reshape(shape)
+    margin = np.broadcast_to(np.asarray(margin, dtype=np.float64), (e.size,)).reshape(shape)
+    seconds["vertex_errors"] = time.perf_counter() - start
+    if not np.all(np.isfinite(e)):
+        i = np.unravel_index(int(np.flatnonzero(~np.isfinite(e.reshape(-1)))[0]), shape)
+        raise CertificationError(f"The network or the reference is not finite at vertex "
+                                 f"{[float(x[j]) for x, j in zip(edges, i)]}; nothing can be certified.")
+    start = time.perf_counter()
+    global_cert = cell_bounds(e, edges, L, margin)
+    seconds["global_bounds"] = time.perf_counter() - start
+
+    local_cert = final = global_cert
+    refinement, local_note = None, "not computed (local_block = 0)"
+    box_constants = None
+    if local_block >= 1:
+        try:
+            network_intervals(model, box[None, :, 0], box[None, :, 1])
+        except CertificationError as err:
+            local_note = f"unavailable for this network ({err}); global constants only"
+        else:
+            start = time.perf_counter()
+            lo, hi, step, block_shape = _block_boxes(edges, local_block)
+            local = _error_constants(model, reference, lo, hi, box).reshape(*block_shape, d)
+            for axis, k in enumerate(step):
+                local = np.repeat(local, k, axis=axis)
+            local_cert = final = cell_bounds(e, edges, L, margin, check=False, local_lipschitz=local)
+            seconds["local_constants"] = time.perf_counter() - start
+            local_note = (f"interval propagation of f's derivative ranges and u's certified ranges on blocks of "
+                          f"{local_block} cell(s) per axis")
+            box_constants = lambda a, b: _error_constants(model, reference, a, b, box)  # noqa: E731
+    if refine_budget > 0:
+        start = time.perf_counter()
+        refinement = refine_certificate(local_cert, lambda p: _errors(chain, reference, p),
+                                        local_constants=box_constants, budget=refine_budget, progress=progress)
+        final = refinement.certificate
+        seconds["refinement"] = time.perf_counter() - start
+    seconds["total"] = time.perf_counter() - total
+
+    statement = reference.statement()
+    summary = final.summary()
+    ladder = {
+        "naive_global": float(global_cert.naive.max()),
+        "pair_global": float(global_cert.closed_form.max()),
+        "exact_global": global_cert.bound,
+        "pair_local": float(local_cert.closed_form.max()),
+        "exact_local": local_cert.bound,
+        "refined": final.bound,
+    }
+    document = {
+        "bound": final.bound,
+        "bound_kind": statement["bound_kind"],
+        "level": statement["level"],
+        "reference": statement["reference"],
+        "method": "exact per-cell linear program (the smallest valid bound for per-coordinate constants) with "
+                  "signed vertex errors; on each cell the constants are min(local, global), local = max|f' - u'| "
+                  "from interval propagation of f's and u's derivative ranges, global = L_f + L_u; the dominating "
+                  "cells are split adaptively; float64 evaluation with certified rounding margins",
+        "ladder": ladder,
+        "ladder_kinds": LADDER_KINDS,
+        "bound_global_constants": global_cert.bound,
+        "bound_global_constants_kind": "certified, same grid, global constants L_f + L_u only (exact program)",
+        "naive_bound": ladder["naive_global"],
+        "naive_bound_kind": "certified anchor: max vertex |e| + sum_k L_k h_k / 2 with global constants",
+        "domain": box.tolist(),
+        "inputs": names,
+        "grid": {"cells": [len(x) - 1 for x in edges], "vertices": list(shape),
+                 "spacing": [float(np.max(np.diff(x))) for x in edges]},
+        "local_constants": local_note,
+        "refinement": refinement.summary() if refinement is not None else None,
+        "per_cell": summary["per_cell"],
+        "max_vertex_error": summary["max_vertex_error"],
+        "lipschitz_term_global": global_cert.summary()["lipschitz_term_global"],
+        "lipschitz_term_global_kind": "0.5 * sum_k (L_f + L_u)_k h_k with global constants (an upper bound of "
+                                      "the term each cell's bound adds to its vertex errors)",
+        "lipschitz_f": lip_f.tolist(),
+        "lipschitz_f_kind": "certified upper bounds on |d f / d x_j| from the weights in float64",
+        "lipschitz_f_method": lip.method,
+        "lipschitz_u": lip_u.tolist(),
+        "lipschitz_u_kind": statement["lipschitz_u_kind"],
+        "lipschitz_u_source": statement["lipschitz_u_source"],
+        "assumptions": list(statement["assumptions"]),
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "library_version": __version__,
+    }
+    return Certificate(final, e, document)

@@ -23,9 +23,23 @@ tasks
 estimators
     scikit-learn compatible :class:`LipschitzClassifier` and :class:`LipschitzRegressor`.
 export
-    Dependency-free numpy export of trained networks.
+    Numpy and ONNX exports of trained networks, with the certificate in the metadata.
 metrics
     Exact ROC/AUC, average precision, significance ratio, background-rate thresholds.
+
+Top-level functions
+-------------------
+Certify any supported network against any reference (all numbers **certified** unless labelled)::
+
+    cert = lipsurrogate.certify(model, reference, box, cells=32)   # -> Certificate
+    check = lipsurrogate.verify(cert, model, reference)            # dense, random, adversarial
+
+with ``reference`` one of :class:`MultilinearInterpolant` (a data grid, level 1),
+:class:`HeatSolution` (closed-form heat modes, level 2) or :class:`FunctionReference` (a user's
+callable with stated per-input Lipschitz constants: level 2 under the user's assumption).
+:func:`fit_field` fits and certifies a surrogate of any gridded ``xarray`` field,
+:func:`fit` runs a named task, :func:`load` opens a run folder as a :class:`Surrogate`, and
+:func:`export_run` writes a run's network as ONNX or numpy.
 
 Heavy dependencies (torch, py-pde) are imported on first use, so ``lipsurrogate --help`` is fast.
 """
@@ -43,6 +57,17 @@ _LAZY = {
     "to_plain": "lipsurrogate.nn",
     "lipschitz_bounds": "lipsurrogate.bounds",
     "LipschitzBounds": "lipsurrogate.bounds",
+    "certify": "lipsurrogate.bounds",
+    "verify": "lipsurrogate.bounds",
+    "Certificate": "lipsurrogate.bounds",
+    "Reference": "lipsurrogate.bounds",
+    "MultilinearInterpolant": "lipsurrogate.bounds",
+    "HeatSolution": "lipsurrogate.bounds",
+    "FunctionReference": "lipsurrogate.bounds",
+    "fit": "lipsurrogate.pipeline",
+    "fit_field": "lipsurrogate.pipeline",
+    "export_run": "lipsurrogate.export",
+    "export_onnx": "lipsurrogate.export",
     "load": "lipsurrogate.surrogate",
     "Surrogate": "lipsurrogate.surrogate",
     "LipschitzClassifier": "lipsurrogate.estimators",

@@ -1,4 +1,4 @@
-"""Atomic writes: a result file is either complete or absent, never half-written."""
+"""Atomic writes (a result file is either complete or absent, never half-written) and file digests."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_json", "read_json", "atomic_directory"]
+__all__ = ["atomic_path", "write_json", "read_json", "atomic_directory", "sha256_of"]
 
 
 @contextlib.contextmanager
@@ -61,3 +61,14 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of the file at ``path`` (read in chunks)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()

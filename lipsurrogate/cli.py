@@ -47,6 +47,16 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--seed", type=int, default=None, help="seed of the random samples")
     rep = sub.add_parser("report", help="rewrite the report of a run folder")
     rep.add_argument("run", metavar="RUN", help="run folder")
+    export = sub.add_parser(
+        "export", help="write a run's certified network as ONNX or numpy, the certificate in its metadata",
+        description="Write the network of a run folder for code outside Python: an ONNX graph (input 'points' "
+                    "(n, d) float32, output 'values' (n,)) or numpy arrays, with the certified bound, box, input "
+                    "names, statement level and file hashes in the metadata.")
+    export.add_argument("run", metavar="RUN", help="run folder")
+    export.add_argument("--format", dest="fmt", choices=["onnx", "numpy"], default="onnx", help="export format [onnx]")
+    export.add_argument("--out", required=True, help="output file (.onnx; .npz/.json stem for numpy)")
+    export.add_argument("--dtype", choices=["float64", "float32"], default=None,
+                        help="precision of the exported computation [onnx: float64, numpy: float32]")
 
     data = sub.add_parser(
         "data",
@@ -128,6 +138,17 @@ def main(argv: list[str] | None = None) -> int:
         except LipsurrogateError as err:
             print(f"lipsurrogate: error: {err}", file=sys.stderr)
             return 2
+        return 0
+    if args.command == "export":
+        from .exceptions import LipsurrogateError
+        from .export import export_run
+
+        try:
+            paths = export_run(args.run, args.out, args.fmt, dtype=args.dtype)
+        except LipsurrogateError as err:
+            print(f"lipsurrogate: error: {err}", file=sys.stderr)
+            return 2
+        print(f"wrote {', '.join(map(str, paths))}")
         return 0
     if args.command == "data":
         from .exceptions import LipsurrogateError

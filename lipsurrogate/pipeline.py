@@ -14,7 +14,7 @@ from ._io import atomic_directory, write_json
 from .environment import environment
 from .tasks import get_task
 
-__all__ = ["fit", "default_run_dir"]
+__all__ = ["fit", "fit_field", "default_run_dir"]
 
 
 def default_run_dir(task: str, root: str | Path = "runs") -> Path:
@@ -35,6 +35,7 @@ def fit(
     seed: int = 0,
     quick: bool = False,
     progress: bool = True,
+    dataset=None,
     **options,
 ) -> dict:
     """Run ``task`` and return its summary (with ``run_dir`` and a printable ``text``).
@@ -48,8 +49,69 @@ def fit(
     with atomic_directory(run_dir) as tmp:
         write_json(tmp / "config.json", {"task": task, "seed": seed, "quick": quick, **options})
         write_json(tmp / "environment.json", environment())
-        summary = run(tmp, seed=seed, quick=quick, progress=progress, **options)
+        extra = {} if dataset is None else {"dataset": dataset}
+        summary = run(tmp, seed=seed, quick=quick, progress=progress, **extra, **options)
         summary["seconds"] = time.perf_counter() - start
         write_json(tmp / "summary.json", {k: v for k, v in summary.items() if k != "text"})
     summary["run_dir"] = str(run_dir)
     return summary
+
+
+def fit_field(
+    data,
+    inputs=None,
+    out: str | Path | None = None,
+    *,
+    var: str | None = None,
+    seed: int = 0,
+    quick: bool = False,
+    progress: bool = True,
+    **options,
+):
+    """Fit and certify a surrogate of a gridded field; returns the :class:`~lipsurrogate.Surrogate`.
+
+    The Python form of ``lipsurrogate fit field FILE``: a level-1 certificate, i.e. a **certified**
+    bound on :math:`\\max |f - I u|` over the data's box, with :math:`I u` the multilinear
+    interpolant of the data (nothing is assumed about the field between grid points; the
+    verification also reports a labelled *estimate* of the distance to the true field).
+
+    Parameters
+    ----------
+    data : xarray.DataArray, xarray.Dataset or path
+        The field: 1 to 4 dimensions with coordinates (any names, any order, float32 or float64).
+        A path is opened as ``fit field`` opens files (NetCDF/HDF5, Zarr).
+    inputs : sequence of str or str, optional
+        The dimensions to use as inputs, in the order :meth:`Surrogate.predict` takes its columns;
+        default: the variable's dimensions in their order.
+    out : path, optional
+        Run folder (default ``runs/field-TIMESTAMP``); it appears only when the run succeeded.
+    var : str, optional
+        The variable to fit, for a dataset with several.
+    seed, quick, progress, **options
+        As for :func:`fit` (``steps``, ``hidden``, ``harmonics``, ``passthrough``, ...).
+
+    Returns
+    -------
+    Surrogate
+        ``predict(points, with_bound=True)`` gives values and per-point certified bounds;
+        ``inputs`` names the columns.
+    """
+    import os
+
+    import xarray as xr
+
+    from .surrogate import load
+
+    if isinstance(inputs, str):
+        inputs = [v.strip() for v in inputs.split(",") if v.strip()]
+    if isinstance(data, (str, os.PathLike)):
+        summary = fit("field", out=out, seed=seed, quick=quick, progress=progress, file=str(data), var=var,
+                      inputs=inputs, **options)
+    else:
+        if not isinstance(data, (xr.DataArray, xr.Dataset)):
+            from .exceptions import DataSchemaError
+
+            raise DataSchemaError(f"fit_field expects an xarray DataArray or Dataset (or a path). Got {type(data).__name__}.")
+        summary = fit("field", out=out, seed=seed, quick=quick, progress=progress, dataset=data, var=var,
+                      inputs=None if inputs is None else list(inputs), **options)
+    return load(summary["run_dir"])

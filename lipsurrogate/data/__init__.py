@@ -17,6 +17,8 @@ dataset
     NetCDF-4/HDF5 files of datasets, written atomically.
 gridded
     Any gridded file or DataArray (1 to 4 named axes in any order) as a checked field.
+examples
+    A 3-input example field with its own names, order, dtype and units (closed form).
 pdebench
     Lazy loader for the four PDEBench file layouts.
 trigger

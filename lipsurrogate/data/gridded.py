@@ -180,7 +180,8 @@ def gridded_field(data, var: str | None = None, inputs: Sequence[str] | None = N
     bad = ~np.isfinite(values)
     if bad.any():
         idx = np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), values.shape)
-        where = ", ".join(f"{d}={array[d].values[i] if d in array.coords else i} (index {i})" for d, i in zip(chosen, idx))
+        where = ", ".join(f"{d}={float(array[d].values[i]) if d in array.coords else i:.7g} (index {i})"
+                          for d, i in zip(chosen, idx))
         raise DataSchemaError(f"'{name}' has {int(bad.sum())} NaN/inf value(s); the first at {where}.")
     for k, flip in enumerate(flips):
         if flip:

@@ -213,7 +213,7 @@ def default_harmonics(d: int, source: str) -> int:
     """Harmonics per Fourier input: 6 for the PDE sources; for files, fewer as inputs grow (feature count)."""
     if source != "file":
         return 6
-    return {1: 12, 2: 6, 3: 4, 4: 2}[d]
+    return {1: 12, 2: 6, 3: 3, 4: 2}[d]
 
 
 def _stored_inputs(cfg: FieldConfig, ds: xr.Dataset):

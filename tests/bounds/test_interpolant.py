@@ -77,3 +77,27 @@ def test_bad_input_is_refused():
         interp(np.array([[2.5]]))
     with pytest.raises(CertificationError, match=r"shape \(n, 1\)"):
         interp(np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("d", [1, 2, 3])
+def test_derivative_intervals_contain_every_slope_in_the_box(rng, d):
+    axes = [np.sort(np.concatenate([[0.0, 1.0], rng.uniform(0, 1, size=4)])) for _ in range(d)]
+    interp = MultilinearInterpolant(axes, rng.normal(size=[len(a) for a in axes]))
+    box = np.array([[0.0, 1.0]] * d)
+    # sub-boxes: some inside one cell, some across many
+    a, b = rng.uniform(0, 1, size=(2, 200, d))
+    lo, hi = np.minimum(a, b), np.maximum(a, b)
+    lo[:50] = hi[:50] - 1e-3 * rng.uniform(size=(50, d))
+    dlo, dhi = interp.derivative_intervals(lo, hi, box)
+    assert np.all(dlo <= dhi)
+    g = interp.global_constants(box)
+    assert np.all(np.maximum(np.abs(dlo), np.abs(dhi)) <= g * (1 + 1e-12))
+    h = 1e-7
+    for _ in range(20):
+        x = lo + rng.uniform(size=lo.shape) * (hi - lo)
+        for k in range(d):
+            step = np.zeros(d)
+            step[k] = h
+            inside = (x[:, k] - h >= lo[:, k]) & (x[:, k] + h <= hi[:, k])
+            slope = (interp(x + step) - interp(x - step)) / (2 * h)  # exact up to rounding off cell faces
+            assert np.all(slope[inside] >= dlo[inside, k] - 1e-6) and np.all(slope[inside] <= dhi[inside, k] + 1e-6)

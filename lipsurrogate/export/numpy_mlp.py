@@ -1,11 +1,15 @@
-r"""Dependency-free export of a :class:`~lipsurrogate.nn.LipschitzMLP`: numpy arrays and a tiny forward.
+r"""Dependency-free export of a Lipschitz network: numpy arrays and a tiny forward.
 
 A trigger (or any code that cannot link PyTorch) needs only the weights and a few lines of
 numpy. :func:`export_numpy` writes
 
 * ``<stem>.npz`` -- the effective weights (``W0, b0, W1, b1, ...``), the fixed input map
   (``input_offset``, ``input_scale``) and the monotonic residual vector ``residual`` (all
-  float32 or float64 as requested), loadable with ``numpy.load(..., allow_pickle=False)``;
+  float32 or float64 as requested), loadable with ``numpy.load(..., allow_pickle=False)``; for
+  a :class:`~lipsurrogate.nn.FeatureLipschitzMLP` also its Fourier features
+  (``feature_frequencies`` :math:`\Omega`, ``feature_passthrough`` indices :math:`P`,
+  ``feature_offset``, ``feature_scale``), applied first:
+  :math:`x \mapsto [\cos(\Omega x), \sin(\Omega x), (x_P - o_P) \odot s_P]`;
 * ``<stem>.json`` -- the activation, its group size, the output head, the dtype and the
   version stamp.
 
@@ -36,11 +40,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ._io import atomic_path, write_json
-from ._version import __version__
-from .exceptions import ConfigurationError, ModelFileError
+from .._io import atomic_path, write_json
+from .._version import __version__
+from ..exceptions import ConfigurationError, ModelFileError
 
-__all__ = ["export_numpy", "load_numpy", "numpy_forward", "NumpyNetwork", "EXPORT_FORMAT"]
+__all__ = ["export_numpy", "load_numpy", "numpy_forward", "fourier_features", "NumpyNetwork", "EXPORT_FORMAT"]
 
 EXPORT_FORMAT = "lipsurrogate-numpy-mlp/1"
 """Format stamp written into the JSON file."""
@@ -62,6 +66,8 @@ def numpy_forward(params: dict, x: np.ndarray, activation: str = "groupsort", gr
     """
     dtype = params["W0"].dtype
     x = np.asarray(x, dtype=dtype)
+    if "feature_frequencies" in params:
+        x = fourier_features(params, x)
     m = sum(1 for k in params if k.startswith("W"))
     weights = [params[f"W{i}"] for i in range(m)]
     biases = [params[f"b{i}"][:, None] for i in range(m)]
@@ -85,6 +91,14 @@ def numpy_forward(params: dict, x: np.ndarray, activation: str = "groupsort", gr
             h += residual @ z
         out[:, s : s + chunk] = h
     return out.T
+
+
+def fourier_features(params: dict, x: np.ndarray) -> np.ndarray:
+    """The features of :class:`lipsurrogate.nn.FourierFeatures`: cos, sin of the phases, then the passed-through inputs."""
+    phase = x @ params["feature_frequencies"].T
+    keep = params["feature_passthrough"]
+    rest = (x[:, keep] - params["feature_offset"][keep]) * params["feature_scale"][keep]
+    return np.concatenate([np.cos(phase), np.sin(phase), rest], axis=1)
 
 
 def _activation(y: np.ndarray, activation: str, group_size: int) -> np.ndarray:
@@ -121,7 +135,8 @@ class NumpyNetwork:
     def __init__(self, params: dict, meta: dict) -> None:
         self.params = params
         self.meta = meta
-        self.in_features = int(params["W0"].shape[1])
+        first = params.get("feature_frequencies", params["W0"])
+        self.in_features = int(first.shape[1])
         self.out_features = int(params[f"W{self._depth - 1}"].shape[0])
 
     @property
@@ -137,18 +152,27 @@ class NumpyNetwork:
         return numpy_forward(self.params, x, self.meta["activation"], int(self.meta["group_size"] or 0))
 
 
-def export_numpy(model, path: str | os.PathLike, dtype: str = "float32") -> tuple[Path, Path]:
-    """Write ``model`` (a :class:`~lipsurrogate.nn.LipschitzMLP`) as ``<path>.npz`` + ``<path>.json``.
+def export_numpy(model, path: str | os.PathLike, dtype: str = "float32",
+                 extra: dict | None = None) -> tuple[Path, Path]:
+    """Write ``model`` as ``<path>.npz`` + ``<path>.json``.
 
-    The effective (parametrized) weights in evaluation mode are written, so the export computes
-    the trained function. Returns the two paths (both written atomically).
+    ``model`` is a :class:`~lipsurrogate.nn.LipschitzMLP` or a
+    :class:`~lipsurrogate.nn.FeatureLipschitzMLP`. The effective (parametrized) weights in
+    evaluation mode are written, so the export computes the trained function. ``extra`` (JSON)
+    goes into the metadata, e.g. the certificate of a run. Returns the two paths (both written
+    atomically).
     """
     import torch
 
-    from .nn import LipschitzMLP, to_plain
+    from ..nn import FeatureLipschitzMLP, LipschitzMLP, to_plain
 
+    features = None
+    if isinstance(model, FeatureLipschitzMLP):
+        plain_features = to_plain(model)
+        features, model = plain_features.features, plain_features.net
     if not isinstance(model, LipschitzMLP):
-        raise ConfigurationError(f"export_numpy expects a LipschitzMLP. Got a {type(model).__name__} instead.")
+        raise ConfigurationError(f"export_numpy expects a LipschitzMLP or a FeatureLipschitzMLP. "
+                                 f"Got a {type(model).__name__} instead.")
     if model.head not in ("lipschitz", "free"):
         raise ConfigurationError(
             f"export_numpy supports the 'lipschitz' and 'free' heads. Got head={model.head!r}."
@@ -166,7 +190,13 @@ def export_numpy(model, path: str | os.PathLike, dtype: str = "float32") -> tupl
         for i, linear in enumerate(plain.linears):
             arrays[f"W{i}"] = linear.weight.double().numpy()
             arrays[f"b{i}"] = linear.bias.double().numpy()
+        if features is not None:
+            arrays["feature_frequencies"] = features.frequencies.double().numpy()
+            arrays["feature_offset"] = features.offset.double().numpy()
+            arrays["feature_scale"] = features.scale.double().numpy()
     arrays = {k: np.ascontiguousarray(v.astype(np_dtype)) for k, v in arrays.items()}
+    if features is not None:
+        arrays["feature_passthrough"] = np.asarray(features.passthrough, dtype=np.int64)
     config = model.config
     meta = {
         "format": EXPORT_FORMAT,
@@ -174,10 +204,12 @@ def export_numpy(model, path: str | os.PathLike, dtype: str = "float32") -> tupl
         "dtype": dtype,
         "activation": config["activation"],
         "group_size": config["group_size"] if config["activation"] == "groupsort" else None,
-        "in_features": model.in_features,
+        "in_features": model.in_features if features is None else features.in_features,
+        "features": "fourier" if features is not None else None,
         "out_features": model.out_features,
         "layers": len(plain.linears),
         "source_config": config,
+        **(extra or {}),
     }
     path = Path(path)
     stem = path.with_suffix("") if path.suffix in (".npz", ".json") else path
@@ -210,6 +242,8 @@ def load_numpy(path: str | os.PathLike) -> NumpyNetwork:
         raise ModelFileError(f"{npz_path} cannot be read: {err}") from None
     depth = int(meta["layers"])
     expected = {"input_offset", "input_scale", "residual", *(f"{c}{i}" for i in range(depth) for c in "Wb")}
+    if meta.get("features") == "fourier":
+        expected |= {"feature_frequencies", "feature_passthrough", "feature_offset", "feature_scale"}
     if set(params) != expected:
         raise ModelFileError(
             f"{npz_path} does not fit {json_path}: missing {sorted(expected - set(params))}, "

@@ -1,0 +1,136 @@
+"""The one certifier: any supported network against any reference, checked by independent sampling."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import lipsurrogate
+from lipsurrogate.bounds import Certificate, FunctionReference, MultilinearInterpolant, certify, verify
+from lipsurrogate.bounds.cells import locate_cells
+from lipsurrogate.exceptions import CertificationError, ConfigurationError
+from lipsurrogate.nn import GroupSort
+
+BOX = np.array([[0.0, 2.0], [-1.0, 1.0]])
+
+
+def _u(x):
+    return np.sin(2 * x[:, 0]) * np.cos(x[:, 1]) + 0.3 * x[:, 0]
+
+
+def _u_torch(x):
+    return torch.sin(2 * x[:, 0]) * torch.cos(x[:, 1]) + 0.3 * x[:, 0]
+
+
+# |d_x u| <= 2 + 0.3 and |d_y u| <= 1 everywhere: true constants, stated as the user would
+REFERENCE = FunctionReference(_u, [2.3, 1.0], inputs=["x", "y"], torch_fn=_u_torch,
+                              description="sin(2x) cos(y) + 0.3 x", source="by hand: |2 cos| + 0.3 and |sin|")
+
+
+def _trained_sequential(activation: nn.Module, seed: int = 0, steps: int = 300) -> nn.Sequential:
+    """A plain torch network 'trained elsewhere' (an ordinary MLP, no Lipschitz constraint)."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(2, 32), activation, nn.Linear(32, 32), activation, nn.Linear(32, 1))
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(BOX[:, 0], BOX[:, 1], size=(2048, 2))
+    xt, yt = torch.tensor(x, dtype=torch.float32), torch.tensor(_u(x)[:, None], dtype=torch.float32)
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = ((net(xt) - yt) ** 2).mean()
+        loss.backward()
+        opt.step()
+    return net.eval()
+
+
+def _sampled_errors(net, points):
+    with torch.no_grad():
+        f = net.double()(torch.from_numpy(points))[:, 0].numpy()
+    net.float()
+    return np.abs(f - _u(points))
+
+
+@pytest.mark.parametrize("activation", [nn.ReLU(), nn.Tanh(), GroupSort(2)], ids=["relu", "tanh", "groupsort"])
+def test_a_users_sequential_is_certified_and_the_bound_holds_everywhere(activation, rng):
+    net = _trained_sequential(activation)
+    cert = certify(net, REFERENCE, BOX, cells=24, refine_budget=2000)
+    ladder = cert.document["ladder"]
+    assert ladder["refined"] <= ladder["exact_local"] <= ladder["exact_global"] <= ladder["naive_global"]
+    assert cert.inputs == ["x", "y"] and cert.bound == ladder["refined"]
+    assert any("user's assumption" in a for a in cert.document["assumptions"])
+    points = rng.uniform(BOX[:, 0], BOX[:, 1], size=(200_000, 2))
+    errors = _sampled_errors(net, points)
+    assert errors.max() <= cert.bound
+    per_point = cert.cells.per_cell[locate_cells(points, cert.cells.edges)]
+    assert np.all(errors <= per_point)
+    check = verify(cert, net, REFERENCE, density=2, dense_cells=100, random_points=20_000, adversarial_starts=8,
+                   adversarial_steps=20)
+    assert check.violations == 0 and 1.0 <= check.tightness < 10
+
+
+def test_a_shrunk_certificate_is_caught_by_verification():
+    net = _trained_sequential(nn.ReLU())
+    cert = certify(net, REFERENCE, BOX, cells=16)
+    sampling = dict(density=2, dense_cells=60, random_points=20_000, adversarial_starts=8, adversarial_steps=20)
+    honest = verify(cert, net, REFERENCE, **sampling)
+    factor = 0.9 * honest.max_error_observed / cert.bound  # every cell bound below the observed max
+    shrunk = Certificate(dataclasses.replace(cert.cells, per_cell=cert.cells.per_cell * factor), cert.vertex_errors,
+                         {**cert.document, "bound": cert.bound * factor})
+    check = verify(shrunk, net, REFERENCE, **sampling)
+    assert honest.violations == 0 and check.violations > 0
+
+
+def test_layers_that_cannot_be_certified_are_named():
+    net = nn.Sequential(nn.Linear(2, 8), nn.Softplus(), nn.Linear(8, 1))
+    with pytest.raises(CertificationError, match=r"layer 1 \(Softplus\)"):
+        certify(net, REFERENCE, BOX, cells=4)
+    with pytest.raises(CertificationError, match="single-output"):
+        certify(nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 2)), REFERENCE, BOX, cells=4)
+    with pytest.raises(ConfigurationError, match="3 inputs"):
+        certify(nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1)), REFERENCE, np.zeros((3, 2)) + [0, 1])
+
+
+def test_constants_that_the_data_contradict_are_refused():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(2, 8), nn.ReLU(), nn.Linear(8, 1))
+    with torch.no_grad():
+        net[2].weight.mul_(1e-3)  # an almost constant network: L_f ~ 1e-3, so e varies like u
+    wrong = FunctionReference(_u, [0.0, 0.0])
+    with pytest.raises(CertificationError, match="Consistency check failed"):
+        certify(net, wrong, BOX, cells=8, local_block=0)
+
+
+def test_a_certificate_round_trips_through_a_run_folder(tmp_path):
+    net = _trained_sequential(nn.Tanh(), steps=50)
+    cert = certify(net, REFERENCE, BOX, cells=(8, 6), refine_budget=200)
+    cert.save(tmp_path)
+    back = Certificate.load(tmp_path)
+    assert back.bound == cert.bound and back.inputs == cert.inputs
+    assert np.array_equal(back.cells.per_cell, cert.cells.per_cell)
+    assert np.array_equal(back.vertex_errors, cert.vertex_errors)
+    assert np.allclose(back.box, BOX)
+
+
+@pytest.mark.parametrize("d", [1, 2, 4])
+def test_networks_are_certified_against_data_interpolants_in_any_dimension(d, rng):
+    axes = [np.sort(np.concatenate([[0.0, 1.0], rng.uniform(0, 1, 5 if d < 4 else 2)])) for _ in range(d)]
+    mesh = np.stack(np.meshgrid(*axes, indexing="ij"), -1)
+    data = np.sin(mesh.sum(-1) * 2.0) + mesh[..., 0] ** 2
+    interp = MultilinearInterpolant(axes, data, [f"a{k}" for k in range(d)])
+    torch.manual_seed(d)
+    net = nn.Sequential(nn.Linear(d, 16), nn.ReLU(), nn.Linear(16, 1)).double()
+    cert = certify(net, interp, cells=6 if d < 4 else 3, refine_budget=500)
+    assert cert.document["level"].startswith("level 1")
+    points = rng.uniform(0, 1, size=(50_000, d))
+    with torch.no_grad():
+        f = net(torch.from_numpy(points))[:, 0].numpy()
+    assert np.abs(f - interp(points)).max() <= cert.bound
+
+
+def test_top_level_api_exposes_the_certifier():
+    assert lipsurrogate.certify is certify and lipsurrogate.verify is verify
+    assert lipsurrogate.FunctionReference is FunctionReference
+    for name in ["certify", "verify", "fit_field", "export_run", "HeatSolution", "MultilinearInterpolant"]:
+        assert getattr(lipsurrogate, name).__doc__

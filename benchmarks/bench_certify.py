@@ -15,7 +15,9 @@ Stages timed on the same grid (128 x 128 x 32 cells, 129 x 129 x 33 vertices) wi
     :func:`lipsurrogate.bounds.cell_lp.exact_abs_bounds` alone on 1M cells.
 ``local constants (interval propagation)``
     :func:`lipsurrogate.bounds.local.network_derivative_intervals` plus the solution's derivative
-    intervals, on blocks of 2 x 2 x 2 cells (the default) and, separately, per cell on a sample.
+    intervals (:class:`~lipsurrogate.bounds.HeatSolution`), combined as the certifier does
+    (``lipsurrogate.bounds.certifier._error_constants``), on blocks of 2 x 2 x 2 cells (the
+    default) and, separately, the network's intervals alone per cell on a sample.
 
 Usage::
 
@@ -33,7 +35,7 @@ import torch
 
 from _markdown import header, write
 
-from lipsurrogate.bounds import evaluate_float64, extract_chain
+from lipsurrogate.bounds import HeatSolution, evaluate_float64, extract_chain
 from lipsurrogate.bounds.cells import cell_bounds
 from lipsurrogate.bounds.local import network_derivative_intervals
 from lipsurrogate.data.heat import random_periodic_modes
@@ -80,9 +82,20 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(2)
     kernel_e, kernel_a = rng.normal(size=(1_000_000, 8)), rng.uniform(size=(1_000_000, 3))
     _, t_kernel = timed(lambda: exact_abs_bounds(kernel_e, 1e-12, kernel_a))
-    from lipsurrogate.tasks.heat2d import _local_error_constants
+    from lipsurrogate.bounds.certifier import _block_boxes, _error_constants
 
-    _, t_local = timed(lambda: _local_error_constants(model, modes, 0.05, edges, block=2))
+    reference = HeatSolution(modes, 0.05)
+    box = np.array([[e[0], e[-1]] for e in edges])
+
+    def local_constants(block=2):
+        # per-cell constants as certify(..., local_block=block) builds them: one range per block
+        lo, hi, step, shape = _block_boxes(edges, block)
+        out = _error_constants(model, reference, lo, hi, box).reshape(*shape, 3)
+        for axis, k in enumerate(step):
+            out = np.repeat(out, k, axis=axis)
+        return out
+
+    _, t_local = timed(local_constants)
     sample = 16384
     lo = np.random.default_rng(1).uniform([0, 0, 0], [6.2, 6.2, 0.95], size=(sample, 3))
     _, t_local_cells = timed(lambda: network_derivative_intervals(model, lo, lo + [0.049, 0.049, 0.031]))

@@ -32,8 +32,8 @@ variant), and the headline certified bound: after local constants (interval prop
 adaptive refinement where the library's local machinery supports the model (heads
 ``"lipschitz"`` and ``"free"`` and the feature networks), else the global-constant bound,
 labelled as such. Every certified number comes from the library's certified functions
-(``lipschitz_bounds``, ``evaluate_float64``, ``cell_bounds``, ``_certify_grid``); nothing is
-estimated.
+(``lipschitz_bounds``, ``evaluate_float64``, ``cell_bounds``, ``lipsurrogate.bounds.certify``
+against ``HeatSolution``); nothing is estimated.
 
 Usage::
 
@@ -54,12 +54,13 @@ from _markdown import header, write
 from bench_heat2d import FeatureReLU
 
 from lipsurrogate._format import up, up_fixed
-from lipsurrogate.bounds import extract_chain, lipschitz_bounds
+from lipsurrogate.bounds import HeatSolution, certify, extract_chain
 from lipsurrogate.bounds.cells import cell_bounds
+from lipsurrogate.bounds.certifier import _errors, grid_edges
 from lipsurrogate.bounds.network import _chain_partials
 from lipsurrogate.data.generators import heat2d, heat_modes_of
 from lipsurrogate.nn import FeatureLipschitzMLP, LipschitzMLP
-from lipsurrogate.tasks.heat2d import Heat2DConfig, _certify_grid, _errors_at, _points, _solution_constants
+from lipsurrogate.tasks.heat2d import Heat2DConfig, _points, _solution_constants
 from lipsurrogate.train import train
 from lipsurrogate.train.pinn import PhysicsTerm, collocation_points, pde_residual
 
@@ -70,9 +71,8 @@ RESIDUAL_POINTS = 20_000
 
 
 def _edges(cells, t_end):
-    """The certificate grid's vertex coordinates, as ``_certify_grid`` builds them."""
-    return [np.linspace(0, 2 * np.pi, cells[0] + 1), np.linspace(0, 2 * np.pi, cells[1] + 1),
-            np.linspace(0, t_end, cells[2] + 1)]
+    """The certificate grid's vertex coordinates, as ``certify(model, reference, box, cells)`` builds them."""
+    return grid_edges([[0.0, 2 * np.pi], [0.0, 2 * np.pi], [0.0, t_end]], cells)
 
 
 def _feature_relu_chain(model: FeatureReLU):
@@ -154,7 +154,7 @@ def _deeponet(cfg: Heat2DConfig, lip_u, modes):
 
 def _certify(model, key, modes, cfg, lip_u, domain):
     """Certified constants and bounds of one trained model; returns a dict of results."""
-    kappa = cfg.diffusivity
+    reference = HeatSolution(modes, cfg.diffusivity)
     if isinstance(model, FeatureReLU):
         chain = _feature_relu_chain(model)
         lo, hi = _chain_partials(chain, None)
@@ -162,17 +162,18 @@ def _certify(model, key, modes, cfg, lip_u, domain):
         edges = _edges(cfg.cert_cells, cfg.t_end)
         X, Y, T = np.meshgrid(*edges, indexing="ij")
         pts = np.stack([X.ravel(), Y.ravel(), T.ravel()], axis=1)
-        e, margin = _errors_at(chain, modes, kappa, pts)
+        e, margin = _errors(chain, reference, pts)
         glob = cell_bounds(e.reshape(X.shape), edges, lip_f + np.asarray(lip_u), margin.reshape(X.shape))
         return {"lip_f": lip_f, "global": glob.bound, "headline": glob.bound, "kind": "global",
                 "lh2": 0.5 * (lip_f[0] + lip_f[1]) * 2 * np.pi / cfg.cert_cells[0]}
-    lip = lipschitz_bounds(model, domain=domain if key == "aux" else None)
-    lip_f = lip.per_input[0]
+    # certify takes L_f from lipschitz_bounds(model, domain=box) (the box only matters for the aux
+    # head) and L_u = HeatSolution's maximum-principle constants, the lip_u of _solution_constants
     local = key not in ("scale", "aux")  # network_derivative_intervals refuses scale/aux heads
-    grid = _certify_grid(model, modes, kappa, cfg.cert_cells, cfg.t_end, lip_f, lip_u,
-                         cfg.local_block if local else 0, cfg.refine_budget if local else 0)
-    return {"lip_f": lip_f, "global": grid["global"].bound, "headline": grid["final"].bound,
-            "kind": "refined" if local else "global", "cert_detail": grid["seconds"]}
+    cert = certify(model, reference, domain, cfg.cert_cells,
+                   local_block=cfg.local_block if local else 0, refine_budget=cfg.refine_budget if local else 0)
+    doc = cert.document
+    return {"lip_f": np.asarray(doc["lipschitz_f"]), "global": doc["ladder"]["exact_global"],
+            "headline": cert.bound, "kind": "refined" if local else "global", "cert_detail": doc["seconds"]}
 
 
 def _findings(results, order, u_max, lip_u) -> str:
@@ -358,8 +359,9 @@ def main(argv=None) -> None:
         f"mean r^2: {n_res} fixed uniform points, autograd (measured; for GroupSort networks on raw inputs "
         "the second derivatives vanish almost everywhere, so r = u_t there)",
         f"certified bounds on {cells} cells, exact per-cell LP with certified float64 rounding margins. "
-        f"'global constants': L_f + L_u on every cell. 'refined local': _certify_grid(..., local_block="
-        f"{cfg.local_block}, refine_budget={cfg.refine_budget})['final'] (interval-propagated per-cell "
+        f"'global constants': L_f + L_u on every cell. 'refined local': lipsurrogate.bounds.certify(model, "
+        f"HeatSolution(modes, kappa), box, cells, local_block={cfg.local_block}, "
+        f"refine_budget={cfg.refine_budget}).bound (interval-propagated per-cell "
         "constants, adaptive refinement), available for heads lipschitz/free and the feature networks; "
         "the library's local derivative intervals refuse the scale and aux heads, so 3 and 4 get global "
         "constants only",

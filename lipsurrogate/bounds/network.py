@@ -442,7 +442,7 @@ def _activation_with_error(activation, y: np.ndarray, err: np.ndarray) -> tuple[
     if isinstance(activation, nn.Tanh):
         # tanh is 1-Lipschitz: the input error passes through. numpy's tanh (libm or its SIMD
         # kernels) is documented within 4 ulps; we allow 32 ulps of the value (ulp(v) <= 2u|v|)
-        # plus the smallest subnormal (theory/cell-bounds.md, "user networks")
+        # plus the smallest subnormal (theory/cell-bounds.md section 9)
         values = np.tanh(y)
         return values, err + 64 * _U * np.abs(values) + 2.0**-1074
     if isinstance(activation, GroupSort):

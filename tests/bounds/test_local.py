@@ -1,5 +1,7 @@
 """Local derivative intervals contain every sampled derivative (autograd, float64)."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -24,21 +26,24 @@ def _models():
                               offset=[0, 0, 0.5], scale=[1, 1, 2], input_budget=[3, 3, 1], seed=1)
     yield LipschitzMLP(2, 1, (16, 16), lipschitz=3.0, seed=2)
     yield LipschitzMLP(2, 1, (16, 16), lipschitz=3.0, activation="relu", seed=3)
+    torch.manual_seed(4)  # a user's plain network trained elsewhere
+    yield torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 16), torch.nn.Tanh(),
+                              torch.nn.Linear(16, 1))
 
 
-@pytest.mark.parametrize("model", list(_models()), ids=["features", "groupsort", "relu"])
+@pytest.mark.parametrize("model", list(_models()), ids=["features", "groupsort", "relu", "sequential-tanh"])
 def test_intervals_contain_sampled_derivatives(model, rng):
     with torch.no_grad():
         for name, p in model.named_parameters():
             if name.endswith("original"):
                 p.mul_(3)
-    d = model.in_features
+    d = model.in_features if hasattr(model, "in_features") else model[0].in_features
     n_boxes = 300
     lo = rng.uniform(0, 6, size=(n_boxes, d))
     width = rng.choice([1e-3, 0.05, 0.5], size=(n_boxes, 1)) * np.ones((1, d))
     hi = lo + width
     dlo, dhi = network_derivative_intervals(model, lo, hi)
-    plain = to_plain(model).double()
+    plain = to_plain(model).double() if hasattr(model, "config") else copy.deepcopy(model).double()
     pts = lo[:, None, :] + rng.uniform(size=(n_boxes, 50, d)) * width[:, None, :]
     x = torch.tensor(pts.reshape(-1, d), requires_grad=True)
     (g,) = torch.autograd.grad(plain(x).sum(), x)

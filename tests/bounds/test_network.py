@@ -77,6 +77,21 @@ def test_float64_evaluation_error_bound_holds_against_extended_precision(rng):
     del gs
 
 
+def test_tanh_evaluation_error_bound_holds_against_extended_precision(rng):
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(3, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(), nn.Linear(24, 1))
+    chain = extract_chain(model)
+    x = rng.normal(size=(2000, 3)) * 3
+    values, errors = evaluate_float64(chain, x)
+    h = x.astype(np.longdouble)
+    for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
+        h = h @ w.astype(np.longdouble).T + b.astype(np.longdouble)
+        if i < len(chain.weights) - 1:
+            h = np.tanh(h)  # 80-bit tanh: ~64 bits of precision
+    actual = np.abs(values.astype(np.longdouble) - h).astype(np.float64)
+    assert np.all(actual <= errors) and np.all(errors < 1e-12)
+
+
 def test_bounds_json_says_what_the_numbers_are():
     d = lipschitz_bounds(LipschitzMLP(2, 1, (8,), seed=0)).to_dict()
     assert d["kind"] == "certified upper bound"

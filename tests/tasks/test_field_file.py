@@ -104,3 +104,29 @@ def test_each_task_lists_only_its_own_options(capsys):
             main(["fit", task, "--help"])
         text = capsys.readouterr().out
         assert own in text and foreign not in text and "(default: None)" not in text
+
+
+def _readme_block(marker: str) -> str:
+    from pathlib import Path
+
+    text = (Path(__file__).parents[2] / "README.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```python\n")[1:]]
+    (block,) = [b for b in blocks if marker in b]
+    return block
+
+
+def test_the_readme_runs_an_exported_model_with_onnxruntime_alone(field_run, tmp_path, monkeypatch, capsys):
+    _, out = field_run
+    assert main(["export", str(out), "--out", str(tmp_path / "surrogate.onnx")]) == 0
+    monkeypatch.chdir(tmp_path)
+    code = _readme_block("ort.InferenceSession")
+    assert "import lipsurrogate" not in code and "from lipsurrogate" not in code  # onnxruntime alone
+    exec(compile(code, "README.md", "exec"), {})
+    assert "['time', 'kappa', 'position']" in capsys.readouterr().out
+
+
+def test_the_readme_certifies_a_users_network(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(_readme_block("lipsurrogate.certify("), "README.md", "exec"), namespace)
+    assert namespace["check"].violations == 0 and (tmp_path / "runs" / "mine" / "certificate.json").is_file()

@@ -183,9 +183,15 @@ def extract_chain(model: nn.Module) -> LinearChain:
             return chain
         if isinstance(model, nn.Sequential):
             return _chain_from_sequential(model)
+    hints = {
+        "LipschitzDeepONet": " A DeepONet is certified per input function: certify model.specialise(sensors), "
+                             "an ordinary network with the same values.",
+        "ConditionedLipschitzMLP": " Its certified constants come from lipsurrogate.bounds.conditioned_constants "
+                                   "(interval propagation through the conditioning).",
+    }
     raise CertificationError(
         f"Cannot certify a {type(model).__name__}: expected a network of lipsurrogate.nn or an nn.Sequential of "
-        "nn.Linear layers with GroupSort/ReLU/Tanh activations."
+        f"nn.Linear layers with GroupSort/ReLU/Tanh activations.{hints.get(type(model).__name__, '')}"
     )
 
 

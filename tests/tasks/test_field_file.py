@@ -44,6 +44,9 @@ def test_a_users_file_is_certified_in_its_own_names_and_order(field_run, rng):
     values, bounds = surrogate.predict(points, with_bound=True)
     assert np.all(np.abs(values - interp(points)) <= bounds) and np.all(bounds <= surrogate.bound)
     assert (out / "report.html").is_file()
+    before = json.loads((out / "certificate.json").read_text())["bound"]
+    assert main(["certify", str(out)]) == 0
+    assert json.loads((out / "certificate.json").read_text())["bound"] == before  # recomputed, deterministic
     assert main(["verify", str(out), "--density", "2"]) == 0
     assert main(["report", str(out)]) == 0
 

@@ -6,11 +6,14 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["atomic_path", "write_json", "read_json", "atomic_directory", "sha256_of"]
+from .exceptions import LipsurrogateError
+
+__all__ = ["atomic_path", "write_json", "read_json", "atomic_directory", "sha256_of", "RunFolderBusy", "RunFolderExists"]
 
 
 @contextlib.contextmanager
@@ -43,24 +46,101 @@ def read_json(path: str | os.PathLike) -> Any:
     return json.loads(Path(path).read_text())
 
 
+class RunFolderBusy(LipsurrogateError, FileExistsError):
+    """Another live process is writing the same run folder."""
+
+
+class RunFolderExists(LipsurrogateError, FileExistsError):
+    """The run folder exists already (and overwriting was not asked for, or it is not a run)."""
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a process of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _me() -> str:
+    """``PID@HOST``: who holds a lock or a partial folder."""
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _stale(owner: str) -> bool:
+    """Whether ``PID@HOST`` names a process of this machine that no longer runs."""
+    pid, _, host = owner.partition("@")
+    try:
+        return host == socket.gethostname() and not _alive(int(pid))
+    except ValueError:
+        return False
+
+
+def _claim(lock: Path, target: Path) -> None:
+    """Create ``lock`` exclusively (it holds ``PID@HOST``); a stale lock of a dead process is taken over."""
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            try:
+                holder = lock.read_text().strip()
+            except OSError:
+                holder = ""
+            if holder and _stale(holder):
+                lock.unlink(missing_ok=True)
+                continue
+            raise RunFolderBusy(f"Another run (process {holder or 'unknown'}) is writing {target}; wait for it or "
+                                f"choose another --out (a stale lock can be removed: {lock}).") from None
+        with os.fdopen(fd, "w") as handle:
+            handle.write(_me())
+        return
+    raise RunFolderBusy(f"Could not claim {target}: its lock {lock} keeps reappearing.")
+
+
 @contextlib.contextmanager
-def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
+def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``path`` only when the block succeeds.
 
-    An interrupted run leaves a hidden ``.<name>.partial-*`` folder, never a folder at ``path``
-    that looks complete.
+    * Claims ``path`` first with an exclusive lock file ``.<name>.lock`` (host and pid), so a
+      second run into the same place fails at once (:class:`RunFolderBusy`), before any work.
+    * Refuses an existing ``path`` (:class:`RunFolderExists`) unless ``overwrite`` is set and it
+      is a run folder (it holds ``config.json``); it is then replaced only when the new run
+      succeeded.
+    * Removes leftover ``.<name>.partial@PID@HOST@*`` folders of processes that no longer run
+      (a run killed with SIGKILL); an interrupted run (any exception, Ctrl-C, SIGTERM through
+      the CLI) removes its own.
     """
     path = Path(path)
-    if path.exists():
-        raise FileExistsError(f"Refusing to overwrite the existing run folder {path}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+    lock = path.parent / f".{path.name}.lock"
+    _claim(lock, path)
     try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        if path.exists() and not (overwrite and path.is_dir() and (path / "config.json").is_file()):
+            hint = (" Pass --overwrite (overwrite=True) to replace it." if path.is_dir() and (path / "config.json").is_file()
+                    else " It is not a run folder; choose another --out.")
+            raise RunFolderExists(f"{path} already exists.{hint}")
+        prefix = f".{path.name}.partial@"
+        for leftover in path.parent.glob(f"{prefix}*"):
+            if _stale(leftover.name[len(prefix):].rpartition("@")[0]):  # .NAME.partial@PID@HOST@RANDOM
+                shutil.rmtree(leftover, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{_me()}@", dir=path.parent))
+        try:
+            yield tmp
+            if path.exists():
+                old = path.parent / f".{path.name}.replaced@{_me()}"
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def sha256_of(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

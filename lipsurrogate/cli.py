@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
         task.add_argument("--seed", type=int, default=0, help="seed of every random choice in the run [0]")
         task.add_argument("--quick", action="store_true", help="smoke-sized run (seconds)")
         task.add_argument("--no-progress", action="store_true", help="hide progress bars")
+        task.add_argument("--overwrite", action="store_true", help="replace the run folder --out if it holds a run")
         for flag, kwargs in TASK_OPTIONS.get(name, []):
             task.add_argument(flag, **kwargs)
 
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     certify.add_argument("run", metavar="RUN", help="run folder")
     verify = sub.add_parser("verify", help="re-verify a run folder's certificate by sampling")
     verify.add_argument("run", metavar="RUN", help="run folder")
-    verify.add_argument("--density", type=int, default=None, help="dense-grid refinement per cell")
+    verify.add_argument("--density", type=int, default=None, help="dense-grid refinement per cell (>= 1)")
     verify.add_argument("--seed", type=int, default=None, help="seed of the random samples")
     rep = sub.add_parser("report", help="rewrite the report of a run folder")
     rep.add_argument("run", metavar="RUN", help="run folder")
@@ -85,19 +86,77 @@ def build_parser() -> argparse.ArgumentParser:
                       help="heat2d family on Dask: 'local' (a LocalCluster) or a scheduler address such as "
                            "tcp://host:8786; samples are written incrementally to --out (needs the 'scale' extra)")
     data.add_argument("--chunk", type=int, default=16, help="with --scheduler: samples per Dask task [16]")
-    data.add_argument("--sample", default=None, help="pdebench: sample index, or 'all' (default 0)")
+    data.add_argument("--sample", type=_sample_index, default=None, help="pdebench: sample index, or 'all' (default 0)")
     data.add_argument("--field", default=None, help="pdebench: keep only this field")
     data.add_argument("--no-progress", action="store_true", help="hide progress bars")
     return parser
 
 
+def _sample_index(text: str):
+    """``--sample``: a non-negative integer or ``all``."""
+    if text == "all":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a sample index (an integer >= 0) or 'all', got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a sample index >= 0, got {value}")
+    return value
+
+
+class _Stopped(KeyboardInterrupt):
+    """Raised by the SIGTERM handler, so that partial outputs are removed as on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):  # pragma: no cover - exercised through a subprocess in the tests
+    raise _Stopped(signum)
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``lipsurrogate`` command; returns the exit status."""
+    """Entry point of the ``lipsurrogate`` command; returns the exit status.
+
+    Exit codes: 0 success; 1 a verification that failed (a violation, a non-finite value); 2 a
+    user error (bad option, bad file, a run folder that changed or already exists, an OS error
+    such as a read-only or full disk), printed as one line; 130 / 143 interrupted by SIGINT /
+    SIGTERM (partial run folders are removed).
+    """
+    import signal
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
+    from .exceptions import LipsurrogateError
+
+    previous = None
+    try:
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    except ValueError:  # not in the main thread (e.g. called from a worker): leave signals alone
+        pass
+    try:
+        return _run(args, parser)
+    except LipsurrogateError as err:
+        _error(str(err))
+        return 2
+    except OSError as err:
+        _error(f"{err.strerror}: {err.filename}" if err.strerror and err.filename else str(err))
+        return 2
+    except KeyboardInterrupt as err:
+        stopped = isinstance(err, _Stopped)
+        _error(f"interrupted by {'SIGTERM' if stopped else 'SIGINT'}; nothing partial was left behind")
+        return 143 if stopped else 130
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _error(message: str) -> None:
+    print(f"lipsurrogate: error: {' '.join(message.split())}", file=sys.stderr)
+
+
+def _run(args, parser) -> int:
     if args.command == "tasks":
         from .tasks import TASKS
 
@@ -106,59 +165,45 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name:<{width}}  {description}")
         return 0
     if args.command == "fit":
-        from .exceptions import LipsurrogateError
         from .pipeline import fit
 
-        common = {"command", "task", "out", "seed", "quick", "no_progress"}
+        common = {"command", "task", "out", "seed", "quick", "no_progress", "overwrite"}
         options = {k: v for k, v in vars(args).items() if k not in common and v is not None}
-        try:
-            summary = fit(args.task, out=args.out, seed=args.seed, quick=args.quick, progress=not args.no_progress,
-                          **options)
-        except LipsurrogateError as err:
-            print(f"lipsurrogate: error: {err}", file=sys.stderr)
-            return 2
+        summary = fit(args.task, out=args.out, seed=args.seed, quick=args.quick, progress=not args.no_progress,
+                      overwrite=args.overwrite, **options)
         print(summary["text"])
         print(f"\nRun folder: {summary['run_dir']}")
+        if summary.get("violations") or summary.get("non_finite"):
+            _error(f"verification FAILED ({summary.get('violations', 0)} violation(s)): the bound does not hold; "
+                   f"see {summary['run_dir']}/verification.json")
+            return 1
         return 0
     if args.command in ("certify", "verify", "report"):
-        from .exceptions import LipsurrogateError
         from .tasks import task_module
 
-        try:
-            module = task_module(args.run)
-            if args.command == "certify":
-                doc = module.certify(args.run)
-                print(f"certified bound {doc['bound']:.4g} on {doc['grid']['cells']} cells -> {args.run}/certificate.json")
-            elif args.command == "verify":
-                doc = module.verify(args.run, density=args.density, seed=args.seed)
-                print(f"violations {doc['violations']}, observed max {doc['max_error_observed']:.4g}, "
-                      f"bound {doc['bound']:.4g}, tightness {doc['tightness']:.2f} -> {args.run}/verification.json")
-            else:
-                print(f"wrote {module.report(args.run)}")
-        except LipsurrogateError as err:
-            print(f"lipsurrogate: error: {err}", file=sys.stderr)
-            return 2
+        module = task_module(args.run)
+        if args.command == "certify":
+            doc = module.certify(args.run)
+            print(f"certified bound {doc['bound']:.4g} on {doc['grid']['cells']} cells -> {args.run}/certificate.json")
+        elif args.command == "verify":
+            doc = module.verify(args.run, density=args.density, seed=args.seed)
+            print(f"violations {doc['violations']}, non-finite {doc.get('non_finite', 0)}, observed max "
+                  f"{doc['max_error_observed']:.4g}, bound {doc['bound']:.4g}, tightness {doc['tightness']:.2f} "
+                  f"-> {args.run}/verification.json")
+            if not doc.get("passed", doc["violations"] == 0):
+                _error("verification FAILED: the certificate does not hold for the sampled points")
+                return 1
+        else:
+            print(f"wrote {module.report(args.run)}")
         return 0
     if args.command == "export":
-        from .exceptions import LipsurrogateError
         from .export import export_run
 
-        try:
-            paths = export_run(args.run, args.out, args.fmt, dtype=args.dtype)
-        except LipsurrogateError as err:
-            print(f"lipsurrogate: error: {err}", file=sys.stderr)
-            return 2
+        paths = export_run(args.run, args.out, args.fmt, dtype=args.dtype)
         print(f"wrote {', '.join(map(str, paths))}")
         return 0
     if args.command == "data":
-        from .exceptions import LipsurrogateError
-
-        try:
-            text = _data(args)
-        except LipsurrogateError as err:
-            print(f"lipsurrogate: error: {err}", file=sys.stderr)
-            return 2
-        print(text)
+        print(_data(args))
         return 0
     parser.error(f"unknown command {args.command!r}")
     return 2
@@ -180,8 +225,7 @@ def _data(args) -> str:
 
         if not args.file:
             raise ConfigurationError("'lipsurrogate data pdebench' needs the PDEBench FILE to convert.")
-        sample = args.sample if args.sample in (None, "all") else int(args.sample)
-        ds = load_pdebench(args.file, sample=0 if sample is None else sample, field=args.field)
+        ds = load_pdebench(args.file, sample=0 if args.sample is None else args.sample, field=args.field)
     elif args.scheduler is not None:
         from .data.distributed import generate_family
 

@@ -35,6 +35,7 @@ def fit(
     seed: int = 0,
     quick: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
     dataset=None,
     **options,
 ) -> dict:
@@ -46,7 +47,7 @@ def fit(
     run = get_task(task)
     run_dir = Path(out) if out is not None else default_run_dir(task)
     start = time.perf_counter()
-    with atomic_directory(run_dir) as tmp:
+    with atomic_directory(run_dir, overwrite=overwrite) as tmp:
         write_json(tmp / "config.json", {"task": task, "seed": seed, "quick": quick, **options})
         write_json(tmp / "environment.json", environment())
         extra = {} if dataset is None else {"dataset": dataset}
@@ -66,6 +67,7 @@ def fit_field(
     seed: int = 0,
     quick: bool = False,
     progress: bool = True,
+    overwrite: bool = False,
     **options,
 ):
     """Fit and certify a surrogate of a gridded field; returns the :class:`~lipsurrogate.Surrogate`.
@@ -87,7 +89,7 @@ def fit_field(
         Run folder (default ``runs/field-TIMESTAMP``); it appears only when the run succeeded.
     var : str, optional
         The variable to fit, for a dataset with several.
-    seed, quick, progress, **options
+    seed, quick, progress, overwrite, **options
         As for :func:`fit` (``steps``, ``hidden``, ``harmonics``, ``passthrough``, ...).
 
     Returns
@@ -105,13 +107,13 @@ def fit_field(
     if isinstance(inputs, str):
         inputs = [v.strip() for v in inputs.split(",") if v.strip()]
     if isinstance(data, (str, os.PathLike)):
-        summary = fit("field", out=out, seed=seed, quick=quick, progress=progress, file=str(data), var=var,
-                      inputs=inputs, **options)
+        summary = fit("field", out=out, seed=seed, quick=quick, progress=progress, overwrite=overwrite,
+                      file=str(data), var=var, inputs=inputs, **options)
     else:
         if not isinstance(data, (xr.DataArray, xr.Dataset)):
             from .exceptions import DataSchemaError
 
             raise DataSchemaError(f"fit_field expects an xarray DataArray or Dataset (or a path). Got {type(data).__name__}.")
-        summary = fit("field", out=out, seed=seed, quick=quick, progress=progress, dataset=data, var=var,
-                      inputs=None if inputs is None else list(inputs), **options)
+        summary = fit("field", out=out, seed=seed, quick=quick, progress=progress, overwrite=overwrite,
+                      dataset=data, var=var, inputs=None if inputs is None else list(inputs), **options)
     return load(summary["run_dir"])

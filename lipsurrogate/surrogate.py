@@ -56,6 +56,10 @@ class Surrogate:
             )
         with torch.no_grad():
             values = self.model(torch.from_numpy(x))[:, 0].numpy()
+        if not np.all(np.isfinite(values)):
+            i = int(np.flatnonzero(~np.isfinite(values))[0])
+            raise CertificationError(f"The network is not finite at {x[i].tolist()} ({values[i]}); no bound holds for "
+                                     "such a value.")
         if not with_bound:
             return values
         return values, self.certificate.per_cell[locate_cells(x, self.certificate.edges)]

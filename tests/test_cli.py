@@ -30,10 +30,12 @@ def test_unknown_task_is_an_argparse_error(capsys):
     assert "invalid choice" in capsys.readouterr().err
 
 
-def test_existing_run_folder_is_not_overwritten(tmp_path, capsys):
+def test_existing_folder_is_not_overwritten(tmp_path, capsys):
     (tmp_path / "run").mkdir()
-    with pytest.raises(FileExistsError):
-        main(["fit", "toy-abs", "--quick", "--no-progress", "--out", str(tmp_path / "run")])
+    assert main(["fit", "toy-abs", "--quick", "--no-progress", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "already exists" in err and "not a run folder" in err and len(err.strip().splitlines()) == 1
+    assert main(["fit", "toy-abs", "--quick", "--no-progress", "--overwrite", "--out", str(tmp_path / "run")]) == 2
 
 
 def test_single_toy_run_folder(tmp_path, capsys):
@@ -41,7 +43,7 @@ def test_single_toy_run_folder(tmp_path, capsys):
     assert main(["fit", "toy-abs", "--quick", "--no-progress", "--out", str(out)]) == 0
     assert (out / "report.html").is_file() and (out / "figures" / "abs.png").is_file()
     assert "Run folder" in capsys.readouterr().out
-    assert not list(tmp_path.glob(".abs.partial-*"))
+    assert not list(tmp_path.glob(".abs.*"))  # no partial folder, no lock
 
 
 def test_data_heat2d_and_pdebench_conversion(tmp_path, capsys):

@@ -15,11 +15,14 @@ certifier
     :func:`certify` -> :class:`Certificate`: the one certifier every task uses.
 verification
     :func:`verify`: dense, random and adversarial sampling of a certificate.
+binding
+    SHA-256 digests that bind a certificate to its files (:func:`check_files`).
 cells, cell_lp, local, refine, storage, conditioned
     The pieces: per-cell programs, interval propagation, adaptive refinement, files,
     conditioned networks.
 """
 
+from .binding import RunFolderChanged, check_files
 from .certifier import Certificate, certify
 from .interpolant import MultilinearInterpolant
 from .network import (
@@ -41,8 +44,10 @@ __all__ = [
     "LipschitzBounds",
     "MultilinearInterpolant",
     "Reference",
+    "RunFolderChanged",
     "VerificationResult",
     "certify",
+    "check_files",
     "empirical_lipschitz",
     "evaluate_float64",
     "extract_chain",

@@ -25,6 +25,7 @@ folder and :meth:`Certificate.load` reads them back.
 
 from __future__ import annotations
 
+import datetime
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -125,20 +126,40 @@ class Certificate:
         """The JSON document (``certificate.json``)."""
         return dict(self.document)
 
-    def save(self, run_dir) -> Path:
-        """Write ``certificate.json`` and ``certificate.nc`` (per-cell bounds, vertex errors) atomically."""
+    def save(self, run_dir, bind: Sequence[str] = ()) -> Path:
+        """Write ``certificate.nc`` (per-cell bounds, vertex errors) and ``certificate.json`` atomically.
+
+        The JSON records the SHA-256 of ``certificate.nc``, of the run files of
+        :data:`~lipsurrogate.bounds.binding.BOUND_FILES` that exist in ``run_dir`` (weights, model
+        description, configuration) and of the files named in ``bind`` (e.g. ``data.nc`` for a
+        level-1 certificate), so that :meth:`load` can refuse a changed run folder.
+        """
+        from .binding import BOUND_FILES, file_digests
         from .storage import save_cell_certificate
 
         run_dir = Path(run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
         save_cell_certificate(self.cells, self.vertex_errors, self.inputs, run_dir / "certificate.nc")
+        names = [n for n in BOUND_FILES if (run_dir / n).is_file()] + [n for n in bind if n not in BOUND_FILES]
+        self.document["files"] = file_digests(run_dir, [*names, "certificate.nc"])
+        self.document["files_kind"] = ("sha256 of the files this certificate is about; lipsurrogate refuses a run "
+                                       "folder in which any of them differs")
+        self.document["library_version"] = __version__
+        self.document["created"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
         write_json(run_dir / "certificate.json", self.document)
         return run_dir / "certificate.json"
 
     @classmethod
-    def load(cls, run_dir) -> "Certificate":
-        """The certificate written by :meth:`save` (JSON and NetCDF; nothing is unpickled)."""
+    def load(cls, run_dir, check: bool = True) -> "Certificate":
+        """The certificate written by :meth:`save` (JSON and NetCDF; nothing is unpickled).
+
+        With ``check`` (the default) the files' SHA-256 digests are compared with those recorded
+        (:func:`~lipsurrogate.bounds.binding.check_files`) and the global bound is recomputed from
+        the per-cell bounds; any difference raises :class:`~lipsurrogate.exceptions.ModelFileError`
+        naming the file.
+        """
         from ..data.dataset import load_dataset
+        from .binding import check_files
         from .storage import load_cell_certificate
 
         run_dir = Path(run_dir)
@@ -148,8 +169,20 @@ class Certificate:
             document = read_json(run_dir / "certificate.json")
         except ValueError as err:
             raise ModelFileError(f"{run_dir / 'certificate.json'} is not valid JSON: {err}") from None
+        if not isinstance(document, dict) or "bound" not in document:
+            raise ModelFileError(f"{run_dir / 'certificate.json'} is not a certificate (no 'bound').")
+        if check:
+            check_files(run_dir, document)
         cells = load_cell_certificate(run_dir / "certificate.nc")
         vertex = load_dataset(run_dir / "certificate.nc").vertex_error.values
+        if check:
+            per_cell = np.asarray(cells.per_cell)
+            if not (np.all(np.isfinite(per_cell)) and np.all(per_cell >= 0)):
+                raise ModelFileError(f"{run_dir / 'certificate.nc'} holds negative or non-finite per-cell bounds.")
+            if float(document["bound"]) != cells.bound:
+                raise ModelFileError(
+                    f"{run_dir / 'certificate.json'} states the bound {document['bound']!r}, but the per-cell bounds "
+                    f"of certificate.nc give {cells.bound!r}; the certificate does not hold together.")
         return cls(cells, vertex, document)
 
 

@@ -22,6 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..exceptions import ConfigurationError
 from .cells import CellCertificate, locate_cells
 
 __all__ = ["VerificationResult", "verify_certificate", "verify", "float64_network"]
@@ -38,6 +39,12 @@ class VerificationResult:
     worst_point: list
     per_cell_tightness: dict
     worst_violation: float
+    non_finite: int = 0
+
+    @property
+    def passed(self) -> bool:
+        """True when no sample exceeded its cell's bound and every sampled error was finite."""
+        return self.violations == 0 and self.non_finite == 0
 
     @property
     def tightness(self) -> float:
@@ -47,7 +54,9 @@ class VerificationResult:
     def to_dict(self) -> dict:
         """The result as JSON-ready numbers, each with its kind (measured or certified)."""
         return {
+            "passed": self.passed,
             "violations": self.violations,
+            "non_finite": self.non_finite,
             "max_error_observed": self.max_error_observed,
             "max_error_observed_kind": "measured (a lower bound on the true max error)",
             "bound": self.bound,
@@ -125,15 +134,19 @@ def verify_certificate(
         "dense": _dense_points(cert, cells, density),
         "random": lo_box + rng.uniform(size=(random_points, d)) * (hi_box - lo_box),
     }
-    violations, worst_violation = 0, 0.0
+    violations, worst_violation, non_finite = 0, 0.0, 0
     observed, worst_point = 0.0, None
     samples = {}
 
     def check(points: np.ndarray) -> np.ndarray:
-        nonlocal violations, worst_violation, observed, worst_point
+        nonlocal violations, worst_violation, observed, worst_point, non_finite
         errs = np.empty(len(points))
         for s in range(0, len(points), chunk):
             errs[s : s + chunk] = np.abs(error_fn(points[s : s + chunk]))
+        bad = ~np.isfinite(errs)
+        if bad.any():  # a NaN error is unbounded: count it, and let it dominate the maximum
+            non_finite += int(bad.sum())
+            errs[bad] = np.inf
         bounds = cert.per_cell[locate_cells(points, cert.edges)]
         excess = errs - bounds
         violations += int(np.sum(excess > 0))
@@ -150,7 +163,9 @@ def verify_certificate(
     check(sources["random"])
     samples["random"] = {"points": int(random_points)}
 
-    if error_torch is not None and adversarial_starts > 0:
+    if non_finite:
+        samples["adversarial"] = {"starts": 0, "method": "skipped: the error is not finite at sampled points"}
+    elif error_torch is not None and adversarial_starts > 0:
         starts = chosen[np.argsort(flat_bound[chosen])[::-1][:adversarial_starts]]
         start_cells = np.stack(np.unravel_index(starts, shape), 1)
         lo = np.stack([cert.edges[j][start_cells[:, j]] for j in range(d)], 1)
@@ -192,6 +207,7 @@ def verify_certificate(
         worst_point=worst_point or [],
         per_cell_tightness=per_cell_tightness,
         worst_violation=worst_violation,
+        non_finite=non_finite,
     )
 
 
@@ -233,11 +249,11 @@ def verify(
     """
     for name, value in (("density", density), ("dense_cells", dense_cells)):
         if int(value) < 1:
-            raise ValueError(f"'{name}' of verify must be a positive integer. Got {value!r} instead.")
+            raise ConfigurationError(f"'{name}' of verify (--{name.replace('_', '-')}) must be an integer >= 1. Got {value!r}.")
     for name, value in (("random_points", random_points), ("adversarial_starts", adversarial_starts),
                         ("adversarial_steps", adversarial_steps)):
         if int(value) < 0:
-            raise ValueError(f"'{name}' of verify must be a non-negative integer. Got {value!r} instead.")
+            raise ConfigurationError(f"'{name}' of verify must be an integer >= 0. Got {value!r}.")
     net = float64_network(model)
 
     def error_fn(p: np.ndarray) -> np.ndarray:

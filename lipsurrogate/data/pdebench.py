@@ -79,9 +79,13 @@ class PDEBenchFile:
         self._spatial_order = spatial_order
         try:
             self._detect()
-        except Exception:
+        except DataSchemaError:
             self.close()
             raise
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:  # h5py on corrupted metadata
+            self.close()
+            raise DataSchemaError(_one_line(f"{self.path}: the HDF5 metadata cannot be read ({type(err).__name__}: "
+                                            f"{err})")) from None
 
     # -- layout ---------------------------------------------------------------------------------
     def _fail(self, why: str) -> DataSchemaError:
@@ -206,8 +210,20 @@ class PDEBenchFile:
         return _SPACE[:n_space]
 
     def sample(self, index: int = 0, field: str | None = None) -> xr.Dataset:
-        """One sample as a Dataset (only that sample is read from disk)."""
-        variables, coords, notes = self._read(index)
+        """One sample as a Dataset (only that sample is read from disk), checked.
+
+        Refused with a :class:`DataSchemaError` that names the file, the dataset and the first bad
+        index: unreadable bytes, non-numeric values, NaN/inf values, and coordinates that are not
+        finite or not strictly increasing.
+        """
+        try:
+            variables, coords, notes = self._read(index)
+        except DataSchemaError:
+            raise
+        except (OSError, KeyError, ValueError, TypeError, RuntimeError) as err:  # h5py: corrupted chunks, filters
+            raise DataSchemaError(_one_line(f"{self.path}: sample {index} cannot be read ({type(err).__name__}: "
+                                            f"{err})")) from None
+        self._check(index, variables, coords)
         if field is not None:
             if field not in variables:
                 raise DataSchemaError(f"{self.path} has fields {sorted(variables)}; got field={field!r}.")
@@ -219,6 +235,28 @@ class PDEBenchFile:
         )
         canonical = [d for d in ("t", "x", "y", "z") if d in ds.dims]
         return ds.transpose(*canonical)
+
+    def _check(self, index: int, variables: dict, coords: dict) -> None:
+        for axis, values in coords.items():
+            bad = np.flatnonzero(~np.isfinite(values))
+            if len(bad):
+                raise DataSchemaError(f"{self.path}: coordinate '{axis}' of sample {index} is not finite at index "
+                                      f"{int(bad[0])} ({values[bad[0]]}).")
+            step = np.flatnonzero(np.diff(values) <= 0)
+            if len(step):
+                i = int(step[0])
+                raise DataSchemaError(f"{self.path}: coordinate '{axis}' of sample {index} is not strictly increasing "
+                                      f"at index {i} ({values[i]} then {values[i + 1]}).")
+        for name, (_, array) in variables.items():
+            array = np.asarray(array)
+            if not (np.issubdtype(array.dtype, np.number) and not np.issubdtype(array.dtype, np.complexfloating)):
+                raise DataSchemaError(f"{self.path}: field '{name}' of sample {index} has dtype {array.dtype}; expected "
+                                      "real numbers.")
+            bad = ~np.isfinite(array)
+            if bad.any():
+                first = tuple(int(i) for i in np.unravel_index(int(np.flatnonzero(bad.reshape(-1))[0]), array.shape))
+                raise DataSchemaError(f"{self.path}: field '{name}' of sample {index} has {int(bad.sum())} NaN/inf "
+                                      f"value(s); the first at index {first}.")
 
     def to_dataset(self, samples=None, field: str | None = None) -> xr.Dataset:
         """Several samples (``None``: all; an int count; or a sequence of indices) with a ``sample`` dim."""
@@ -262,6 +300,10 @@ class PDEBenchFile:
 
     def __repr__(self) -> str:
         return f"PDEBenchFile({str(self.path)!r}, layout={self.layout!r}, n_samples={self.n_samples}, fields={self.fields})"
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
 
 
 def _h5group():

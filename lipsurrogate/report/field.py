@@ -8,6 +8,7 @@ import numpy as np
 
 from .._format import up
 from .html import HtmlReport, pyplot, run_documents, save_figure
+from .statement import add_statement, percent, percent_up, run_status
 
 __all__ = ["write_report"]
 
@@ -21,6 +22,7 @@ def write_report(run_dir: Path) -> Path:
     from ..data.gridded import field_arrays
 
     run_dir = Path(run_dir)
+    run_status(run_dir)  # refuses a run folder whose files changed, before any figure is drawn
     plt = pyplot()
     config, cert, ver, fit, history = run_documents(run_dir)
     ds = load_dataset(run_dir / "data.nc")
@@ -33,7 +35,7 @@ def write_report(run_dir: Path) -> Path:
     points = np.stack([m.ravel() for m in np.meshgrid(*axes, indexing="ij")], 1)
     with torch.no_grad():
         f = model(torch.from_numpy(points))[:, 0].numpy().reshape(values.shape)
-    fig, panels = plt.subplots(1, 3, figsize=(13, 3.8))
+    fig, panels = plt.subplots(1, 3, figsize=(14, 4.2), layout="constrained")
     d = len(axes)
     titles = ["data u", "surrogate f", "f - u at the data points"]
     if d == 1:
@@ -60,14 +62,13 @@ def write_report(run_dir: Path) -> Path:
             im = ax.pcolormesh(extent["x"], extent["y"], field, cmap="RdBu_r" if lim == vmax else "PuOr",
                                vmin=-lim, vmax=lim, shading="auto")
             ax.set(title=title, xlabel=labels[0], ylabel=labels[1])
-            fig.colorbar(im, ax=ax)
-    fig.tight_layout()
+            fig.colorbar(im, ax=ax, shrink=0.9)
     pngs["fields"] = (save_figure(fig, run_dir / "figures" / "fields.png"), caption)
     plt.close(fig)
 
     # 2. per-cell bound map (max over the other axes) and the ladder of bounds
     bound = cells.bound.values
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(13, 4.4), layout="constrained")
     if bound.ndim == 1:
         ax0.plot(bound)
         ax0.set(title="certified per-cell bound", xlabel=f"{inputs[0]} cell", ylabel="bound")
@@ -85,16 +86,14 @@ def write_report(run_dir: Path) -> Path:
     ax1.set_yticks(range(len(keys)), [k.replace("_", " ") for k in keys])
     ax1.set(xscale="log", title="certified bounds (level 1)", xlabel="bound")
     ax1.legend(loc="lower right")
-    fig.tight_layout()
     pngs["bounds"] = (save_figure(fig, run_dir / "figures" / "bounds.png"),
                       "Where the bound is large, and how each refinement of the method tightens it")
     plt.close(fig)
 
     # 3. training curve
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
     ax.semilogy(history["steps"], history["losses"])
     ax.set(xlabel="step", ylabel="mini-batch MSE (estimate)", title="training loss")
-    fig.tight_layout()
     pngs["training"] = (save_figure(fig, run_dir / "figures" / "training.png"), "Training loss")
     plt.close(fig)
 
@@ -102,23 +101,26 @@ def write_report(run_dir: Path) -> Path:
     observed = ver["max_error_observed"]
     source = {"pdebench": f"PDEBench file {config['file']} (sample {config['sample']})",
               "file": f"file {ds.attrs.get('source', config['file'])}"}.get(config["source"], config["source"])
-    report = HtmlReport(f"lipsurrogate: certified surrogate, {config['field'] if config['source'] == 'file' else config['source']}")
-    report.paragraph(f"Data: {source}; field '{name}' over ({', '.join(inputs)}) on {'x'.join(map(str, cert['grid']['vertices']))} points. "
-                     f"Equation: {ds.attrs.get('equation', 'as in the file')}."
-                     + (f" Notes on the data: {ds.attrs['notes']}." if ds.attrs.get("notes") else ""))
-    report.heading("Level 1: certified against the data's multilinear interpolant")
-    report.paragraph(f"Statement: {cert['bound_kind']}. {cert['level']}. Method: {cert['method']}.")
+    title = config["field"] if config["source"] == "file" else config["source"]
+    report = HtmlReport(f"lipsurrogate: surrogate of {title}")
+    about = (f"{source}: field '{name}' over ({', '.join(inputs)}) on {'x'.join(map(str, cert['grid']['vertices']))} "
+             f"points (stored in data.nc); equation: {ds.attrs.get('equation', 'as in the file')}"
+             + (f"; notes on the data: {ds.attrs['notes']}" if ds.attrs.get("notes") else ""))
+    status = add_statement(report, run_dir, about, u_max)
+    word = "certified" if status["certified"] else "claimed (NOT valid: see the top)"
+    report.heading("Level 1: against the data's multilinear interpolant")
+    report.paragraph(f"Method: {cert['method']}.")
     report.table(
-        ["quantity", "value", "relative to max|u|", "kind"],
-        [["fit RMSE (data grid)", fit["rmse"], fit["rmse"] / u_max, "measured"],
-         ["observed max |f - u_I|", observed, observed / u_max, "measured (lower bound of the truth)"],
-         ["certified bound", up(cert["bound"], 4), up(cert["bound"] / u_max, 4), "certified (rounded up)"],
-         ["tightness = bound / observed max", ver["tightness"], "", "ratio"],
+        ["quantity", "value", "% of max|u|", "kind"],
+        [["fit RMSE (data grid)", fit["rmse"], percent(fit["rmse"], u_max), "measured"],
+         ["observed max |f - u_I|", observed, percent(observed, u_max), "measured (a lower bound of the true max)"],
+         ["bound", up(cert["bound"], 4), percent_up(cert["bound"], u_max), f"{word}, rounded up"],
+         ["tightness = bound / observed max", f"{ver['tightness']:.2f}", "", "ratio (1 is ideal)"],
          ["violations", ver["violations"], "", "must be 0"]],
     )
     report.table(
-        ["bound", "value", "tightness"],
-        [[k.replace("_", " "), up(v, 4), v / observed] for k, v in cert["ladder"].items()],
+        ["bound", "value", "% of max|u|", "tightness"],
+        [[k.replace("_", " "), up(v, 4), percent_up(v, u_max), f"{v / observed:.2f}"] for k, v in cert["ladder"].items()],
     )
     report.table(
         ["input", "L_f (certified, weights)", "L_u_I (exact, data)"],
@@ -135,7 +137,6 @@ def write_report(run_dir: Path) -> Path:
             rows += [["observed max |f - u_ref| (reference points)", l3["max_error_observed"], "measured"],
                      ["points above the estimate", l3["exceedances"], "an estimate can be exceeded; 0 expected"]]
         report.table(["quantity", "value", "kind"], rows)
-    report.paragraph("Verification samples: " + "; ".join(f"{k}: {v}" for k, v in ver["samples"].items()))
     for png, caption in pngs.values():
         report.figure(png, caption)
     return report.write(run_dir / "report.html")

@@ -8,7 +8,8 @@ import numpy as np
 
 from .._format import up
 from .._io import read_json
-from .html import HtmlReport, run_documents, pyplot, save_figure
+from .html import HtmlReport, pyplot, run_documents, save_figure
+from .statement import add_statement, percent, percent_up
 
 __all__ = ["write_report"]
 
@@ -21,7 +22,11 @@ def write_report(run_dir: Path) -> Path:
     from ..nn import load_model, to_plain
     from ..data.heat import HeatModes
 
+    from .statement import run_status
+
     plt = pyplot()
+    run_dir = Path(run_dir)
+    run_status(run_dir)  # refuses a run folder whose files changed, before any figure is drawn
     config, cert, ver, fit, history = run_documents(run_dir)
     modes, kappa = HeatModes.from_json(config["initial_condition_modes"]), float(config["diffusivity"])
     model = to_plain(load_model(run_dir / "model")).double()
@@ -33,7 +38,7 @@ def write_report(run_dir: Path) -> Path:
     t_end = float(config["t_end"])
     g = np.linspace(0, 2 * np.pi, 129)
     X, Y = np.meshgrid(g, g, indexing="ij")
-    fig, axes = plt.subplots(3, 3, figsize=(11, 10))
+    fig, axes = plt.subplots(3, 3, figsize=(12, 10.5), layout="constrained")
     for col, t in enumerate([0.0, t_end / 2, t_end]):
         pts = np.stack([X.ravel(), Y.ravel(), np.full(X.size, t)], 1)
         with torch.no_grad():
@@ -46,20 +51,20 @@ def write_report(run_dir: Path) -> Path:
             vmax = lim if row < 2 else np.abs(f - u).max()
             im = ax.pcolormesh(g, g, field.T, cmap=cmap, vmin=-vmax, vmax=vmax, shading="auto")
             ax.set(title=f"{title}, t = {t:.2f}", aspect="equal", xticks=[], yticks=[])
-            fig.colorbar(im, ax=ax, fraction=0.046)
+            fig.colorbar(im, ax=ax, shrink=0.85)
     figures["solution"] = (fig, "Exact solution, surrogate and error (measured) at three times.")
 
     # 2. per-cell bound vs observed vertex error at the middle time layer
     bound = cells.bound.values
     err = np.abs(cells.vertex_error.values)
     mid = bound.shape[2] // 2
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.6))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5), layout="constrained")
     vmax = bound[:, :, mid].max()
     for ax, field, title in [(axes[0], bound[:, :, mid], "certified per-cell bound"),
                              (axes[1], err[:-1, :-1, mid], "|f - u| at the cell's lower vertex (measured)")]:
         im = ax.pcolormesh(cells.vx.values, cells.vy.values, field.T, vmin=0, vmax=vmax, cmap="magma", shading="flat")
         ax.set(title=f"{title}\n(t in [{cells.vt.values[mid]:.2f}, {cells.vt.values[mid + 1]:.2f}])", aspect="equal")
-        fig.colorbar(im, ax=ax, fraction=0.046)
+        fig.colorbar(im, ax=ax, shrink=0.85)
     figures["bound_vs_error"] = (fig, "The certified bound of each cell next to the error observed at its vertex.")
 
     # 3. training curve
@@ -84,13 +89,18 @@ def write_report(run_dir: Path) -> Path:
         plt.close(fig)
 
     u_max = fit["u_max"]
-    report = HtmlReport("lipsurrogate: certified heat2d surrogate")
+    report = HtmlReport("lipsurrogate: heat2d surrogate")
     problem = (f"u_t = kappa Laplace(u) on the periodic square [0, 2 pi]^2, t in [0, {t_end:g}], kappa = {kappa:g}; "
-               f"initial condition with {len(modes.cos)} Fourier modes (seed {config['seed']}); ")
+               f"the initial condition u0 = sum_k a_k cos(k . x) + b_k sin(k . x) drawn with seed {config['seed']}: "
+               + "; ".join(f"k = ({k[0]}, {k[1]}): a = {a:.4g}, b = {b:.4g}"
+                           for k, a, b in zip(np.asarray(modes.wavevectors).tolist(), modes.cos, modes.sin))
+               + " (config.json: initial_condition_modes)")
+    status = add_statement(report, run_dir, problem, u_max)
+    word = "certified" if status["certified"] else "claimed (NOT valid: see the top)"
     if config.get("model") == "deeponet":
         op = read_json(run_dir / "operator_fit.json")
         report.paragraph(
-            problem + f"surrogate: a Lipschitz DeepONet (branch: {op['sensors']} sensor values of the initial "
+            f"Surrogate: a Lipschitz DeepONet (branch: {op['sensors']} sensor values of the initial "
             f"condition, trunk: FeatureLipschitzMLP {config['hidden']}, {config['basis']} basis functions) trained on "
             f"{op['train_samples']} other initial conditions (family seed {op['family_seed']}, py-pde grid "
             f"{'x'.join(map(str, op['family_grid']))}), never on this one. Relative RMSE on {op['held_out_samples']} "
@@ -100,43 +110,40 @@ def write_report(run_dir: Path) -> Path:
         )
     else:
         report.paragraph(
-            problem + f"network: FeatureLipschitzMLP {config['hidden']} on Fourier features of (x, y) up to harmonic "
+            f"Surrogate: FeatureLipschitzMLP {config['hidden']} on Fourier features of (x, y) up to harmonic "
             f"{config['harmonics']} and t."
         )
     report.heading("Result")
     report.table(
-        ["quantity", "value", "relative to max|u|", "kind"],
+        ["quantity", "value", "% of max|u|", "kind"],
         [
-            ["py-pde solver max error", data.attrs["solver_max_error"], data.attrs["solver_max_error"] / u_max, "exact (vs closed form)"],
+            ["py-pde solver max error", data.attrs["solver_max_error"], percent(data.attrs["solver_max_error"], u_max),
+             "exact (vs closed form)"],
             ["RMSE on the py-pde grid" + (" (unseen by the operator)" if config.get("model") == "deeponet" else " (training grid)"),
-             fit["rmse"], fit["rmse"] / u_max, "measured"],
-            ["observed max |f - u|", ver["max_error_observed"], ver["max_error_observed"] / u_max, "measured (lower bound of the truth)"],
-            [f"bound, {'x'.join(map(str, cert['grid']['cells']))} cells", up(cert["bound"], 4), up(cert["bound"] / u_max, 4),
-             "certified (rounded up)"],
+             fit["rmse"], percent(fit["rmse"], u_max), "measured"],
+            ["observed max |f - u|", ver["max_error_observed"], percent(ver["max_error_observed"], u_max),
+             "measured (a lower bound of the true max)"],
+            [f"bound, {'x'.join(map(str, cert['grid']['cells']))} cells", up(cert["bound"], 4), percent_up(cert["bound"], u_max),
+             f"{word}, rounded up"],
             [f"bound, {'x'.join(map(str, cert['coarse']['grid']['cells']))} cells", up(cert["coarse"]["bound"], 4),
-             up(cert["coarse"]["bound"] / u_max, 4), "certified (rounded up)"],
-            ["tightness = bound / observed max", ver["tightness"], "", "ratio"],
+             percent_up(cert["coarse"]["bound"], u_max), f"{word}, rounded up"],
+            ["tightness = bound / observed max", f"{ver['tightness']:.2f}", "", "ratio (1 is ideal)"],
             ["violations", ver["violations"], "", "must be 0"],
         ],
     )
     if "ladder" in cert:
-        report.heading("From the naive bound to the final one (same grid, all certified)")
+        report.heading("From the naive bound to the final one (same grid)")
         observed = ver["max_error_observed"]
         report.table(
-            ["bound", "value", "relative to max|u|", "tightness (bound / observed max)", "what it is"],
-            [[key.replace("_", " "), up(value, 4), up(value / u_max, 4), value / observed, cert["ladder_kinds"][key]]
-             for key, value in cert["ladder"].items()],
+            ["bound", "value", "% of max|u|", "tightness", "what it is"],
+            [[key.replace("_", " "), up(value, 4), percent_up(value, u_max), f"{value / observed:.2f}",
+              cert["ladder_kinds"][key]] for key, value in cert["ladder"].items()],
         )
-    report.heading("Assumptions of the certificate")
-    report.paragraph(f"Level: {cert['level']}.")
+    report.heading("Constants")
     report.paragraph(f"Method: {cert['method']}.")
     report.table(
-        ["input", "L_f (certified, from weights)", "L_u (certified, from theory)"],
+        ["input", "L_f (certified, from the weights)", "L_u (certified, from theory)"],
         [[name, up(lf, 4), up(lu, 4)] for name, lf, lu in zip(cert["inputs"], cert["lipschitz_f"], cert["lipschitz_u"])],
-    )
-    report.paragraph(f"Source of L_u: {cert['lipschitz_u_source']}.")
-    report.paragraph(
-        "Verification samples: " + "; ".join(f"{k}: {v}" for k, v in ver["samples"].items())
     )
     for name, (png, caption) in pngs.items():
         report.figure(png, caption)

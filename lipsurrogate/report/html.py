@@ -53,18 +53,30 @@ class HtmlReport:
         self._parts.append(f"<h{level}>{html.escape(text)}</h{level}>")
         return self
 
+    def banner(self, text: str, ok: bool) -> "HtmlReport":
+        """A coloured box: green when ``ok``, red otherwise (the status of the whole report)."""
+        kind = "ok" if ok else "fail"
+        self._parts.append(f'<div class="banner {kind}">{html.escape(text)}</div>')
+        return self
+
+    def bullets(self, items: Sequence[str]) -> "HtmlReport":
+        """A bulleted list of (escaped) text."""
+        self._parts.append("<ul>" + "".join(f"<li>{html.escape(str(i))}</li>" for i in items) + "</ul>")
+        return self
+
     def paragraph(self, text: str) -> "HtmlReport":
         """Add a paragraph of (escaped) text."""
         self._parts.append(f"<p>{html.escape(text)}</p>")
         return self
 
-    def table(self, header: Sequence[str], rows: Sequence[Sequence[object]]) -> "HtmlReport":
-        """Add a table; numbers are formatted with 4 significant digits."""
-        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    def table(self, header: Sequence[str] | None, rows: Sequence[Sequence[object]]) -> "HtmlReport":
+        """Add a table (``header`` None: none); numbers get 4 significant digits and align right, text left."""
+        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header or [])
         body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
+            "<tr>" + "".join(f"<td{_align(c)}>{html.escape(_fmt(c))}</td>" for c in row) + "</tr>" for row in rows
         )
-        self._parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        thead = f"<thead><tr>{head}</tr></thead>" if header else ""
+        self._parts.append(f"<table>{thead}<tbody>{body}</tbody></table>")
         return self
 
     def figure(self, png: bytes, caption: str = "") -> "HtmlReport":
@@ -81,7 +93,11 @@ class HtmlReport:
         style = (
             "body{font-family:sans-serif;max-width:1000px;margin:2em auto;line-height:1.4}"
             "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #bbb;padding:4px 8px;"
-            "text-align:right}th{background:#eee}img{max-width:100%}figcaption{font-size:90%;color:#444}"
+            "text-align:left;vertical-align:top}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+            "th{background:#eee}img{max-width:100%}figcaption{font-size:90%;color:#444}"
+            ".banner{padding:0.8em 1em;border-radius:4px;font-weight:bold;margin:1em 0}"
+            ".banner.ok{background:#e3f4e1;border:2px solid #2e7d32;color:#1b5e20}"
+            ".banner.fail{background:#fde7e7;border:2px solid #c62828;color:#b71c1c}"
         )
         body = "\n".join(self._parts)
         return (
@@ -94,6 +110,16 @@ class HtmlReport:
         with atomic_path(path) as tmp:
             tmp.write_text(self.render(), encoding="utf-8")
         return Path(path)
+
+
+def _align(value: object) -> str:
+    """Numbers (and numbers printed as text, such as rounded-up bounds and percentages) align right."""
+    text = str(value).rstrip("%")
+    try:
+        float(text)
+    except ValueError:
+        return ""
+    return ' class="num"'
 
 
 def _fmt(value: object) -> str:

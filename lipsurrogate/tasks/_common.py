@@ -2,23 +2,84 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import fields
+from pathlib import Path
 
 import numpy as np
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["fit_and_certify", "certify_trained", "config_from_options", "stage", "verify_run"]
+__all__ = ["fit_and_certify", "certify_trained", "config_from_options", "check_config", "stage", "verify_run"]
+
+_AT_LEAST = {
+    # integers that may be 0 (sizes of optional work, seeds and indices)
+    "seed": 0, "sample": 0, "local_block": 0, "refine_budget": 0, "random_points": 0, "adversarial_starts": 0,
+    "adversarial_steps": 0, "early_stopping": 0,
+    # grids too coarse to mean anything: a 1-cell grid "certified" 306% of max|u|
+    "grid": 8, "frames": 3, "family_grid": 8, "family_frames": 3, "n_kappa": 2, "sensor_grid": 2,
+}
+"""Smallest allowed value of integer options; every other integer option must be >= 1."""
+
+_FRACTIONS = {"test_fraction", "signal_fraction", "background_rate"}
+"""Real options that must lie strictly between 0 and 1; every other real option must be > 0."""
+
+_MIN_CERT_CELLS = 2
+"""Cells per axis of a certificate grid, at least."""
+
+
+def _flag(name: str) -> str:
+    return f"'{name}' (--{name.replace('_', '-')})"
+
+
+def check_config(cfg) -> None:
+    """Refuse out-of-range options before any work, naming the option.
+
+    Integers must be integers (>= 1, or the minimum in :data:`_AT_LEAST`), reals finite and
+    > 0 (fractions in (0, 1)), integer lists positive (certificate grids >= 2 per axis). ``None``
+    means "the task's default" and strings are checked by the tasks themselves.
+    """
+    for f in fields(cfg):
+        name, value = f.name, getattr(cfg, f.name)
+        declared = f.type if isinstance(f.type, str) else getattr(f.type, "__name__", "")
+        if declared == "int" and value is not None and (isinstance(value, bool) or not isinstance(value, (int, np.integer))):
+            raise ConfigurationError(f"{_flag(name)} must be an integer. Got {value!r}.")
+        if declared == "float" and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
+            raise ConfigurationError(f"{_flag(name)} must be a number. Got {value!r}.")
+        if value is None or isinstance(value, (bool, str)):
+            continue
+        if isinstance(value, (int, np.integer)):
+            minimum = _AT_LEAST.get(name, 1)
+            if value < minimum:
+                raise ConfigurationError(f"{_flag(name)} must be an integer >= {minimum}. Got {value}.")
+        elif isinstance(value, (float, np.floating)):
+            if name in _FRACTIONS:
+                if not 0 < value < 1:
+                    raise ConfigurationError(f"{_flag(name)} must lie strictly between 0 and 1. Got {value}.")
+            elif not (math.isfinite(value) and value > 0):
+                raise ConfigurationError(f"{_flag(name)} must be a finite number > 0. Got {value}.")
+        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+                                                                 for v in value):
+            minimum = _MIN_CERT_CELLS if name.startswith("cert_cells") else 1
+            if min(value) < minimum:
+                raise ConfigurationError(f"{_flag(name)} must hold integers >= {minimum}. Got {list(value)}.")
+        elif isinstance(value, (list, tuple)) and any(isinstance(v, (int, float)) for v in value):
+            bad = [v for v in value if isinstance(v, bool) or not isinstance(v, (int, float, np.number))
+                   or not math.isfinite(v)]
+            if bad:
+                raise ConfigurationError(f"{_flag(name)} must hold finite numbers. Got {list(value)}.")
 
 
 def config_from_options(cls, quick: bool, seed: int, options: dict, what: str):
-    """``cls.quick(**options)`` or ``cls(**options)`` with ``seed``; unknown options raise clearly."""
+    """``cls.quick(**options)`` or ``cls(**options)`` with ``seed``, checked; unknown options raise clearly."""
     known = {f.name for f in fields(cls)}
     unknown = set(options) - known
     if unknown:
         raise ConfigurationError(f"Unknown {what} option(s) {sorted(unknown)}; known: {sorted(known)}.")
-    return (cls.quick if quick else cls)(**{**options, "seed": seed})
+    cfg = (cls.quick if quick else cls)(**{**options, "seed": seed})
+    check_config(cfg)
+    return cfg
 
 
 def stage(name: str, times: dict, start: float) -> float:
@@ -46,8 +107,11 @@ def verify_run(run_dir, model, reference, config: dict, density=None, seed=None)
         adversarial_steps=int(config["adversarial_steps"]),
         seed=int(config["seed"] if seed is None else seed) + 7,
     )
+    from .._io import sha256_of
+
     document = result.to_dict()
     document["reference"] = certificate.document.get("reference", reference.statement()["reference"])
+    document["certificate_sha256"] = sha256_of(Path(run_dir) / "certificate.json")  # what was verified
     return document
 
 

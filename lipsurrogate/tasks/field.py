@@ -41,6 +41,7 @@ from .._format import up, up_fixed
 from .._io import read_json, write_json
 from ..bounds import MultilinearInterpolant
 from ..bounds import certify as certify_network
+from ..bounds.binding import check_run_folder
 from ..data.dataset import load_dataset, save_dataset
 from ..data.gridded import field_arrays, gridded_field, open_gridded
 from ..exceptions import ConfigurationError, DataSchemaError, ModelFileError
@@ -251,6 +252,8 @@ def _summary_text(s: dict, cert: dict) -> str:
 
 def _load_run(run_dir: Path, model=None):
     run_dir = Path(run_dir)
+    if model is None:
+        check_run_folder(run_dir)
     try:
         config = read_json(run_dir / "config.json")
         source = config["source"]
@@ -272,7 +275,7 @@ def certify(run_dir, *, model=None, progress: bool = False) -> dict:
     certificate = certify_network(model, interp, edges=interp.axes, local_block=int(config.get("local_block", 1)),
                                   refine_budget=int(config.get("refine_budget", 0)), progress=progress)
     certificate.document["field"] = config["field"]
-    certificate.save(run_dir)
+    certificate.save(run_dir, bind=["data.nc"])
     return certificate.to_dict()
 
 

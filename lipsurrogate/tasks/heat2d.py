@@ -36,6 +36,7 @@ from .._format import up, up_fixed
 from .._io import read_json, write_json
 from ..bounds import Certificate, HeatSolution
 from ..bounds import certify as certify_network
+from ..bounds.binding import check_run_folder
 from ..data.dataset import save_dataset
 from ..data.generators import heat2d, heat_modes_of
 from ..data.heat import HeatModes
@@ -98,6 +99,10 @@ class Heat2DConfig:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ConfigurationError(f"'model' of heat2d must be one of {list(MODELS)}. Got {self.model!r} instead.")
+        for name in ("cert_cells", "cert_cells_coarse"):
+            if len(getattr(self, name)) != 3:
+                raise ConfigurationError(f"'{name}' (--{name.replace('_', '-')}) needs 3 cell counts (x, y, t). "
+                                         f"Got {list(getattr(self, name))}.")
 
     @classmethod
     def quick(cls, **overrides) -> "Heat2DConfig":
@@ -245,6 +250,8 @@ def _load_run(run_dir: Path, model=None):
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").is_file():
         raise ModelFileError(f"{run_dir} is not a heat2d run folder (no config.json).")
+    if model is None:
+        check_run_folder(run_dir)
     try:
         config = read_json(run_dir / "config.json")
         modes, kappa = exact_solution_of(config)

@@ -31,6 +31,7 @@ from .._format import up, up_fixed
 from .._io import read_json, write_json
 from ..bounds import HeatSolution
 from ..bounds import certify as certify_network
+from ..bounds.binding import check_run_folder
 from ..data.dataset import load_dataset, save_dataset
 from ..data.generators import heat2d
 from ..data.heat import HeatModes
@@ -87,8 +88,9 @@ class Heat2DKappaConfig:
         cfg = config_from_options(cls, quick, seed, options, "heat2d-kappa")
         if not 0 < cfg.kappa_min < cfg.kappa_max:
             raise ConfigurationError(f"Need 0 < kappa_min < kappa_max. Got {cfg.kappa_min} and {cfg.kappa_max}.")
-        if cfg.n_kappa < 2:
-            raise ConfigurationError(f"Need at least 2 diffusivities. Got n_kappa={cfg.n_kappa}.")
+        if len(cfg.cert_cells) != 4:
+            raise ConfigurationError(f"'cert_cells' (--cert-cells) needs 4 cell counts (x, y, t, kappa). "
+                                     f"Got {list(cfg.cert_cells)}.")
         return cfg
 
 
@@ -154,6 +156,8 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
 
 
 def _load_run(run_dir: Path, model=None):
+    if model is None:
+        check_run_folder(run_dir)
     try:
         config = read_json(Path(run_dir) / "config.json")
         modes = HeatModes.from_json(config["initial_condition_modes"])
@@ -188,39 +192,7 @@ def verify(run_dir, *, model=None, density: int | None = None, seed: int | None 
 
 
 def report(run_dir) -> Path:
-    """A short HTML report: the ladder of bounds and the bound and error per diffusivity."""
-    from ..report.html import HtmlReport, run_documents, save_figure
-    from ..report.html import pyplot
+    """Write ``report.html`` and ``figures/`` of a heat2d-kappa run folder."""
+    from ..report.heat2d_kappa import write_report
 
-    run_dir = Path(run_dir)
-    config, cert, ver, fit, _ = run_documents(run_dir)
-    cells = load_dataset(run_dir / "certificate.nc")
-    plt = pyplot()
-    bound = cells.bound.values  # (cx, cy, ct, ckappa)
-    kap = cells.vkappa.values
-    err = np.abs(cells.vertex_error.values)
-    fig, ax = plt.subplots(figsize=(6.5, 4))
-    ax.plot(0.5 * (kap[1:] + kap[:-1]), bound.max(axis=(0, 1, 2)), "o-", label="certified bound (max over x, y, t)")
-    ax.plot(kap, err.max(axis=(0, 1, 2)), "s--", label="|f - u| at the vertices (measured)")
-    for k in np.linspace(config["kappa_min"], config["kappa_max"], config["n_kappa"]):
-        ax.axvline(k, color="0.85", lw=0.8, zorder=0)
-    ax.set(xlabel="diffusivity kappa (grey: training values)", ylabel="error", yscale="log",
-           title="one surrogate for the whole range")
-    ax.legend()
-    png = save_figure(fig, run_dir / "figures" / "bound_vs_kappa.png")
-    plt.close(fig)
-    u_max = fit["u_max"]
-    rep = HtmlReport("lipsurrogate: heat2d surrogate conditioned on the diffusivity")
-    rep.paragraph(f"u_t = kappa Laplace(u), kappa in [{config['kappa_min']}, {config['kappa_max']}], one initial "
-                  f"condition; the network takes (x, y, t, kappa). Statement: {cert['bound_kind']}; {cert['level']}.")
-    rep.table(["quantity", "value", "relative to max|u|", "kind"], [
-        ["fit RMSE (training grid)", fit["rmse"], fit["rmse"] / u_max, "measured"],
-        ["observed max |f - u|", ver["max_error_observed"], ver["max_error_observed"] / u_max, "measured"],
-        ["certified bound", cert["bound"], cert["bound"] / u_max, "certified"],
-        ["tightness", ver["tightness"], "", "ratio"], ["violations", ver["violations"], "", "must be 0"]])
-    rep.table(["bound", "value", "what it is"], [[k.replace("_", " "), v, cert["ladder_kinds"][k]] for k, v in cert["ladder"].items()])
-    rep.table(["input", "L_f (certified)", "L_u (theory)"],
-              [[n, a, b] for n, a, b in zip(INPUTS, cert["lipschitz_f"], cert["lipschitz_u"])])
-    rep.paragraph(f"Source of L_u: {cert['lipschitz_u_source']}.")
-    rep.figure(png, "Certified bound and vertex error across the diffusivity range (between the training values too).")
-    return rep.write(run_dir / "report.html")
+    return write_report(Path(run_dir))

@@ -100,7 +100,7 @@ def verify_run(run_dir, model, reference, config: dict, density=None, seed=None)
     certificate = Certificate.load(run_dir)
     result = verify(
         certificate, model, reference,
-        density=int(density or config["density"]),
+        density=int(config["density"] if density is None else density),
         dense_cells=int(config["dense_cells"]),
         random_points=int(config["random_points"]),
         adversarial_starts=int(config["adversarial_starts"]),

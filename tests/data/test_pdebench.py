@@ -113,3 +113,43 @@ def test_inconsistent_shapes_are_named(tmp_path):
         load_pdebench(path)
     with pytest.raises(DataSchemaError, match="2 samples; got sample=5"):
         load_pdebench(path, sample=5)
+
+
+def _edit(path, key, change):
+    with h5py.File(path, "r+") as f:
+        data = f[key][...]
+        change(data)
+        del f[key]
+        f[key] = data
+
+
+@pytest.mark.parametrize("key, change, message", [
+    ("tensor", lambda a: a.__setitem__((1, 2, 3), np.nan), r"field 'u' of sample 1 has 1 NaN/inf value\(s\); the first at index \(2, 3\)"),
+    ("tensor", lambda a: a.__setitem__((1, 0, 0), np.inf), r"field 'u' of sample 1 has 1 NaN/inf"),
+    ("x-coordinate", lambda a: a.__setitem__(4, np.nan), r"coordinate 'x' of sample 1 is not finite at index 4"),
+    ("x-coordinate", lambda a: a.__setitem__(4, a[2]), r"coordinate 'x' of sample 1 is not strictly increasing at index 3"),
+    ("t-coordinate", lambda a: a.__setitem__(slice(None), a[::-1]), r"coordinate 't' of sample 1 is not strictly increasing"),
+])
+def test_bad_values_and_coordinates_are_refused_with_the_first_bad_index(tmp_path, key, change, message):
+    path = fx.flat_tensor_1d(tmp_path / "f.hdf5")
+    _edit(path, key, change)
+    with pytest.raises(DataSchemaError, match=message):
+        load_pdebench(path, sample=1)
+
+
+def test_string_tensors_and_corrupted_files_are_one_line_errors(tmp_path):
+    path = tmp_path / "s.hdf5"
+    with h5py.File(path, "w") as f:
+        f["tensor"] = np.array([[["a", "b"]] * 3] * 2, dtype="S1")
+        f["x-coordinate"] = np.linspace(0, 1, 2)
+        f["t-coordinate"] = np.linspace(0, 1, 3)
+    with pytest.raises(DataSchemaError, match=r"field .u. of sample 0 has dtype \|S1; expected real numbers"):
+        load_pdebench(path)
+    good = fx.flat_tensor_1d(tmp_path / "g.hdf5")
+    raw = bytearray(good.read_bytes())
+    raw[200:2000] = bytes(len(raw[200:2000]))  # zero out the object headers after the superblock
+    broken = tmp_path / "broken.hdf5"
+    broken.write_bytes(bytes(raw))
+    with pytest.raises(DataSchemaError, match="broken.hdf5") as err:
+        load_pdebench(broken)
+    assert "\n" not in str(err.value)

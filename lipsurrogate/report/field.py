@@ -50,12 +50,13 @@ def write_report(run_dir: Path) -> Path:
             labels = (inputs[1], inputs[0])
             caption = f"Data, surrogate and their difference over ({inputs[0]}, {inputs[1]})"
         else:
-            last = (slice(None), slice(None)) + (-1,) * (d - 2)
-            show = [values[last].T, f[last].T, (f - values)[last].T]
+            middle = [len(a) // 2 for a in axes[2:]]
+            cut = (slice(None), slice(None), *middle)
+            show = [values[cut].T, f[cut].T, (f - values)[cut].T]
             extent = dict(x=axes[0], y=axes[1])
             labels = (inputs[0], inputs[1])
-            fixed = ", ".join(f"{n} = {a[-1]:.4g}" for n, a in zip(inputs[2:], axes[2:]))
-            caption = f"Data, surrogate and their difference at {fixed} (the last value of each)"
+            fixed = ", ".join(f"{n} = {a[i]:.4g}" for n, a, i in zip(inputs[2:], axes[2:], middle))
+            caption = f"Data, surrogate and their difference at {fixed} (the middle grid value of each)"
         vmax = np.abs(values).max()
         for ax, field, title in zip(panels, show, titles):
             lim = vmax if title != titles[2] else np.abs(show[2]).max()

@@ -99,7 +99,7 @@ def add_statement(report: HtmlReport, run_dir, about: str, u_max: float) -> dict
     rows = [
         ["about", about],
         ["level", doc["level"]],
-        ["statement", doc["bound_kind"]],
+        ["statement" if status["certified"] else "statement (claimed, does NOT hold)", doc["bound_kind"]],
         ["reference", doc["reference"]],
         ["max|u|", f"{u_max:.4g} (the scale of every percentage below)"],
         ["box", ", ".join(f"{name} in [{lo:.4g}, {hi:.4g}]" for name, (lo, hi) in zip(doc["inputs"], doc["domain"]))],

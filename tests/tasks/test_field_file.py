@@ -133,3 +133,21 @@ def test_the_readme_certifies_a_users_network(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(_readme_block("lipsurrogate.certify("), "README.md", "exec"), namespace)
     assert namespace["check"].violations == 0 and (tmp_path / "runs" / "mine" / "certificate.json").is_file()
+
+
+def test_a_level_1_certificate_is_bound_to_its_data(field_run, tmp_path, capsys):
+    import shutil
+
+    import xarray as xr
+
+    _, out = field_run
+    copy = tmp_path / "run"
+    shutil.copytree(out, copy)
+    cert = json.loads((copy / "certificate.json").read_text())
+    assert "data.nc" in cert["files"]
+    ds = xr.load_dataset(copy / "data.nc", engine="h5netcdf")
+    ds["temperature"][0, 0, 0] += 1e-6
+    (copy / "data.nc").unlink()
+    ds.to_netcdf(copy / "data.nc", engine="h5netcdf")
+    assert main(["verify", str(copy)]) == 2
+    assert "data.nc changed after it was certified" in capsys.readouterr().err

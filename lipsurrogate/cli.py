@@ -7,7 +7,7 @@ import sys
 
 from ._version import __version__
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "ddp_main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,6 +255,18 @@ def _data(args) -> str:
     if "solver_max_error" in ds.attrs:
         lines.append(f"  solver max error {ds.attrs['solver_max_error']:.3g} ({ds.attrs['solver_error_kind']})")
     return "\n".join(lines)
+
+
+def ddp_main(argv: list[str] | None = None) -> int:
+    """``torchrun --nproc_per_node N -m lipsurrogate.train.distributed ...``: train, then print rank 0's summary as JSON."""
+    import json
+
+    from .train.distributed import run_from_arguments
+
+    summary = run_from_arguments(argv)
+    if summary is not None:
+        print(json.dumps(summary))
+    return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -22,7 +22,7 @@ def write_report(run_dir: Path) -> Path:
     from ..data.gridded import field_arrays
 
     run_dir = Path(run_dir)
-    run_status(run_dir)  # refuses a run folder whose files changed, before any figure is drawn
+    status = run_status(run_dir)  # refuses a run folder whose files changed, before any figure is drawn
     plt = pyplot()
     config, cert, ver, fit, history = run_documents(run_dir)
     ds = load_dataset(run_dir / "data.nc")
@@ -107,7 +107,7 @@ def write_report(run_dir: Path) -> Path:
     about = (f"{source}: field '{name}' over ({', '.join(inputs)}) on {'x'.join(map(str, cert['grid']['vertices']))} "
              f"points (stored in data.nc); equation: {ds.attrs.get('equation', 'as in the file')}"
              + (f"; notes on the data: {ds.attrs['notes']}" if ds.attrs.get("notes") else ""))
-    status = add_statement(report, run_dir, about, u_max)
+    add_statement(report, run_dir, status, about, u_max)
     word = "certified" if status["certified"] else "claimed (NOT valid: see the top)"
     report.heading("Level 1: against the data's multilinear interpolant")
     report.paragraph(f"Method: {cert['method']}.")

@@ -9,7 +9,7 @@ import numpy as np
 from .._format import up
 from .._io import read_json
 from .html import HtmlReport, pyplot, run_documents, save_figure
-from .statement import add_statement, percent, percent_up
+from .statement import add_statement, percent, percent_up, run_status
 
 __all__ = ["write_report"]
 
@@ -22,11 +22,9 @@ def write_report(run_dir: Path) -> Path:
     from ..nn import load_model, to_plain
     from ..data.heat import HeatModes
 
-    from .statement import run_status
-
     plt = pyplot()
     run_dir = Path(run_dir)
-    run_status(run_dir)  # refuses a run folder whose files changed, before any figure is drawn
+    status = run_status(run_dir)  # refuses a run folder whose files changed, before any figure is drawn
     config, cert, ver, fit, history = run_documents(run_dir)
     modes, kappa = HeatModes.from_json(config["initial_condition_modes"]), float(config["diffusivity"])
     model = to_plain(load_model(run_dir / "model")).double()
@@ -95,7 +93,7 @@ def write_report(run_dir: Path) -> Path:
                + "; ".join(f"k = ({k[0]}, {k[1]}): a = {a:.4g}, b = {b:.4g}"
                            for k, a, b in zip(np.asarray(modes.wavevectors).tolist(), modes.cos, modes.sin))
                + " (config.json: initial_condition_modes)")
-    status = add_statement(report, run_dir, problem, u_max)
+    add_statement(report, run_dir, status, problem, u_max)
     word = "certified" if status["certified"] else "claimed (NOT valid: see the top)"
     if config.get("model") == "deeponet":
         op = read_json(run_dir / "operator_fit.json")

@@ -18,7 +18,7 @@ def write_report(run_dir: Path) -> Path:
     from ..data.dataset import load_dataset
 
     run_dir = Path(run_dir)
-    run_status(run_dir)  # refuses a run folder whose files changed, before any figure is drawn
+    status = run_status(run_dir)  # refuses a run folder whose files changed, before any figure is drawn
     config, cert, ver, fit, _ = run_documents(run_dir)
     cells = load_dataset(run_dir / "certificate.nc")
     plt = pyplot()
@@ -41,7 +41,7 @@ def write_report(run_dir: Path) -> Path:
     about = (f"u_t = kappa Laplace(u) on [0, 2 pi]^2, t in [0, {config['t_end']:g}], kappa in [{config['kappa_min']}, "
              f"{config['kappa_max']}]; one initial condition (seed {config['seed']}, config.json: "
              "initial_condition_modes); the network takes (x, y, t, kappa)")
-    status = add_statement(rep, run_dir, about, u_max)
+    add_statement(rep, run_dir, status, about, u_max)
     word = "certified" if status["certified"] else "claimed (NOT valid: see the top)"
     rep.heading("Result")
     rep.table(["quantity", "value", "% of max|u|", "kind"], [

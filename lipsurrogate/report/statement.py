@@ -3,7 +3,7 @@
 :func:`run_status` decides whether a run folder may be called certified: its files match the
 digests in ``certificate.json`` (else the report is refused, as ``load`` and ``verify`` refuse),
 its verification is of this very certificate, and it found no violation and no non-finite
-value. :func:`add_statement` writes, before anything else, a green or a red banner saying so,
+value. :func:`add_statement` writes, from that status and before anything else, a green or a red banner saying so,
 then the statement: level, bound kind, reference, the assumptions as ``certificate.json`` lists
 them, max|u|, what the run is about (initial condition or data file), the file digests, the
 library and package versions and the dates.
@@ -80,15 +80,14 @@ def sampling_in_words(samples: dict) -> str:
     return "; ".join(parts) + "." if parts else "no samples."
 
 
-def add_statement(report: HtmlReport, run_dir, about: str, u_max: float) -> dict:
-    """Banner and statement at the top of ``report``; returns :func:`run_status` of the run."""
+def add_statement(report: HtmlReport, run_dir, status: dict, about: str, u_max: float) -> None:
+    """Banner and statement at the top of ``report``, from ``status`` = :func:`run_status` of the run."""
     run_dir = Path(run_dir)
-    status = run_status(run_dir)
     doc = status["certificate"].document
     ver = status["verification"] or {}
     if status["certified"]:
         report.banner(f"Certified: |f - u| <= {up(doc['bound'], 4)} ({percent_up(doc['bound'], u_max)} of max|u|) "
-                      f"everywhere in the box; verification found no violation "
+                      f"everywhere in the box, u being {doc['reference']}; verification found no violation "
                       f"(observed max {ver['max_error_observed']:.4g}, tightness {ver['tightness']:.2f}).", ok=True)
     else:
         report.banner("NOT certified: " + "; ".join(status["reasons"]) + ". No number in this report is a guarantee.",
@@ -117,4 +116,3 @@ def add_statement(report: HtmlReport, run_dir, about: str, u_max: float) -> dict
     report.paragraph("Files the certificate is bound to (SHA-256; load, verify, report and export refuse them if "
                      "they change):")
     report.table(["file", "sha256"], [[name, digest] for name, digest in doc.get("files", {}).items()])
-    return status

@@ -112,6 +112,7 @@ def verify_run(run_dir, model, reference, config: dict, density=None, seed=None)
     document = result.to_dict()
     document["reference"] = certificate.document.get("reference", reference.statement()["reference"])
     document["certificate_sha256"] = sha256_of(Path(run_dir) / "certificate.json")  # what was verified
+    document["certificate_grid"] = [int(n) for n in certificate.cells.per_cell.shape]
     return document
 
 

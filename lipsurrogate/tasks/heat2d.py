@@ -34,7 +34,7 @@ import xarray as xr
 
 from .._format import up, up_fixed
 from .._io import read_json, write_json
-from ..bounds import Certificate, HeatSolution
+from ..bounds import HeatSolution
 from ..bounds import certify as certify_network
 from ..bounds.binding import check_run_folder
 from ..data.dataset import save_dataset
@@ -287,17 +287,11 @@ def certify(run_dir, *, model=None, progress: bool = False) -> dict:
     return fine.to_dict()
 
 
-def cells_of(cert) -> list:
-    """Cells per axis of a certificate's grid."""
-    return [int(n) for n in cert.per_cell.shape]
-
-
 def verify(run_dir, *, model=None, density: int | None = None, seed: int | None = None) -> dict:
     """(Re)run the verification of a heat2d run folder against the exact solution."""
     run_dir = Path(run_dir)
     config, reference, model = _load_run(run_dir, model)
     document = verify_run(run_dir, model, reference, config, density, seed)
-    document["certificate_grid"] = cells_of(Certificate.load(run_dir).cells)
     write_json(run_dir / "verification.json", document)
     return document
 

@@ -31,7 +31,6 @@ described in ``theory/scaling.md``.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -193,8 +192,13 @@ def _default_factory(hidden: Sequence[int], lipschitz: float, norm: str, seed: i
     return factory
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """``torchrun --nproc_per_node N -m lipsurrogate.train.distributed --data FILE --out MODEL ...``."""
+def run_from_arguments(argv: Sequence[str] | None = None) -> dict | None:
+    """Parse the arguments of ``torchrun ... -m lipsurrogate.train.distributed`` and train.
+
+    Returns the JSON-ready summary on rank 0 (also written beside the model as
+    ``<out>.training.json``) and None on the other ranks; :func:`lipsurrogate.cli.ddp_main`
+    prints it.
+    """
     parser = argparse.ArgumentParser(prog="python -m lipsurrogate.train.distributed",
                                      description="Data-parallel (DDP) training of a LipschitzMLP on a dataset file.")
     parser.add_argument("--data", required=True, type=Path, help="dataset file (.nc/.h5)")
@@ -228,9 +232,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                    "model": [str(p) for p in result.saved]}
         write_json(args.out.with_name(args.out.name + ".training.json"),
                    {**summary, "history": result.history.to_dict(), "arguments": {k: str(v) for k, v in vars(args).items()}})
-        print(json.dumps(summary))
-    return 0
+        return summary
+    return None
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # torchrun -m lipsurrogate.train.distributed: the command-line side lives in cli.py
+    from ..cli import ddp_main
+
+    sys.exit(ddp_main())

@@ -13,7 +13,8 @@ from typing import Any, Iterator
 
 from .exceptions import LipsurrogateError
 
-__all__ = ["atomic_path", "write_json", "read_json", "atomic_directory", "sha256_of", "RunFolderBusy", "RunFolderExists"]
+__all__ = ["atomic_path", "write_json", "read_json", "atomic_directory", "sha256_of", "RunFolderBusy", "RunFolderExists",
+           "abandon_active_runs"]
 
 
 @contextlib.contextmanager
@@ -100,6 +101,24 @@ def _claim(lock: Path, target: Path) -> None:
     raise RunFolderBusy(f"Could not claim {target}: its lock {lock} keeps reappearing.")
 
 
+_ACTIVE: dict = {}
+"""Lock and partial folder of every :func:`atomic_directory` block now running (by lock path)."""
+
+
+def abandon_active_runs() -> None:
+    """Remove the partial folders and locks of the runs of this process (for an emergency exit).
+
+    The normal way out of :func:`atomic_directory` is an exception, which removes them itself;
+    this is for the case where the exception cannot travel (a signal that arrived inside a
+    finaliser), before ``os._exit``.
+    """
+    for lock, tmp in list(_ACTIVE.items()):
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
+        Path(lock).unlink(missing_ok=True)
+        _ACTIVE.pop(lock, None)
+
+
 @contextlib.contextmanager
 def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary directory that becomes ``path`` only when the block succeeds.
@@ -117,6 +136,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.parent / f".{path.name}.lock"
     _claim(lock, path)
+    _ACTIVE[str(lock)] = None
     try:
         if path.exists() and not (overwrite and path.is_dir() and (path / "config.json").is_file()):
             hint = (" Pass --overwrite (overwrite=True) to replace it." if path.is_dir() and (path / "config.json").is_file()
@@ -127,6 +147,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
             if _stale(leftover.name[len(prefix):].rpartition("@")[0]):  # .NAME.partial@PID@HOST@RANDOM
                 shutil.rmtree(leftover, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=f"{prefix}{_me()}@", dir=path.parent))
+        _ACTIVE[str(lock)] = tmp
         try:
             yield tmp
             if path.exists():
@@ -140,6 +161,7 @@ def atomic_directory(path: str | os.PathLike, overwrite: bool = False) -> Iterat
             shutil.rmtree(tmp, ignore_errors=True)
             raise
     finally:
+        _ACTIVE.pop(str(lock), None)
         lock.unlink(missing_ok=True)
 
 

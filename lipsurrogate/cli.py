@@ -109,8 +109,47 @@ class _Stopped(KeyboardInterrupt):
     """Raised by the SIGTERM handler, so that partial outputs are removed as on Ctrl-C."""
 
 
-def _on_sigterm(signum, frame):  # pragma: no cover - exercised through a subprocess in the tests
-    raise _Stopped(signum)
+_GRACE_SECONDS = 10.0
+"""After SIGINT/SIGTERM, how long the interrupt may take to unwind before the process exits anyway."""
+
+
+def _emergency_exit(code: int, word: str) -> None:
+    """Remove this process's partial run folders and locks, say so in one line, and exit at once."""
+    import os
+
+    from ._io import abandon_active_runs
+
+    abandon_active_runs()
+    _error(f"interrupted by {word}; nothing partial was left behind")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _on_signal(signum, frame):  # pragma: no cover - exercised through a subprocess in the tests
+    """Raise the interrupt where the main thread is; make sure the process ends even if it is swallowed.
+
+    A signal can land inside a finaliser or a ctypes callback (numba and llvmlite compile with
+    both), where Python reports the exception as "unraisable" and carries on. The hook below
+    turns exactly that case into an immediate clean exit; a watchdog thread does the same after
+    :data:`_GRACE_SECONDS` for any other way the interrupt might get lost.
+    """
+    import signal
+    import threading
+    import time
+
+    word = "SIGTERM" if signum == signal.SIGTERM else "SIGINT"
+    code = 128 + signum
+    default_hook = sys.unraisablehook
+
+    def hook(unraisable):
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _emergency_exit(code, word)
+        default_hook(unraisable)
+
+    sys.unraisablehook = hook
+    threading.Thread(target=lambda: (time.sleep(_GRACE_SECONDS), _emergency_exit(code, word)), daemon=True).start()
+    raise _Stopped(signum) if signum == signal.SIGTERM else KeyboardInterrupt
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -130,11 +169,17 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from .exceptions import LipsurrogateError
 
-    previous = None
-    try:
-        previous = signal.signal(signal.SIGTERM, _on_sigterm)
-    except ValueError:  # not in the main thread (e.g. called from a worker): leave signals alone
-        pass
+    previous = {}
+    if argv is None:  # the command itself (not a call from Python): own SIGINT and SIGTERM
+        try:
+            previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        except ValueError:  # not in the main thread: leave signals alone
+            previous = {}
+    else:
+        try:
+            previous = {signal.SIGTERM: signal.signal(signal.SIGTERM, _on_signal)}
+        except ValueError:
+            previous = {}
     try:
         return _run(args, parser)
     except LipsurrogateError as err:
@@ -146,10 +191,17 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt as err:
         stopped = isinstance(err, _Stopped)
         _error(f"interrupted by {'SIGTERM' if stopped else 'SIGINT'}; nothing partial was left behind")
-        return 143 if stopped else 130
+        code = 143 if stopped else 130
+        if argv is None:  # skip finalisers of half-built extension objects (numba, llvmlite): they print noise
+            import os
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(code)
+        return code
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def _error(message: str) -> None:

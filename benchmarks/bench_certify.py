@@ -16,7 +16,7 @@ Stages timed on the same grid (128 x 128 x 32 cells, 129 x 129 x 33 vertices) wi
 ``local constants (interval propagation)``
     :func:`lipsurrogate.bounds.local.network_derivative_intervals` plus the solution's derivative
     intervals (:class:`~lipsurrogate.bounds.HeatSolution`), combined as the certifier does
-    (``lipsurrogate.bounds.certifier._error_constants``), on blocks of 2 x 2 x 2 cells (the
+    (``lipsurrogate.bounds.certifier._error_slopes``, interval method), on blocks of 2 x 2 x 2 cells (the
     default) and, separately, the network's intervals alone per cell on a sample.
 
 Usage::
@@ -82,7 +82,7 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(2)
     kernel_e, kernel_a = rng.normal(size=(1_000_000, 8)), rng.uniform(size=(1_000_000, 3))
     _, t_kernel = timed(lambda: exact_abs_bounds(kernel_e, 1e-12, kernel_a))
-    from lipsurrogate.bounds.certifier import _block_boxes, _error_constants
+    from lipsurrogate.bounds.certifier import _block_boxes, _error_slopes
 
     reference = HeatSolution(modes, 0.05)
     box = np.array([[e[0], e[-1]] for e in edges])
@@ -90,7 +90,7 @@ def main(argv=None) -> None:
     def local_constants(block=2):
         # per-cell constants as certify(..., local_block=block) builds them: one range per block
         lo, hi, step, shape = _block_boxes(edges, block)
-        out = _error_constants(model, reference, lo, hi, box).reshape(*shape, 3)
+        out = _error_slopes(model, reference, lo, hi, box, "interval")[1].reshape(*shape, 3)
         for axis, k in enumerate(step):
             out = np.repeat(out, k, axis=axis)
         return out

@@ -17,11 +17,16 @@ verification
     :func:`verify`: dense, random and adversarial sampling of a certificate.
 binding
     SHA-256 digests that bind a certificate to its files (:func:`check_files`).
+affine
+    :func:`error_slopes`: certified signed slope ranges of :math:`f - u` on boxes from affine
+    (zonotope) forms of both derivatives, whose common linear part cancels
+    (:func:`network_derivative_forms`, :class:`DerivativeForms`).
 cells, cell_lp, local, refine, storage, conditioned
-    The pieces: per-cell programs, interval propagation, adaptive refinement, files,
-    conditioned networks.
+    The pieces: per-cell programs (symmetric and signed), interval propagation, adaptive
+    refinement, files, conditioned networks.
 """
 
+from .affine import DerivativeForms, error_slopes, network_derivative_forms
 from .binding import RunFolderChanged, check_files
 from .certifier import Certificate, certify
 from .interpolant import MultilinearInterpolant
@@ -38,6 +43,7 @@ from .verification import VerificationResult, verify
 
 __all__ = [
     "Certificate",
+    "DerivativeForms",
     "FunctionReference",
     "HeatSolution",
     "LinearChain",
@@ -49,8 +55,10 @@ __all__ = [
     "certify",
     "check_files",
     "empirical_lipschitz",
+    "error_slopes",
     "evaluate_float64",
     "extract_chain",
     "lipschitz_bounds",
+    "network_derivative_forms",
     "verify",
 ]

@@ -41,7 +41,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["dual_vertices", "exact_abs_bounds", "exact_upper_bounds", "vertex_signs"]
+__all__ = ["dual_vertices", "exact_abs_bounds", "exact_upper_bounds", "signed_abs_bounds", "signed_upper_bounds",
+           "slope_centre_radius", "vertex_signs"]
 
 _U = 2.0**-53
 
@@ -150,3 +151,90 @@ def exact_abs_bounds(errors: np.ndarray, margins: np.ndarray, half_widths: np.nd
         e, m, a = errors[s : s + chunk], margins[s : s + chunk], half_widths[s : s + chunk]
         out[s : s + chunk] = np.maximum(exact_upper_bounds(e + m, a, chunk), exact_upper_bounds(m - e, a, chunk))
     return out
+
+
+def slope_centre_radius(lower: np.ndarray, upper: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Centre :math:`c` and radius :math:`r` with :math:`[c - r, c + r] \supseteq [\text{lower}, \text{upper}]`.
+
+    Computed in float64 and rounded outwards (``nextafter``), so the enclosure holds for the
+    computed numbers, not only in exact arithmetic.
+    """
+    lower = np.asarray(lower, dtype=np.float64)
+    upper = np.asarray(upper, dtype=np.float64)
+    centre = 0.5 * (lower + upper)
+    radius = np.nextafter(np.maximum(upper - centre, centre - lower), np.inf)
+    return centre, np.maximum(radius, 0.0)
+
+
+def signed_upper_bounds(values: np.ndarray, half_spans: np.ndarray, centre: np.ndarray, radius: np.ndarray,
+                        chunk: int = 4096) -> np.ndarray:
+    r"""Certified :math:`\max_{x \in C} e(x)` when each slope :math:`\partial_k e` lies in :math:`[c_k - r_k, c_k + r_k]` on C.
+
+    With centred coordinates :math:`w_k = x_k - x_{C,k} \in [-s_k, s_k]` and
+    :math:`g(x) = e(x) - c \cdot w`, the slopes of :math:`g` are at most :math:`r_k` in modulus, so
+    :math:`e(x) \le \min_v \big(g_v + \sum_k r_k (s_k + \sigma_{v,k} w_k)\big) + c \cdot w` with
+    :math:`g_v = e_v + \sum_k c_k \sigma_{v,k} s_k`. Every :math:`\lambda` in the simplex bounds the
+    maximum over the cell of this minimum (weak duality):
+
+    .. math::
+
+        P \le \lambda \cdot e + \sum_k s_k \big(r_k + c_k m_k(\lambda) + |r_k m_k(\lambda) + c_k|\big),
+
+    and the minimum over the enumerated dual vertices :func:`dual_vertices` is taken. For
+    :math:`c = 0` this is :func:`exact_upper_bounds` with :math:`a_k = r_k s_k`; for every
+    :math:`\lambda` it is never larger than that program with the symmetric constants
+    :math:`L_k = |c_k| + r_k` (``theory/cell-bounds.md`` section 11).
+
+    Parameters
+    ----------
+    values : ndarray, shape (N, 2^d)
+        Upper values at the vertices (errors plus margins), vertex order of :func:`vertex_signs`.
+    half_spans : ndarray, shape (N, d)
+        Half side lengths :math:`s_k` of the cells (rounded up by the caller, or exact).
+    centre, radius : ndarray, shape (N, d)
+        Slope enclosure of the function whose maximum is bounded (see :func:`slope_centre_radius`).
+
+    Returns
+    -------
+    ndarray, shape (N,)
+        **Certified** upper bounds, float64 rounding margin included.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    s = np.asarray(half_spans, dtype=np.float64)
+    c = np.asarray(centre, dtype=np.float64)
+    r = np.asarray(radius, dtype=np.float64)
+    N, nv = values.shape
+    d = s.shape[1]
+    if nv != 2**d or s.shape != (N, d) or c.shape != (N, d) or r.shape != (N, d):
+        raise ValueError(f"Expected values (N, 2^d) and half_spans, centre, radius (N, d). Got {values.shape}, "
+                         f"{s.shape}, {c.shape}, {r.shape}.")
+    coef_e, _ = dual_vertices(d)
+    m = coef_e @ vertex_signs(d)  # (J, d), |m| <= 1
+    lin = np.vstack([coef_e.T, m.T])  # (2^d + d, J)
+    out = np.empty(N)
+    for a in range(0, N, chunk):
+        sa, ca, ra = s[a : a + chunk], c[a : a + chunk], r[a : a + chunk]
+        bounds = np.concatenate([values[a : a + chunk], sa * ca], 1) @ lin
+        bounds += (sa * ra).sum(1, keepdims=True)
+        bounds += np.einsum("njk,nk->nj", np.abs(ra[:, None, :] * m[None] + ca[:, None, :]), sa)
+        out[a : a + chunk] = bounds.min(axis=1)
+    # Every term is bounded by max|values| + 3 sum_k s_k (r_k + |c_k|); each bound is a sum of
+    # 2^d + 3d + 1 rounded products (gamma_n, n = 2^d + 3d + 6, doubled for the stored coefficients).
+    scale = np.abs(values).max(axis=1) + 3.0 * (s * (r + np.abs(c))).sum(axis=1)
+    return out + 2 * (nv + 3 * d + 6) * _U * scale
+
+
+def signed_abs_bounds(errors: np.ndarray, margins: np.ndarray, half_spans: np.ndarray, slope_lower: np.ndarray,
+                      slope_upper: np.ndarray) -> np.ndarray:
+    r"""Certified bound of :math:`|e|` per cell from vertex errors and signed slope ranges of :math:`e`.
+
+    ``slope_lower`` / ``slope_upper`` (N, d) enclose :math:`\partial_k e` on each cell; the upper
+    program uses :math:`\hat e_v + m_v` and the slopes as given, the lower one
+    :math:`m_v - \hat e_v` and the negated slopes (:func:`signed_upper_bounds`).
+    """
+    errors = np.asarray(errors, dtype=np.float64)
+    margins = np.broadcast_to(np.asarray(margins, dtype=np.float64), errors.shape)
+    centre, radius = slope_centre_radius(slope_lower, slope_upper)
+    upper = signed_upper_bounds(errors + margins, half_spans, centre, radius)
+    lower = signed_upper_bounds(margins - errors, half_spans, -centre, radius)
+    return np.maximum(upper, lower)

@@ -39,7 +39,7 @@ from typing import Sequence
 import numpy as np
 
 from ..exceptions import CertificationError
-from .cell_lp import exact_abs_bounds
+from .cell_lp import exact_abs_bounds, signed_abs_bounds
 
 __all__ = ["CellCertificate", "cell_bounds", "locate_cells"]
 
@@ -68,6 +68,10 @@ class CellCertificate:
         ``"exact"`` (linear program) or ``"pair"`` (closed form).
     constants : ndarray or None, shape (*cells, d)
         The per-cell constants :math:`\\min(L_k(C), L_k)` that were used (what refinement inherits).
+    slopes : ndarray or None, shape (*cells, d, 2)
+        Signed **certified** ranges ``[lower, upper]`` of :math:`\\partial_k e` per cell, already
+        intersected with :math:`[-L_k, L_k]`, when they were given (``constants`` is then
+        :math:`\\max(|\\text{lower}|, |\\text{upper}|)`).
     """
 
     per_cell: np.ndarray
@@ -78,6 +82,7 @@ class CellCertificate:
     closed_form: np.ndarray | None = None
     method: str = "exact"
     constants: np.ndarray | None = None
+    slopes: np.ndarray | None = None
 
     @property
     def bound(self) -> float:
@@ -123,6 +128,7 @@ def cell_bounds(
     check: bool = True,
     local_lipschitz: np.ndarray | None = None,
     method: str = "exact",
+    local_slopes: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> CellCertificate:
     r"""Certified per-cell max-error bounds on a rectilinear grid.
 
@@ -144,6 +150,14 @@ def cell_bounds(
     method : {"exact", "pair"}
         ``"exact"``: the linear-program bound (the smallest valid one); ``"pair"``: the closed
         form only (about 10x faster, never smaller).
+    local_slopes : (lower, upper), each of shape (n_0 - 1, ..., n_{d-1} - 1, d), optional
+        Signed **certified** ranges of :math:`\\partial_k e` per cell (e.g. the network's range
+        minus the reference's). They are intersected with :math:`[-L_k, L_k]` (and with
+        ``local_lipschitz`` when both are given) and the exact bound becomes the signed program
+        of :func:`~lipsurrogate.bounds.cell_lp.signed_upper_bounds`: where :math:`e` is nearly
+        affine on a cell (the network's pattern decided there, u smooth), the slope term shrinks
+        from :math:`\\sum_k |\\partial_k e| h_k / 2` to the slopes' *variation* over the cell
+        (``theory/cell-bounds.md`` section 11).
 
     Returns
     -------
@@ -195,6 +209,19 @@ def cell_bounds(
                 f"'local_lipschitz' must be finite, non-negative, of shape {(*cell_shape, d)}. Got {local.shape}."
             )
         local = np.minimum(local, L)
+    slopes = None
+    if local_slopes is not None:
+        slope_lo, slope_hi = (np.asarray(a, dtype=np.float64) for a in local_slopes)
+        if (slope_lo.shape != (*cell_shape, d) or slope_hi.shape != (*cell_shape, d)
+                or not (np.all(np.isfinite(slope_lo)) and np.all(np.isfinite(slope_hi)))):
+            raise CertificationError(f"'local_slopes' must be two finite arrays of shape {(*cell_shape, d)}. "
+                                     f"Got {slope_lo.shape} and {slope_hi.shape}.")
+        slope_lo, slope_hi = np.maximum(slope_lo, -local), np.minimum(slope_hi, local)
+        if np.any(slope_lo > slope_hi):
+            raise CertificationError("The local slope ranges contradict the constants (an empty intersection): "
+                                     "one of them is wrong; no bound is printed.")
+        local = np.maximum(np.abs(slope_lo), np.abs(slope_hi))
+        slopes = np.stack([slope_lo, slope_hi], -1)
     half = np.stack([0.5 * np.broadcast_to(local[..., k] * spans[k], cell_shape) for k in range(d)], -1)
     lip_term = half.sum(axis=-1)
     best = np.full(cell_shape, np.inf)
@@ -213,12 +240,17 @@ def cell_bounds(
     closed_form = (best + lip_term) * (1 + 8 * 2.0**-53)
     naive = (worst_vertex + lip_term) * (1 + 8 * 2.0**-53)
     per_cell = closed_form
-    if method == "exact":
+    if method == "exact" and slopes is not None:
+        half_spans = np.stack([np.broadcast_to(0.5 * spans[k], cell_shape) for k in range(d)], -1).reshape(-1, d)
+        exact = signed_abs_bounds(np.stack(corners_e, 1), np.stack(corners_m, 1), half_spans * (1 + 4 * 2.0**-53),
+                                  slopes[..., 0].reshape(-1, d), slopes[..., 1].reshape(-1, d))
+        per_cell = np.minimum(exact.reshape(cell_shape), closed_form)
+    elif method == "exact":
         exact = exact_abs_bounds(np.stack(corners_e, 1), np.stack(corners_m, 1), half.reshape(-1, d))
         # both are certified; the exact one is never larger up to the rounding margins
         per_cell = np.minimum(exact.reshape(cell_shape), closed_form)
     return CellCertificate(per_cell, naive, edges, L, float(np.max(np.abs(e) + m)), closed_form, method,
-                           np.ascontiguousarray(local))
+                           np.ascontiguousarray(local), slopes)
 
 
 def locate_cells(points: np.ndarray, edges: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:

@@ -9,11 +9,12 @@ r"""The one certifier: any supported network against any :class:`~lipsurrogate.b
 2. **global constants** :math:`L_k = L_{f,k} + L_{u,k}`, with :math:`L_f` certified from the
    weights (:func:`~lipsurrogate.bounds.lipschitz_bounds`) and :math:`L_u` from the reference;
    the consistency check refuses constants that the vertex errors contradict;
-3. **local constants** per block of cells,
-   :math:`L_k(C) = \max(|\overline{f'_k} - \underline{u'_k}|, |\underline{f'_k} - \overline{u'_k}|)`
-   from interval propagation through the network
-   (:func:`~lipsurrogate.bounds.local.network_derivative_intervals`) and the reference's certified
-   derivative ranges; each cell uses :math:`\min(L_k(C), L_k)`;
+3. **local slopes** per block of cells: a signed range of :math:`\partial_k (f - u)`, from affine
+   forms of both derivatives (:func:`~lipsurrogate.bounds.affine.error_slopes`: their common
+   linear part cancels) or from interval propagation
+   (:func:`~lipsurrogate.bounds.local.network_derivative_intervals`) minus the reference's
+   certified ranges; each cell intersects it with :math:`[-L_k, L_k]` and uses the signed
+   program of :func:`~lipsurrogate.bounds.cell_lp.signed_upper_bounds`;
 4. the **exact per-cell linear program** (:mod:`~lipsurrogate.bounds.cell_lp`) and **adaptive
    refinement** of the dominating cells (:mod:`~lipsurrogate.bounds.refine`).
 
@@ -36,21 +37,22 @@ import numpy as np
 from .._io import read_json, write_json
 from .._version import __version__
 from ..exceptions import CertificationError, ConfigurationError, ModelFileError
+from .affine import error_slopes, supports_forms
 from .cells import CellCertificate, cell_bounds
 from .local import network_intervals
 from .network import evaluate_float64, extract_chain, lipschitz_bounds
 from .reference import Reference
 from .refine import refine_certificate
 
-__all__ = ["Certificate", "certify", "grid_edges", "network_values", "LADDER_KINDS"]
+__all__ = ["Certificate", "certify", "grid_edges", "network_values", "LADDER_KINDS", "SLOPE_METHODS"]
 
 LADDER_KINDS = {
     "naive_global": "max vertex |e| + sum_k L_k h_k / 2, global constants L_f + L_u (the anchor)",
     "pair_global": "closed-form opposite-vertex-pair bound, global constants",
     "exact_global": "exact per-cell linear program, global constants",
-    "pair_local": "closed-form pair bound, per-cell constants from interval propagation",
-    "exact_local": "exact linear program, per-cell constants",
-    "refined": "exact linear program with per-cell constants after adaptive refinement of the dominating cells",
+    "pair_local": "closed-form pair bound, per-cell constants max|local slope range|",
+    "exact_local": "linear program with the per-cell signed slope ranges",
+    "refined": "the same after adaptive refinement of the dominating cells",
 }
 """What each rung of a certificate's ladder is (all certified)."""
 
@@ -197,11 +199,33 @@ def _block_boxes(edges: Sequence[np.ndarray], block: int):
     return lo, hi, step, [len(e) - 1 for e in block_edges]
 
 
-def _error_constants(model, reference: Reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarray) -> np.ndarray:
-    """Certified bounds on :math:`|\\partial_k (f - u)|` on each box: the difference of the two ranges."""
+SLOPE_METHODS = {
+    "affine": "affine forms of f' and u' on each box, their difference's interval, in the signed program "
+              "(theory/cell-bounds.md sections 11-12)",
+    "interval": "interval ranges of f' minus those of u', in the signed program (sections 4 and 11)",
+    "symmetric": "interval ranges of f' minus those of u', folded to one constant max|d_k e| per axis (section 4)",
+}
+"""How :func:`certify` bounds the error's slope on a block (``slopes=``; ``"auto"``: affine where supported)."""
+
+
+def _error_slopes(model, reference: Reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarray,
+                  method: str = "affine"):
+    """Certified signed ranges of :math:`\\partial_k (f - u)` on each box: the network's range minus the reference's.
+
+    Networks that :func:`~lipsurrogate.bounds.affine.supports_forms` accepts use the affine forms
+    of :func:`~lipsurrogate.bounds.affine.error_slopes` (the common linear part of f' and u' cancels);
+    others the difference of the interval ranges, rounded outwards (one ``nextafter`` covers the
+    half-ulp error of each subtraction).
+    """
+    if method == "affine":
+        return error_slopes(model, reference, lo, hi, box)
     flo, fhi = network_intervals(model, lo, hi)
     ulo, uhi = reference.derivative_intervals(lo, hi, box)
-    return np.maximum(np.abs(fhi - ulo), np.abs(flo - uhi))
+    lo_, hi_ = np.nextafter(flo - uhi, -np.inf), np.nextafter(fhi - ulo, np.inf)
+    if method == "symmetric":
+        big = np.maximum(np.abs(lo_), np.abs(hi_))
+        return -big, big
+    return lo_, hi_
 
 
 def _vertex_points(edges: Sequence[np.ndarray]) -> np.ndarray:
@@ -226,6 +250,7 @@ def certify(
     local_block: int = 1,
     refine_budget: int = 0,
     progress: bool = False,
+    slopes: str = "auto",
 ) -> Certificate:
     r"""Certify :math:`\max |f - u|` over ``box`` for a network ``f`` and a reference ``u``.
 
@@ -252,6 +277,10 @@ def certify(
         Error evaluations for adaptive refinement; 0 for none.
     progress : bool
         Print refinement rounds.
+    slopes : {"auto", "affine", "interval", "symmetric"}
+        How the error's slope is bounded on a block (:data:`SLOPE_METHODS`); ``"auto"`` takes
+        ``"affine"`` for networks :func:`~lipsurrogate.bounds.affine.supports_forms` accepts and
+        ``"interval"`` otherwise. All are certified; the others exist for comparison.
 
     Returns
     -------
@@ -278,6 +307,13 @@ def certify(
     names = list(inputs or getattr(reference, "inputs", None) or [f"x{i}" for i in range(d)])
     if len(names) != d:
         raise ConfigurationError(f"Expected {d} input names. Got {names}.")
+    if slopes not in ("auto", *SLOPE_METHODS):
+        raise ConfigurationError(f"'slopes' must be 'auto' or one of {sorted(SLOPE_METHODS)}. Got {slopes!r}.")
+    if slopes == "auto":
+        slopes = "affine" if supports_forms(model) else "interval"
+    elif slopes == "affine" and not supports_forms(model):
+        raise CertificationError("Affine slope forms support single-output GroupSort(2) or ReLU networks; use "
+                                 "slopes='interval'.")
     if local_block < 0 or refine_budget < 0:
         raise ConfigurationError(f"'local_block' and 'refine_budget' must be >= 0. Got {local_block} and {refine_budget}.")
 
@@ -304,7 +340,7 @@ def certify(
 
     local_cert = final = global_cert
     refinement, local_note = None, "not computed (local_block = 0)"
-    box_constants = None
+    box_slopes = None
     if local_block >= 1:
         try:
             network_intervals(model, box[None, :, 0], box[None, :, 1])
@@ -313,18 +349,20 @@ def certify(
         else:
             start = time.perf_counter()
             lo, hi, step, block_shape = _block_boxes(edges, local_block)
-            local = _error_constants(model, reference, lo, hi, box).reshape(*block_shape, d)
-            for axis, k in enumerate(step):
-                local = np.repeat(local, k, axis=axis)
-            local_cert = final = cell_bounds(e, edges, L, margin, check=False, local_lipschitz=local)
+            ranges = []
+            for part in _error_slopes(model, reference, lo, hi, box, slopes):
+                part = part.reshape(*block_shape, d)
+                for axis, k in enumerate(step):
+                    part = np.repeat(part, k, axis=axis)
+                ranges.append(part)
+            local_cert = final = cell_bounds(e, edges, L, margin, check=False, local_slopes=tuple(ranges))
             seconds["local_constants"] = time.perf_counter() - start
-            local_note = (f"interval propagation of f's derivative ranges and u's certified ranges on blocks of "
-                          f"{local_block} cell(s) per axis")
-            box_constants = lambda a, b: _error_constants(model, reference, a, b, box)  # noqa: E731
+            local_note = f"{SLOPE_METHODS[slopes]}; on blocks of {local_block} cell(s) per axis"
+            box_slopes = lambda a, b: _error_slopes(model, reference, a, b, box, slopes)  # noqa: E731
     if refine_budget > 0:
         start = time.perf_counter()
         refinement = refine_certificate(local_cert, lambda p: _errors(chain, reference, p),
-                                        local_constants=box_constants, budget=refine_budget, progress=progress)
+                                        local_slopes=box_slopes, budget=refine_budget, progress=progress)
         final = refinement.certificate
         seconds["refinement"] = time.perf_counter() - start
     seconds["total"] = time.perf_counter() - total
@@ -344,10 +382,11 @@ def certify(
         "bound_kind": statement["bound_kind"],
         "level": statement["level"],
         "reference": statement["reference"],
-        "method": "exact per-cell linear program (the smallest valid bound for per-coordinate constants) with "
-                  "signed vertex errors; on each cell the constants are min(local, global), local = max|f' - u'| "
-                  "from interval propagation of f's and u's derivative ranges, global = L_f + L_u; the dominating "
-                  "cells are split adaptively; float64 evaluation with certified rounding margins",
+        "method": "per-cell linear program with signed vertex errors and, per cell, the signed range of each "
+                  "slope d(f - u)/dx_k (the local range intersected with [-L, L], L = L_f + L_u global; exact when "
+                  "the slopes keep their sign); local ranges from " + (SLOPE_METHODS[slopes] if local_block >= 1
+                  else "none (global constants only)") + "; the dominating cells are split adaptively; float64 "
+                  "evaluation with certified rounding margins",
         "ladder": ladder,
         "ladder_kinds": LADDER_KINDS,
         "bound_global_constants": global_cert.bound,
@@ -359,6 +398,7 @@ def certify(
         "grid": {"cells": [len(x) - 1 for x in edges], "vertices": list(shape),
                  "spacing": [float(np.max(np.diff(x))) for x in edges]},
         "local_constants": local_note,
+        "slopes": slopes if local_block >= 1 else None,
         "refinement": refinement.summary() if refinement is not None else None,
         "per_cell": summary["per_cell"],
         "max_vertex_error": summary["max_vertex_error"],

@@ -152,6 +152,32 @@ class HeatSolution(Reference):
             return self.modes.derivative_intervals(lo, hi, self.diffusivity)
         return self.modes.parametric_derivative_intervals(lo, hi)
 
+    def derivative_forms(self, lo, hi, centre, half, box):
+        r"""Affine enclosures of :math:`\nabla u` on boxes (see :mod:`lipsurrogate.bounds.affine`).
+
+        :math:`\partial_k u(x) = \partial_k u(x_c) + \sum_j \partial_j \partial_k u(\xi)\, \delta_j` for
+        some :math:`\xi` on the segment from :math:`x_c` to :math:`x` (mean-value theorem; the
+        segment lies in the box), so with the Hessian's certified range
+        :math:`[H^-, H^+]` over the box (:meth:`~lipsurrogate.data.heat.HeatModes.hessian_intervals`)
+        the form has the centre value's enclosure, generators :math:`(H^- + H^+)/2` and radius
+        :math:`\sum_j (H^+ - H^-)_{kj} s_j / 2` plus the centre's half-width.
+        """
+        from .affine import DerivativeForms
+
+        lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+        d = self.in_features
+        at_centre = DerivativeForms.from_intervals(*self.derivative_intervals(centre, centre, box))
+        if self.diffusivity is not None:
+            kap = np.full((len(lo), 1), self.diffusivity)
+            hlo, hhi = self.modes.hessian_intervals(lo, hi, kap, kap)
+        else:
+            hlo, hhi = self.modes.hessian_intervals(lo[:, :3], hi[:, :3], lo[:, 3:4], hi[:, 3:4])
+        hlo, hhi = hlo[:, :d, :d], hhi[:, :d, :d]
+        gen = 0.5 * (hlo + hhi)
+        hrad = np.nextafter(np.maximum(hhi - gen, gen - hlo), np.inf)
+        radius = (at_centre.radius + np.einsum("nkj,nj->nk", hrad, half)) * (1 + 8 * 2.0**-53) + 1e-300
+        return DerivativeForms(at_centre.centre, gen, radius)
+
     def torch(self, points):
         m = self.modes
         w = 2 * np.pi / m.length

@@ -6,7 +6,8 @@ splits every box whose bound exceeds :math:`\max(\text{target}, \rho \cdot B_\te
 the exact per-cell program (:mod:`lipsurrogate.bounds.cell_lp`). A child inherits its parent's
 constants (a supremum over a subset is no larger) and, when a ``local_constants`` callback is
 given, takes the minimum with constants recomputed on the child; its bound is capped by its
-parent's (valid on the child too), so bounds never grow. The children tile the parent exactly:
+parent's (valid on the child too), so bounds never grow. With signed slope ranges (``local_slopes``)
+the child inherits its parent's range, intersected with its own. The children tile the parent exactly:
 their corners are the evaluated points, the far corner being the parent's own. A base cell's bound becomes the
 largest bound of the boxes that cover it, so the refined certificate is a
 :class:`~lipsurrogate.bounds.cells.CellCertificate` on the same grid and every consumer
@@ -29,7 +30,7 @@ from typing import Callable
 import numpy as np
 
 from ..exceptions import CertificationError
-from .cell_lp import exact_abs_bounds
+from .cell_lp import signed_abs_bounds
 from .cells import CellCertificate
 
 __all__ = ["RefinementResult", "refine_certificate"]
@@ -96,6 +97,7 @@ def refine_certificate(
     error: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
     *,
     local_constants: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    local_slopes: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
     target: float | None = None,
     budget: int = 200_000,
     max_rounds: int = 8,
@@ -113,6 +115,10 @@ def refine_certificate(
         rounding/uncertainty, as used for the base grid.
     local_constants : callable, optional
         ``(lo (n, d), hi (n, d)) -> (n, d)`` certified bounds on :math:`|\partial_k e|` on each box.
+    local_slopes : callable, optional
+        ``(lo, hi) -> (lower, upper)``, each (n, d): certified signed ranges of :math:`\partial_k e`
+        on each box (tighter than ``local_constants``: the signed program of
+        :func:`~lipsurrogate.bounds.cell_lp.signed_upper_bounds` is used).
     target : float, optional
         Stop once the global bound is at most this (default: refine until budget or rounds).
     budget : int
@@ -138,7 +144,14 @@ def refine_certificate(
     # leaves inside refined base cells
     leaf_lo = np.empty((0, d))
     leaf_hi = np.empty((0, d))
-    leaf_c = np.empty((0, d))
+    leaf_slo = np.empty((0, d))
+    leaf_shi = np.empty((0, d))
+    if cert.slopes is not None:
+        base_slo = cert.slopes[..., 0].reshape(-1, d)
+        base_shi = cert.slopes[..., 1].reshape(-1, d)
+    else:
+        base_shi = np.ascontiguousarray(cert.constants.reshape(-1, d))
+        base_slo = -base_shi
     leaf_base = np.empty(0, dtype=np.int64)
     leaf_bound = np.empty(0)
     offsets = np.array(list(itertools.product((0, 1), repeat=d)), dtype=np.float64)
@@ -167,10 +180,10 @@ def refine_certificate(
         cidx = np.stack(np.unravel_index(new_base, shape), 1) if len(new_base) else np.zeros((0, d), dtype=np.int64)
         blo = np.stack([edges[k][cidx[:, k]] for k in range(d)], 1) if len(new_base) else np.zeros((0, d))
         bhi = np.stack([edges[k][cidx[:, k] + 1] for k in range(d)], 1) if len(new_base) else np.zeros((0, d))
-        bc = cert.constants.reshape(-1, d)[new_base]
         lo = np.concatenate([blo, leaf_lo[split_leaves]])
         hi = np.concatenate([bhi, leaf_hi[split_leaves]])
-        consts = np.concatenate([bc, leaf_c[split_leaves]])
+        slo = np.concatenate([base_slo[new_base], leaf_slo[split_leaves]])
+        shi = np.concatenate([base_shi[new_base], leaf_shi[split_leaves]])
         parent_bound = np.concatenate([original[new_base], leaf_bound[split_leaves]])
         owner = np.concatenate([new_base, leaf_base[split_leaves]])
         refined[new_base] = True
@@ -190,21 +203,31 @@ def refine_certificate(
         # children: (n_split * 2^d) boxes
         clo = grid[:, child_vertex[:, 0], :].reshape(-1, d)
         chi = grid[:, child_vertex[:, -1], :].reshape(-1, d)
-        cconst = np.repeat(consts, len(child_of), axis=0)
+        # a parent's slope range holds on its children; intersect with the children's own
+        cslo = np.repeat(slo, len(child_of), axis=0)
+        cshi = np.repeat(shi, len(child_of), axis=0)
         if local_constants is not None:
-            cconst = np.minimum(cconst, np.asarray(local_constants(clo, chi), dtype=np.float64))
+            cl = np.asarray(local_constants(clo, chi), dtype=np.float64)
+            cslo, cshi = np.maximum(cslo, -cl), np.minimum(cshi, cl)
+        if local_slopes is not None:
+            a, b = local_slopes(clo, chi)
+            cslo, cshi = np.maximum(cslo, np.asarray(a, dtype=np.float64)), np.minimum(cshi, np.asarray(b, dtype=np.float64))
+        if np.any(cslo > cshi):
+            raise CertificationError("Refinement found slope ranges that contradict each other on a child box: one of "
+                                     "the certified ranges is wrong; no bound is printed.")
         cvals = e[:, child_vertex].reshape(-1, len(offsets))
         cmarg = m[:, child_vertex].reshape(-1, len(offsets))
         spans = chi - clo
         _check_children(cvals, cmarg, spans, L, d)
         # a parent's bound holds on each of its children too: keep the smaller (both certified)
-        cbound = np.minimum(exact_abs_bounds(cvals, cmarg, 0.5 * cconst * spans),
+        cbound = np.minimum(signed_abs_bounds(cvals, cmarg, 0.5 * spans * (1 + 4 * _U), cslo, cshi),
                             np.repeat(parent_bound, len(child_of)))
         cowner = np.repeat(owner, len(child_of))
 
         leaf_lo = np.concatenate([leaf_lo[keep], clo])
         leaf_hi = np.concatenate([leaf_hi[keep], chi])
-        leaf_c = np.concatenate([leaf_c[keep], cconst])
+        leaf_slo = np.concatenate([leaf_slo[keep], cslo])
+        leaf_shi = np.concatenate([leaf_shi[keep], cshi])
         leaf_base = np.concatenate([leaf_base[keep], cowner])
         leaf_bound = np.concatenate([leaf_bound[keep], cbound])
         # a refined base cell's bound is the largest bound of the leaves covering it

@@ -193,6 +193,70 @@ class HeatModes:
         pad = 1e-12 * scale
         return out_lo - pad, out_hi + pad
 
+    def hessian_intervals(self, lo: np.ndarray, hi: np.ndarray, kap_lo: np.ndarray, kap_hi: np.ndarray):
+        r"""Certified ranges of the second derivatives of :math:`u` in :math:`(x, y, t, \kappa)` on boxes.
+
+        ``lo``, ``hi`` (n, 3) hold (x, y, t) with t >= 0, ``kap_lo``, ``kap_hi`` (n, 1) the
+        diffusivity range (equal ends for a fixed diffusivity, whose :math:`\kappa` rows are then
+        not used). Mode by mode, :math:`u_m = g\,h` with :math:`g = e^{-\sigma}`,
+        :math:`\sigma = q\kappa t`, and :math:`h = R\cos(p - \varphi)`:
+
+        .. math::
+
+            \partial_i\partial_j u_m = g\, R\omega^2 k_i k_j \cos(p - \varphi + \pi), \quad
+            \partial_t\partial_i u_m = -q (\kappa g)\, \partial_i h, \quad
+            \partial_\kappa\partial_i u_m = -q (t g)\, \partial_i h,
+
+        :math:`\partial_t^2 u_m = q^2 (\kappa^2 g) h`, :math:`\partial_\kappa^2 u_m = q^2 (t^2 g) h` and
+        :math:`\partial_t\partial_\kappa u_m = q (\sigma - 1) e^{-\sigma} h`, where the positive factors
+        are monotone in the box's ends and :math:`(\sigma - 1)e^{-\sigma}` peaks at :math:`\sigma = 2`.
+        Products and sums in interval arithmetic, widened by :math:`10^{-12}` of the sum of the
+        terms' magnitudes (float64 and libm rounding, generously). Returns ``(hlo, hhi)``, (n, 4, 4).
+        """
+        from ..bounds.local import cos_range
+
+        if self.boundary != "periodic":
+            raise ConfigurationError("hessian_intervals is implemented for periodic modes.")
+        w = self._omega()
+        k = np.asarray(self.wavevectors, dtype=np.float64)
+        q = self._decay(1.0)[None]  # (1, modes)
+        xc, xr = (lo[:, :2] + hi[:, :2]) / 2, (hi[:, :2] - lo[:, :2]) / 2
+        pc, pr = w * xc @ k.T, w * xr @ np.abs(k).T
+        amp = self.amplitudes()
+        phi = np.arctan2(self.sin, self.cos)
+        t_lo, t_hi = lo[:, 2:3], hi[:, 2:3]
+        sig_lo, sig_hi = q * (kap_lo * t_lo), q * (kap_hi * t_hi)
+        g_lo, g_hi = np.exp(-sig_hi), np.exp(-sig_lo)
+        h0 = cos_range(pc - phi, pr)  # h / R
+        h1 = cos_range(pc - phi + np.pi / 2, pr)  # (d h / d p) / R
+        h2 = cos_range(pc - phi + np.pi, pr)  # (d^2 h / d p^2) / R
+        psi = lambda s: (s - 1.0) * np.exp(-s)  # noqa: E731
+        psi_lo = np.minimum(psi(sig_lo), psi(sig_hi))
+        psi_hi = np.where((sig_lo <= 2) & (sig_hi >= 2), np.exp(-2.0), np.maximum(psi(sig_lo), psi(sig_hi)))
+        factors = {  # positive (or signed, for psi) ranges multiplying h or its derivatives
+            "g": (g_lo, g_hi), "kg": (kap_lo * g_lo, kap_hi * g_hi), "tg": (t_lo * g_lo, t_hi * g_hi),
+            "kkg": (kap_lo**2 * g_lo, kap_hi**2 * g_hi), "ttg": (t_lo**2 * g_lo, t_hi**2 * g_hi), "psi": (psi_lo, psi_hi),
+        }
+        n = len(lo)
+        out_lo, out_hi = np.zeros((n, 4, 4)), np.zeros((n, 4, 4))
+
+        def put(i, j, factor, coef, h):
+            flo, fhi = factors[factor]
+            lo_m, hi_m = _interval_product(flo, fhi, coef * amp * h[0], coef * amp * h[1])
+            pad = 1e-12 * np.maximum(np.abs(lo_m), np.abs(hi_m)).sum(1) + 1e-300
+            out_lo[:, i, j] = out_lo[:, j, i] = lo_m.sum(1) - pad
+            out_hi[:, i, j] = out_hi[:, j, i] = hi_m.sum(1) + pad
+
+        for i in range(2):
+            for j in range(i, 2):
+                put(i, j, "g", w * w * k[:, i] * k[:, j], h2)
+            put(2, i, "kg", -q[0] * w * k[:, i], h1)
+            put(3, i, "tg", -q[0] * w * k[:, i], h1)
+        put(2, 2, "kkg", q[0] ** 2, h0)
+        put(3, 3, "ttg", q[0] ** 2, h0)
+        put(2, 3, "psi", q[0], h0)
+        return out_lo, out_hi
+
     def to_json(self) -> str:
         """JSON text that :meth:`from_json` reads back exactly (floats as repr)."""
         return json.dumps(

@@ -47,6 +47,13 @@ def check_config(cfg) -> None:
             raise ConfigurationError(f"{_flag(name)} must be an integer. Got {value!r}.")
         if declared == "float" and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
             raise ConfigurationError(f"{_flag(name)} must be a number. Got {value!r}.")
+        if name == "loss" and value is not None:
+            from ..train.loop import resolve_loss
+
+            try:
+                resolve_loss(value)
+            except ConfigurationError as err:
+                raise ConfigurationError(f"{_flag(name)}: {err}") from None
         if value is None or isinstance(value, (bool, str)):
             continue
         if isinstance(value, (int, np.integer)):
@@ -126,7 +133,7 @@ def fit_and_certify(module, model, points, target, cfg, out_dir, times: dict, pr
     from ..train import train
 
     start = time.perf_counter()
-    history = train(model, points, target, "mse", steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
+    history = train(model, points, target, getattr(cfg, "loss", "mse"), steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                     seed=cfg.seed, progress=progress, description=f"{module.__name__.rsplit('.', 1)[-1]} training")
     write_json(out_dir / "training.json", history.to_dict())
     return certify_trained(module, model, points, target, out_dir, times, progress, fit_kind, start)

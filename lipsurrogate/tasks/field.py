@@ -76,6 +76,7 @@ class FieldConfig:
     steps: int = 3000
     batch_size: int = 2048
     lr: float = 3e-3
+    loss: str = "mse"
     local_block: int = 1
     refine_budget: int = 200_000
     density: int = 4

@@ -72,10 +72,11 @@ class Heat2DConfig:
     steps: int = 2500
     batch_size: int = 4096
     lr: float = 3e-3
+    loss: str = "mse"
     cert_cells: list = field(default_factory=lambda: [128, 128, 32])
     cert_cells_coarse: list = field(default_factory=lambda: [64, 64, 16])
     local_block: int = 2
-    refine_budget: int = 400_000
+    refine_budget: int = 250_000
     density: int = 3
     dense_cells: int = 600
     random_points: int = 100_000

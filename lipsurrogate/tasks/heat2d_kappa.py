@@ -63,6 +63,7 @@ class Heat2DKappaConfig:
     steps: int = 3000
     batch_size: int = 4096
     lr: float = 3e-3
+    loss: str = "mse"
     cert_cells: list = field(default_factory=lambda: [64, 64, 16, 8])
     local_block: int = 2
     refine_budget: int = 400_000

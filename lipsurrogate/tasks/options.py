@@ -47,6 +47,7 @@ _TRAINING = [
     _opt("--steps", int, "training steps"),
     _opt("--batch-size", int, "mini-batch size"),
     _opt("--lr", float, "learning rate, cosine-decayed"),
+    _opt("--loss", str, "training loss: mse, mae or l<p> (e.g. l8: the L_p norm, towards the max error)"),
 ]
 _CERTIFICATE = [
     _opt("--local-block", int, "cells per axis sharing one local constant; 0 = global constants only"),

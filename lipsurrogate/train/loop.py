@@ -12,7 +12,7 @@ from torch import nn
 from ..exceptions import ConfigurationError
 from ..nn.norms import project_weights_
 
-__all__ = ["TrainingHistory", "train", "LOSSES"]
+__all__ = ["TrainingHistory", "train", "LOSSES", "lp_loss", "resolve_loss"]
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -25,8 +25,45 @@ def _mae(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     return torch.mean(torch.abs(outputs.reshape(targets.shape) - targets))
 
 
+def lp_loss(p: float) -> LossFn:
+    r"""The :math:`L_p` norm of the residual, squared: :math:`\big(\tfrac1n \sum_i |f_i - y_i|^p\big)^{2/p}`.
+
+    :math:`p = 2` is the MSE; as :math:`p \to \infty` it tends to the squared max error, which is
+    what a sup-norm certificate bounds. The square keeps the gradient's scale like the MSE's,
+    so learning rates carry over. Computed as :math:`m^2 (\tfrac1n \sum (|r_i| / m)^p)^{2/p}`
+    with :math:`m = \max|r|` (no overflow for large p).
+    """
+    if not p >= 1:
+        raise ConfigurationError(f"The L_p loss needs p >= 1. Got {p!r}.")
+
+    def loss(outputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        r = (outputs.reshape(targets.shape) - targets).abs()
+        m = r.detach().max().clamp_min(1e-30)
+        return m**2 * torch.mean((r / m) ** p) ** (2.0 / p)
+
+    loss.__name__ = f"l{p:g}"
+    return loss
+
+
 LOSSES: dict[str, LossFn] = {"mse": _mse, "mae": _mae}
-"""Regression losses available by name; classification losses live in ``train.losses``."""
+"""Regression losses available by name (and ``"l<p>"``, e.g. ``"l8"``: :func:`lp_loss`);
+classification losses live in ``train.losses``."""
+
+
+def resolve_loss(loss: "str | LossFn") -> LossFn:
+    """A loss function from its name (``"mse"``, ``"mae"``, ``"l<p>"``) or the callable itself."""
+    if callable(loss):
+        return loss
+    if loss in LOSSES:
+        return LOSSES[loss]
+    if isinstance(loss, str) and loss.startswith("l"):
+        try:
+            p = float(loss[1:])
+        except ValueError:
+            p = None
+        if p is not None:
+            return lp_loss(p)
+    raise ConfigurationError(f"'loss' must be one of {sorted(LOSSES)}, 'l<p>' (e.g. 'l8') or a callable. Got {loss!r}.")
 
 
 @dataclass
@@ -90,7 +127,8 @@ def train(
         Passed to ``loss(outputs, *targets_batch)``; extra tensors (e.g. per-point margins for
         :func:`~lipsurrogate.train.losses.dynamic_hinge_loss`) are batched the same way.
     loss : str or callable
-        ``"mse"``, ``"mae"`` or a function ``loss(outputs, *targets) -> scalar``.
+        ``"mse"``, ``"mae"``, ``"l<p>"`` (:func:`lp_loss`, e.g. ``"l8"``: trains for the max error that a
+        certificate bounds) or a function ``loss(outputs, *targets) -> scalar``.
     steps, batch_size, lr, weight_decay
         Optimisation settings. ``batch_size >= n`` means full batch.
     schedule : {"cosine", "constant"}
@@ -116,10 +154,7 @@ def train(
     for t in targets:
         if t.shape[0] != n:
             raise ConfigurationError(f"Expected {n} targets to match the inputs. Got {t.shape[0]} instead.")
-    if isinstance(loss, str):
-        if loss not in LOSSES:
-            raise ConfigurationError(f"'loss' must be one of {sorted(LOSSES)} or a callable. Got {loss!r}.")
-        loss = LOSSES[loss]
+    loss = resolve_loss(loss)
     if steps < 1 or batch_size < 1:
         raise ConfigurationError(f"'steps' and 'batch_size' must be positive. Got {steps} and {batch_size}.")
     if schedule not in ("cosine", "constant"):

@@ -150,3 +150,61 @@ def test_consistent_data_reduce_to_pairs_and_tetrahedra(rng, d):
         board = 2.0 * parity
         assert exact_upper_bounds(board[None], np.ones((1, 3)))[0] == pytest.approx(3.0)
         assert cell_bounds(board.reshape(2, 2, 2), [np.array([0.0, 2.0])] * 3, [1.0] * 3).closed_form.max() == pytest.approx(4.0)
+
+
+def _signed_primal(e, s, c, r):
+    """max t s.t. t <= e_v + sum_k (r_k (s_k + sigma_vk w_k) + c_k (w_k + sigma_vk s_k)), |w_k| <= s_k (HiGHS)."""
+    d = len(s)
+    sig = vertex_signs(d)
+    A = np.hstack([-(r * sig + c), np.ones((2**d, 1))])
+    b = e + (c * sig * s).sum(1) + (r * s).sum()
+    res = linprog(np.r_[np.zeros(d), -1.0], A_ub=A, b_ub=b, bounds=[(-sk, sk) for sk in s] + [(None, None)],
+                  method="highs")
+    assert res.status == 0
+    return -res.fun
+
+
+def _admissible_vertex_values(rng, s, c, r):
+    """Vertex values of e(w) = c.w + g(w), |g_k'| <= r_k: a function the signed program must cover."""
+    d = len(s)
+    w = -vertex_signs(d) * s
+    phase, freq = rng.uniform(0, 6, d), rng.uniform(0.2, 3, d)
+    return w @ c + (r * np.sin(w * freq + phase) / freq).sum(1) + rng.normal() * 0.1
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+def test_signed_bound_is_valid_and_exact_when_slopes_keep_their_sign(rng, d):
+    from lipsurrogate.bounds.cell_lp import signed_upper_bounds
+
+    for _ in range(60):
+        s = rng.uniform(0.1, 1, d)
+        r = rng.uniform(0, 1, d) * rng.choice([0.01, 0.3, 1.0])
+        c = rng.normal(size=d) * rng.choice([0.1, 1.0, 3.0])
+        e = _admissible_vertex_values(rng, s, c, r)
+        bound = signed_upper_bounds(e[None], s[None], c[None], r[None])[0]
+        primal = _signed_primal(e, s, c, r)
+        scale = np.abs(e).max() + ((np.abs(c) + r) * s).sum()
+        assert bound >= primal - 1e-12 * scale  # never below the smallest valid bound
+        # never looser than the symmetric program with L = |c| + r
+        assert bound <= exact_upper_bounds(e[None], ((np.abs(c) + r) * s)[None])[0] + 1e-12 * scale
+        if np.all(np.abs(c) >= r):  # the dual objective is linear: the optimum is a point mass, enumerated
+            assert bound == pytest.approx(primal, rel=1e-9, abs=1e-12 * scale)
+
+
+def test_signed_bound_covers_admissible_functions_by_dense_sampling(rng):
+    """Sample e = c.w + g on the whole cell: its maximum never exceeds the bound of its vertex values."""
+    from lipsurrogate.bounds.cell_lp import signed_upper_bounds
+
+    d = 2
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 81)] * d, indexing="ij"), -1).reshape(-1, d)
+    for _ in range(30):
+        s = rng.uniform(0.1, 1, d)
+        c, r = rng.normal(size=d), rng.uniform(0, 0.5, d)
+        phase, freq = rng.uniform(0, 6, d), rng.uniform(0.2, 3, d)
+
+        def e(w):
+            return w @ c + (r * np.sin(w * freq + phase) / freq).sum(-1)
+
+        values = e(-vertex_signs(d) * s)
+        bound = signed_upper_bounds(values[None], s[None], c[None], r[None])[0]
+        assert e(grid * s).max() <= bound + 1e-12

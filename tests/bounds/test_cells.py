@@ -137,3 +137,33 @@ def test_bad_local_constants_margins_and_method_are_refused():
     with pytest.raises(CertificationError, match="1 to 4 dimensions"):
         cell_bounds(np.zeros((2,) * 5), [np.arange(2.0)] * 5, [1.0] * 5)
     assert cell_bounds(np.zeros((2,) * 5), [np.arange(2.0)] * 5, [1.0] * 5, method="pair").bound > 0
+
+
+def test_signed_local_slopes_give_a_valid_bound_no_larger_than_symmetric(rng):
+    """e = 0.3 x - 0.2 y + small wiggle: slopes keep their sign, so the signed program is tighter."""
+    edges = [np.linspace(0, 1, 9), np.linspace(0, 2, 9)]
+
+    def e(p):
+        return 0.3 * p[..., 0] - 0.2 * p[..., 1] + 0.01 * np.sin(5 * p[..., 0])
+
+    grid = np.stack(np.meshgrid(*edges, indexing="ij"), -1)
+    values = e(grid)
+    lo = np.broadcast_to(np.array([0.3 - 0.05, -0.2]), (8, 8, 2)).copy()
+    hi = np.broadcast_to(np.array([0.3 + 0.05, -0.2]), (8, 8, 2)).copy()
+    signed = cell_bounds(values, edges, [0.4, 0.3], margin=1e-15, local_slopes=(lo, hi))
+    symmetric = cell_bounds(values, edges, [0.4, 0.3], margin=1e-15, local_lipschitz=np.maximum(abs(lo), abs(hi)))
+    pts = np.stack([rng.uniform(0, 1, 20000), rng.uniform(0, 2, 20000)], 1)
+    assert np.all(np.abs(e(pts)) <= signed.per_cell[locate_cells(pts, edges)])
+    assert np.all(signed.per_cell <= symmetric.per_cell * (1 + 1e-12))
+    assert signed.per_cell.mean() < symmetric.per_cell.mean() - 1e-3
+    assert signed.slopes.shape == (8, 8, 2, 2)
+
+
+def test_local_slopes_are_checked():
+    edges = [np.linspace(0, 1, 4)] * 2
+    e = np.zeros((4, 4))
+    ones = np.ones((3, 3, 2))
+    with pytest.raises(CertificationError, match="local_slopes"):
+        cell_bounds(e, edges, [1.0, 1.0], local_slopes=(ones[:-1], ones[:-1]))
+    with pytest.raises(CertificationError, match="contradict"):
+        cell_bounds(e, edges, [1.0, 1.0], local_slopes=(ones * 2, ones * 3))  # outside [-L, L]

@@ -82,3 +82,24 @@ def test_refinement_needs_constants_and_sane_dominance():
     cert = cell_bounds(np.zeros(3), edges, [1.0])
     with pytest.raises(CertificationError, match="dominance"):
         refine_certificate(cert, lambda p: (np.zeros(len(p)), 0.0), dominance=1.5)
+
+
+def test_signed_local_slopes_refine_tighter_than_constants_and_stay_valid(rng):
+    """f = 0.2 x^2 + 0.1 y: the exact slope ranges on a box are [0.4 lo, 0.4 hi] and {0.1}."""
+    edges = [np.linspace(0, 1, 5)] * 2
+
+    def f(x):
+        return 0.2 * x[:, 0] ** 2 + 0.1 * x[:, 1] - 0.12
+
+    def slopes(lo, hi):
+        return np.stack([0.4 * lo[:, 0], np.full(len(lo), 0.1)], 1), np.stack([0.4 * hi[:, 0], np.full(len(lo), 0.1)], 1)
+
+    def constants(lo, hi):
+        return np.stack([0.4 * hi[:, 0], np.full(len(lo), 0.1)], 1)
+
+    cert = cell_bounds(_grid_values(f, edges), edges, [0.4, 0.1], margin=1e-16)
+    signed = refine_certificate(cert, lambda p: (f(p), 1e-16), local_slopes=slopes, max_rounds=3)
+    plain = refine_certificate(cert, lambda p: (f(p), 1e-16), local_constants=constants, max_rounds=3)
+    assert signed.bound_after < plain.bound_after
+    pts = rng.uniform(0, 1, size=(20000, 2))
+    assert np.all(np.abs(f(pts)) <= signed.certificate.per_cell[locate_cells(pts, edges)])

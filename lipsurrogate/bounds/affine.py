@@ -1,0 +1,352 @@
+r"""First-order (affine) enclosures of derivatives on a box: slopes of the *error*, not of each side.
+
+Interval propagation (:mod:`~lipsurrogate.bounds.local`) encloses :math:`\partial_k f` and
+:math:`\partial_k u` separately; the error's range is then their difference, whose width is the
+*sum* of the two widths although :math:`f' \approx u'` varies in step with :math:`u'` (on the
+default heat2d grid the true range of :math:`\partial_k e` on a cell is about 30 times narrower
+than the interval difference). Here every derivative is enclosed on a box
+:math:`B = \{x : |x - x_c| \le s\}` by an **affine form** in :math:`\delta = x - x_c`,
+
+.. math::
+
+    \partial_k g(x) \in c_k + \textstyle\sum_j G_{kj} \delta_j + [-\rho_k, \rho_k]
+    \quad \text{for (almost) every } x \in B,
+
+for the network (:func:`network_derivative_forms`, a zonotope propagation of values and
+derivatives through the layers) and for the reference (``Reference.derivative_forms``: the
+value of :math:`\nabla u` at the centre plus the Hessian's range, by the mean-value theorem).
+The error's form is the difference of the two, and its interval,
+:math:`(c^f - c^u)_k \pm (\sum_j |G^f - G^u|_{kj} s_j + \rho^f_k + \rho^u_k)`, keeps the
+cancellation of the common linear part: this is what :func:`error_slopes` returns.
+
+The network's propagation (``theory/cell-bounds.md`` section 12):
+
+* values :math:`z \in c + G\delta \pm \rho` and derivatives :math:`\partial_k z \in D_k + H_k \delta \pm \sigma_k`;
+* linear layers map centres and generators by :math:`W` and radii by :math:`|W|`;
+* a GroupSort pair :math:`(a, b)` is **decided** on the box when :math:`q = a - b`, enclosed by its
+  *own* form (generators :math:`G_a - G_b`), keeps one sign; then min/max permute the forms
+  exactly. Otherwise :math:`\mathrm{relu}(q) \in \lambda q + [0, \mu]` for any
+  :math:`\lambda \in [0, 1]` with :math:`\mu = \max(-\lambda l, u (1 - \lambda))` on
+  :math:`q \in [l, u]`, so :math:`\min(a, b) = a - \mathrm{relu}(q)` and
+  :math:`\max(a, b) = b + \mathrm{relu}(q)` stay affine (the zonotope relaxation), and both
+  derivatives lie in the hull of the two input derivatives,
+  :math:`\tfrac12(\partial a + \partial b) \pm \tfrac12 |\partial a - \partial b|`;
+* Fourier features: :math:`\cos(p_c + \Delta p) = \cos p_c - \sin p_c\, \Delta p + R`,
+  :math:`|R| \le \Delta p^2 / 2`, and the same for the sine and for the derivatives
+  :math:`-F_k \sin p`, :math:`F_k \cos p`.
+
+Every computed centre and generator carries its float64 rounding error into the radius
+(Higham's :math:`\gamma_n` for the sums, a few ulps elsewhere), so the enclosures are
+**certified** for the computed numbers. Supported: the networks of :mod:`lipsurrogate.nn` and
+user chains with GroupSort(2) or ReLU and a single output; others raise
+:class:`~lipsurrogate.exceptions.CertificationError` and the certifier falls back to intervals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..exceptions import CertificationError
+from ..nn.activations import GroupSort
+from .network import extract_chain
+
+__all__ = ["DerivativeForms", "box_centres", "error_slopes", "network_derivative_forms", "supports_forms"]
+
+_U = 2.0**-53
+_TINY = 1e-300
+
+
+@dataclass(frozen=True)
+class DerivativeForms:
+    r"""Affine enclosures :math:`\partial_k g(x) \in c_k + \sum_j G_{kj}\delta_j \pm \rho_k` on boxes.
+
+    Attributes
+    ----------
+    centre : ndarray, shape (n, d)
+    generators : ndarray, shape (n, d, d)
+        ``generators[i, k, j]`` multiplies :math:`\delta_j = x_j - x_{c,j}`.
+    radius : ndarray, shape (n, d)
+        Non-negative; includes every rounding error (**certified** enclosure).
+    """
+
+    centre: np.ndarray
+    generators: np.ndarray
+    radius: np.ndarray
+
+    @classmethod
+    def from_intervals(cls, lower: np.ndarray, upper: np.ndarray) -> "DerivativeForms":
+        """The constant form of an interval enclosure (no generators), rounded outwards."""
+        lower = np.asarray(lower, dtype=np.float64)
+        upper = np.asarray(upper, dtype=np.float64)
+        centre = 0.5 * (lower + upper)
+        radius = np.nextafter(np.maximum(upper - centre, centre - lower), np.inf)
+        n, d = lower.shape
+        return cls(centre, np.zeros((n, d, d)), np.maximum(radius, 0.0))
+
+    def intervals(self, half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Certified ``(lower, upper)`` of each :math:`\\partial_k g` over the box of half-widths ``half`` (n, d)."""
+        spread = np.einsum("nkj,nj->nk", np.abs(self.generators), half) + self.radius
+        margin = 4 * (half.shape[1] + 3) * _U * (np.abs(self.centre) + spread) + _TINY
+        return self.centre - spread - margin, self.centre + spread + margin
+
+
+def box_centres(lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Centres :math:`x_c` and half-widths :math:`s` (rounded up) with :math:`[lo, hi] \subseteq [x_c - s, x_c + s]`."""
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    centre = 0.5 * (lo + hi)
+    half = np.nextafter(np.maximum(hi - centre, centre - lo), np.inf)
+    return centre, np.maximum(half, 0.0)
+
+
+def supports_forms(model) -> bool:
+    """Whether :func:`network_derivative_forms` handles this network (else use interval propagation)."""
+    try:
+        chain = extract_chain(model)
+    except CertificationError:
+        return False
+    act = chain.activation
+    return (chain.out_scale is None and chain.aux is None and chain.residual is None and chain.out_features == 1
+            and (act is None or (isinstance(act, GroupSort) and act.group_size == 2) or type(act).__name__ == "ReLU"))
+
+
+def network_derivative_forms(model, centre: np.ndarray, half: np.ndarray, chunk: int = 2048,
+                             dtype: torch.dtype = torch.float32) -> DerivativeForms:
+    r"""Certified affine forms of :math:`\partial f / \partial x_k` on the boxes :math:`|x - x_c| \le s`.
+
+    Parameters
+    ----------
+    model : a network :func:`supports_forms` accepts
+    centre, half : ndarray, shape (n, d)
+        Box centres and half-widths (see :func:`box_centres`).
+    chunk : int
+        Boxes per batch (memory is about ``chunk * width * d^2`` numbers per layer).
+    dtype : torch.float32 or torch.float64
+        Arithmetic of the propagation. Either is **certified**: every operation's rounding
+        (unit roundoff :math:`2^{-24}` or :math:`2^{-53}`) and, in float32, the conversion of the
+        float64 weights and forms are added to the radii. float32 runs about twice as fast and
+        widens the forms by about :math:`10^{-5}` relative.
+
+    Returns
+    -------
+    DerivativeForms
+        For every box and almost every x in it, :math:`\partial_k f(x)` lies in the form.
+    """
+    if not supports_forms(model):
+        raise CertificationError("Affine derivative forms support single-output GroupSort(2) or ReLU networks "
+                                 "without scale/aux/residual heads.")
+    centre = np.asarray(centre, dtype=np.float64)
+    half = np.asarray(half, dtype=np.float64)
+    n, d = centre.shape
+    out_c, out_g, out_r = np.empty((n, d)), np.empty((n, d, d)), np.empty((n, d))
+    chain = extract_chain(model)
+    for a in range(0, n, chunk):
+        c, g, r = _forms(model, chain, centre[a : a + chunk], half[a : a + chunk], dtype)
+        out_c[a : a + chunk], out_g[a : a + chunk], out_r[a : a + chunk] = c, g, r
+    return DerivativeForms(out_c, out_g, out_r)
+
+
+def error_slopes(model, reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    r"""Certified signed ranges of :math:`\partial_k (f - u)` on each box ``[lo, hi]``, from affine forms.
+
+    The error's form is the network's minus the reference's (same centres); its interval keeps
+    their common linear part out of the width.
+    """
+    centre, half = box_centres(lo, hi)
+    f = network_derivative_forms(model, centre, half)
+    u = reference_derivative_forms(reference, lo, hi, centre, half, box)
+    diff = DerivativeForms(f.centre - u.centre, f.generators - u.generators, f.radius + u.radius)
+    # the two subtractions above round: |error| <= u (|a| + |b|) per entry, folded into the radius
+    spread_err = _U * (np.abs(f.centre) + np.abs(u.centre)
+                       + np.einsum("nkj,nj->nk", np.abs(f.generators) + np.abs(u.generators), half)) * 2
+    diff = DerivativeForms(diff.centre, diff.generators, (diff.radius + spread_err) * (1 + 4 * _U))
+    return diff.intervals(half)
+
+
+def reference_derivative_forms(reference, lo, hi, centre, half, box) -> DerivativeForms:
+    """The reference's own forms when it has them, else the constant form of its derivative intervals."""
+    method = getattr(reference, "derivative_forms", None)
+    if method is not None:
+        return method(lo, hi, centre, half, box)
+    return DerivativeForms.from_intervals(*reference.derivative_intervals(lo, hi, box))
+
+
+# --------------------------------------------------------------------------------------------
+# the propagation
+
+def _t(a, dtype=torch.float64) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(a, dtype=np.float64)).to(dtype)
+
+
+def _up(a: np.ndarray, dtype) -> torch.Tensor:
+    """Non-negative float64 numbers in ``dtype``, rounded up (never smaller than the input)."""
+    if dtype == torch.float64:
+        return _t(a)
+    return _t(a, dtype) * (1 + 4 * _unit(dtype))
+
+
+def _unit(dtype) -> float:
+    """Unit roundoff of ``dtype``."""
+    return 2.0**-53 if dtype == torch.float64 else 2.0**-24
+
+
+def _tiny(dtype) -> float:
+    """A floor added to radii against underflow in ``dtype``."""
+    return 1e-300 if dtype == torch.float64 else 1e-30
+
+
+def _input_forms(model, chain, xc: np.ndarray, s: np.ndarray):
+    """Forms of the first layer's input: values (c, G, r) and derivatives (D, H, sigma)."""
+    n, d = xc.shape
+    feats = getattr(model, "features", None)
+    if feats is not None:
+        freq = feats.frequencies.double().numpy()  # (waves, d)
+        pc = xc @ freq.T
+        eps_p = (d + 2) * _U * (np.abs(xc) @ np.abs(freq).T) * (1 + 4 * _U)  # rounding of the phase
+        P = (s @ np.abs(freq).T) * (1 + (d + 2) * _U)  # |delta p| <= P
+        pad = 1e-12 * (1.0 + np.abs(pc))  # libm error of cos/sin, generously
+        # expansion at the computed phase: |p - pc| <= P + eps_p, first-order remainder <= (P + eps_p)^2 / 2
+        rem = 0.5 * (P + eps_p) ** 2 * (1 + 4 * _U) + eps_p + pad * (1 + P) + 8 * _U * (1 + P) * (1 + P)
+        cos_c, sin_c = np.cos(pc), np.sin(pc)
+        # values: cos p ~ cos pc - sin pc (F delta) ; sin p ~ sin pc + cos pc (F delta)
+        c = np.concatenate([cos_c, sin_c], 1)
+        G = np.concatenate([-sin_c[..., None] * freq[None], cos_c[..., None] * freq[None]], 1)
+        r = np.concatenate([rem, rem], 1)
+        # derivatives: d cos p / dx_k = -F_k sin p ; d sin p / dx_k = F_k cos p
+        D = np.concatenate([-sin_c[..., None] * freq[None], cos_c[..., None] * freq[None]], 1)  # (n, 2w, k)
+        H = np.concatenate([-cos_c[..., None, None] * freq[None, :, :, None] * freq[None, :, None, :],
+                            -sin_c[..., None, None] * freq[None, :, :, None] * freq[None, :, None, :]], 1)
+        sig = np.concatenate([rem[..., None] * np.abs(freq)[None], rem[..., None] * np.abs(freq)[None]], 1)
+        sig = sig * (1 + 4 * _U)
+        pas = list(feats.passthrough)
+        if pas:
+            off = feats.offset.double().numpy()[pas]
+            sc = feats.scale.double().numpy()[pas]
+            pc_ = (xc[:, pas] - off) * sc
+            pr_ = 4 * _U * (np.abs(xc[:, pas]) + np.abs(off)) * np.abs(sc) + _TINY
+            pg = np.zeros((n, len(pas), d))
+            pd = np.zeros((n, len(pas), d))
+            for row, j in enumerate(pas):
+                pg[:, row, j] = sc[row]
+                pd[:, row, j] = sc[row]
+            c = np.concatenate([c, pc_], 1)
+            G = np.concatenate([G, pg], 1)
+            r = np.concatenate([r, pr_], 1)
+            D = np.concatenate([D, pd], 1)
+            H = np.concatenate([H, np.zeros((n, len(pas), d, d))], 1)
+            sig = np.concatenate([sig, np.zeros((n, len(pas), d))], 1)
+        return c, G, r, D, H, sig
+    off, sc = np.asarray(chain.in_offset, dtype=np.float64), np.asarray(chain.in_scale, dtype=np.float64)
+    c = (xc - off) * sc
+    r = 4 * _U * (np.abs(xc) + np.abs(off)) * np.abs(sc) + _TINY
+    G = np.broadcast_to(np.diag(sc), (n, d, d)).copy()
+    D = G.copy()
+    return c, G, r, D, np.zeros((n, d, d, d)), np.zeros((n, d, d))
+
+
+def _pack(c, G, r, D, H, sig, s, dtype):
+    """One tensor per box: ``P[n, a, b, unit]`` with rows a = (value, d/dx_1, ...), columns b =
+    (centre, generator_1, ...), and radii ``R[n, a, unit]``; units last, so a layer is one GEMM.
+
+    In float32 the conversion of P moves each form by at most ``u32 (|centre| + sum_j |gen_j| s_j)``,
+    which is added to its radius (rounded up)."""
+    n, w = c.shape
+    d = G.shape[2]
+    P = np.empty((n, d + 1, d + 1, w))
+    P[:, 0, 0] = c
+    P[:, 0, 1:] = np.moveaxis(G, 1, 2)
+    P[:, 1:, 0] = np.moveaxis(D, 1, 2)
+    P[:, 1:, 1:] = np.moveaxis(H, 1, 3)  # H[n, unit, k, j] -> P[n, k, j, unit]
+    R = np.empty((n, d + 1, w))
+    R[:, 0] = r
+    R[:, 1:] = np.moveaxis(sig, 1, 2)
+    if dtype == torch.float64:
+        return _t(P), _t(R)
+    moved = 2.0**-24 * (np.abs(P[:, :, 0]) + np.einsum("nabw,nb->naw", np.abs(P[:, :, 1:]), s)) * (1 + 2.0**-20)
+    return _t(P, dtype), _up(R + moved, dtype)
+
+
+def _mass(P: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    """:math:`\\sum_j |P_{a,j}| s_j` (the generators' reach over the box), per row a and unit: (n, a, unit)."""
+    return torch.einsum("nabw,nb->naw", P[:, :, 1:].abs(), s)
+
+
+def _forms(model, chain, xc, s, dtype=torch.float64):
+    u, tiny = _unit(dtype), _tiny(dtype)
+    P, R = _pack(*_input_forms(model, chain, xc, s), s, dtype)
+    s_t = _up(s, dtype)  # a larger box only widens every enclosure
+    n, a_rows = P.shape[0], P.shape[1]
+    n_layers = len(chain.weights)
+    act = chain.activation
+    # float32: the stored weights W32 = fl(W) move W z by at most u32 |W| |z| <= u32 rows (max|z|)
+    u_conv = 0.0 if dtype == torch.float64 else 2.0**-24
+    for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
+        gamma = (w.shape[1] + 2) * u
+        rows = _up(np.abs(w).sum(axis=1), dtype)  # bounds |W_o.| . |v| <= rows_o max|v|
+        wt, awt, bt, ab = _t(w.T, dtype), _t(np.abs(w).T, dtype), _t(b, dtype), _up(np.abs(b), dtype)
+        # rounding of W P (centres and generators): gamma rows_o (max|centre| + max sum_j |gen_j| s_j)
+        slack = P[:, :, 0].abs().amax(-1) + _mass(P, s_t).amax(-1)  # (n, a)
+        r_max = R.amax(-1)
+        P = (P.reshape(-1, P.shape[-1]) @ wt).reshape(n, a_rows, a_rows, -1)
+        P[:, 0, 0] += bt
+        R = (R.reshape(-1, R.shape[-1]) @ awt).reshape(n, a_rows, -1) * (1 + 2 * gamma)
+        R = R + (gamma * slack + u_conv * (slack + r_max) * (1 + 2 * gamma))[..., None] * rows + tiny
+        R[:, 0] += (gamma + 2 * u_conv) * ab
+        if i < n_layers - 1:
+            P, R = _activation(act, P, R, s_t)
+    out = P[:, 1:, 0, 0], P[:, 1:, 1:, 0], R[:, 1:, 0]
+    return tuple(x.double().numpy() for x in out)
+
+
+def _pair(Pa, Ra, Pb, Rb, s):
+    """min and max of a pair of forms (zonotope relaxation where the order is not decided)."""
+    _U, _TINY = _unit(Pa.dtype), _tiny(Pa.dtype)  # noqa: N806
+    ca, cb = Pa[:, 0, 0], Pb[:, 0, 0]  # (n, h)
+    mass = _mass(Pa, s) + _mass(Pb, s)  # (n, a, h)
+    qc = ca - cb
+    eta = 8 * _U * (ca.abs() + cb.abs() + mass[:, 0] + Ra[:, 0] + Rb[:, 0])
+    qrad = torch.einsum("nbw,nb->nw", (Pa[:, 0, 1:] - Pb[:, 0, 1:]).abs(), s) * (1 + 8 * _U) + Ra[:, 0] + Rb[:, 0] + eta
+    lo, hi = qc - qrad, qc + qrad
+    a_ge_b, b_ge_a = lo >= 0, hi <= 0
+    undecided = ~(a_ge_b | b_ge_a)
+    lam = torch.where(undecided, (hi / (hi - lo)).clamp(0.0, 1.0), torch.zeros_like(hi))
+    mu = torch.where(undecided, torch.maximum(-lam * lo, hi * (1 - lam)) * (1 + 4 * _U), torch.zeros_like(hi))
+    # relu(q) in lam q + [0, mu] for any lam in [0, 1]:
+    # min = a - relu(q) = (1 - lam) a + lam b - mu/2 +- mu/2 ; max = b + relu(q) = lam a + (1 - lam) b + mu/2 +- mu/2
+    err = 8 * _U * (ca.abs() + cb.abs() + mass[:, 0] + Ra[:, 0] + Rb[:, 0] + mu) + _TINY
+    l1, l0 = lam[:, None], (1 - lam)[:, None]
+    rel_min_v = l0 * Pa[:, 0] + l1 * Pb[:, 0]  # (n, b, h)
+    rel_max_v = l1 * Pa[:, 0] + l0 * Pb[:, 0]
+    rel_min_v[:, 0] -= mu / 2
+    rel_max_v[:, 0] += mu / 2
+    rel_min_r = ((1 - lam) * Ra[:, 0] + lam * Rb[:, 0] + mu / 2) * (1 + 8 * _U) + err
+    rel_max_r = (lam * Ra[:, 0] + (1 - lam) * Rb[:, 0] + mu / 2) * (1 + 8 * _U) + err
+    # derivatives of an undecided pair: the hull (da + db)/2 +- |da - db|/2, for both outputs
+    hull_d = 0.5 * (Pa[:, 1:] + Pb[:, 1:])  # (n, k, b, h)
+    diff = Pa[:, 1:] - Pb[:, 1:]
+    jump = 0.5 * (diff[:, :, 0].abs() + torch.einsum("nkbw,nb->nkw", diff[:, :, 1:].abs(), s))
+    d_err = 8 * _U * (Pa[:, 1:, 0].abs() + Pb[:, 1:, 0].abs() + mass[:, 1:] + Ra[:, 1:] + Rb[:, 1:]) + _TINY
+    hull_r = (Ra[:, 1:] + Rb[:, 1:] + jump) * (1 + 4 * _U) + d_err
+    rel_min = torch.cat([rel_min_v[:, None], hull_d], 1)
+    rel_max = torch.cat([rel_max_v[:, None], hull_d], 1)
+    rel_min_R = torch.cat([rel_min_r[:, None], hull_r], 1)
+    rel_max_R = torch.cat([rel_max_r[:, None], hull_r], 1)
+    m4, m3 = a_ge_b[:, None, None], a_ge_b[:, None]
+    k4, k3 = b_ge_a[:, None, None], b_ge_a[:, None]
+    P_min = torch.where(m4, Pb, torch.where(k4, Pa, rel_min))
+    P_max = torch.where(m4, Pa, torch.where(k4, Pb, rel_max))
+    R_min = torch.where(m3, Rb, torch.where(k3, Ra, rel_min_R))
+    R_max = torch.where(m3, Ra, torch.where(k3, Rb, rel_max_R))
+    return P_min, R_min, P_max, R_max
+
+
+def _activation(act, P, R, s):
+    if type(act).__name__ == "ReLU":  # relu(z) = max(z, 0): the pair (z, 0)
+        _, _, P_max, R_max = _pair(P, R, torch.zeros_like(P), torch.zeros_like(R), s)
+        return P_max, R_max
+    h = P.shape[-1] // 2
+    P_min, R_min, P_max, R_max = _pair(P[..., :h], R[..., :h], P[..., h:], R[..., h:], s)
+    return torch.cat([P_min, P_max], -1), torch.cat([R_min, R_max], -1)

@@ -1,0 +1,138 @@
+"""Affine derivative forms contain every sampled derivative (autograd, float64), and beat intervals."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from lipsurrogate.bounds import HeatSolution
+from lipsurrogate.bounds.affine import (DerivativeForms, box_centres, error_slopes, network_derivative_forms,
+                                        supports_forms)
+from lipsurrogate.bounds.local import network_derivative_intervals
+from lipsurrogate.data.heat import random_periodic_modes
+from lipsurrogate.exceptions import CertificationError
+from lipsurrogate.nn import FeatureLipschitzMLP, LipschitzMLP, to_plain
+
+
+def _models():
+    yield FeatureLipschitzMLP(3, 1, (32, 32, 32), periods=[2 * np.pi, 2 * np.pi, None], harmonics=3,
+                              offset=[0, 0, 0.5], scale=[1, 1, 2], input_budget=[3, 3, 1], seed=1)
+    yield LipschitzMLP(2, 1, (16, 16), lipschitz=3.0, seed=2)
+    yield LipschitzMLP(2, 1, (16, 16), lipschitz=3.0, activation="relu", seed=3)
+    torch.manual_seed(4)  # a user's plain ReLU network
+    yield torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.Linear(16, 1))
+
+
+def _plain(model):
+    return to_plain(model).double() if hasattr(model, "config") else copy.deepcopy(model).double()
+
+
+def _sampled_gradients(model, lo, width, rng, per_box=40):
+    d = lo.shape[1]
+    pts = lo[:, None, :] + rng.uniform(size=(len(lo), per_box, d)) * width[:, None, :]
+    x = torch.tensor(pts.reshape(-1, d), requires_grad=True)
+    (g,) = torch.autograd.grad(_plain(model)(x).sum(), x)
+    return pts, g.numpy().reshape(len(lo), per_box, d)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("model", list(_models()), ids=["features", "groupsort", "relu", "sequential-relu"])
+def test_forms_contain_sampled_derivatives_pointwise(model, dtype, rng):
+    with torch.no_grad():  # larger weights: more undecided pairs, a harder test
+        for name, p in model.named_parameters():
+            if name.endswith("original"):
+                p.mul_(3)
+    d = model.in_features if hasattr(model, "in_features") else model[0].in_features
+    lo = rng.uniform(0, 6, size=(240, d))
+    width = rng.choice([1e-3, 0.05, 0.5], size=(240, 1)) * np.ones((1, d))
+    centre, half = box_centres(lo, lo + width)
+    forms = network_derivative_forms(model, centre, half, dtype=dtype)
+    pts, g = _sampled_gradients(model, lo, width, rng)
+    affine = forms.centre[:, None, :] + np.einsum("nkj,npj->npk", forms.generators, pts - centre[:, None, :])
+    assert np.all(np.abs(g - affine) <= forms.radius[:, None, :])
+    flo, fhi = forms.intervals(half)
+    assert np.all(g >= flo[:, None]) and np.all(g <= fhi[:, None])
+
+
+def test_forms_are_tighter_than_intervals_on_small_boxes(rng):
+    model = next(_models())
+    lo = rng.uniform(0, 5, size=(400, 3))
+    hi = lo + np.array([2 * np.pi / 128, 2 * np.pi / 128, 1 / 32])
+    centre, half = box_centres(lo, hi)
+    flo, fhi = network_derivative_forms(model, centre, half).intervals(half)
+    ilo, ihi = network_derivative_intervals(model, lo, hi)
+    assert np.median((fhi - flo) / (ihi - ilo)) < 0.8
+
+
+def test_float32_and_float64_forms_agree(rng):
+    model = next(_models())
+    lo = rng.uniform(0, 5, size=(100, 3))
+    centre, half = box_centres(lo, lo + 0.05)
+    a = network_derivative_forms(model, centre, half, dtype=torch.float64)
+    b = network_derivative_forms(model, centre, half, dtype=torch.float32)
+    wa = np.subtract(*a.intervals(half)[::-1])
+    wb = np.subtract(*b.intervals(half)[::-1])
+    # float32 pays its rounding in the radius (and a pair at the edge may become undecided): wider, barely
+    assert np.median(wb / wa) >= 1.0 and np.median(wb / wa) < 1.01
+
+
+def test_unsupported_networks_are_refused():
+    torch.manual_seed(0)
+    tanh = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    assert not supports_forms(tanh)
+    with pytest.raises(CertificationError, match="GroupSort"):
+        network_derivative_forms(tanh, np.zeros((1, 2)), np.ones((1, 2)))
+
+
+@pytest.mark.parametrize("parametric", [False, True])
+def test_heat_forms_and_hessians_contain_autograd(parametric, rng):
+    modes = random_periodic_modes(rng, n_modes=4, k_max=3)
+    ref = HeatSolution(modes, None if parametric else 0.05)
+    d = ref.in_features
+    box = np.array([[0, 2 * np.pi], [0, 2 * np.pi], [0, 1.0], [0.02, 0.1]])[:d]
+    lo = box[:, 0] + rng.uniform(size=(300, d)) * (box[:, 1] - box[:, 0]) * 0.9
+    width = rng.choice([1e-3, 0.05, 0.3], size=(300, 1)) * (box[:, 1] - box[:, 0]) * 0.1
+    hi = lo + width
+    centre, half = box_centres(lo, hi)
+    forms = ref.derivative_forms(lo, hi, centre, half, box)
+    pts = lo[:, None, :] + rng.uniform(size=(300, 30, d)) * width[:, None, :]
+    x = torch.tensor(pts.reshape(-1, d), requires_grad=True)
+    (g,) = torch.autograd.grad(ref.torch(x).sum(), x, create_graph=True)
+    hess = np.stack([torch.autograd.grad(g[:, k].sum(), x, retain_graph=True)[0].detach().numpy() for k in range(d)], 1)
+    g = g.detach().numpy().reshape(300, 30, d)
+    affine = forms.centre[:, None, :] + np.einsum("nkj,npj->npk", forms.generators, pts - centre[:, None, :])
+    assert np.all(np.abs(g - affine) <= forms.radius[:, None, :])
+    kap = (lo[:, 3:4], hi[:, 3:4]) if parametric else (np.full((300, 1), 0.05),) * 2
+    hlo, hhi = modes.hessian_intervals(lo[:, :3], hi[:, :3], *kap)
+    hess = hess.reshape(300, 30, d, d)
+    assert np.all(hess >= hlo[:, None, :d, :d]) and np.all(hess <= hhi[:, None, :d, :d])
+
+
+def test_error_slopes_contain_sampled_error_slopes_and_keep_the_cancellation(rng):
+    """A network that equals u up to a small residual: the error's range is far narrower than f's."""
+    modes = random_periodic_modes(rng, n_modes=3, k_max=2)
+    ref = HeatSolution(modes, 0.05)
+    model = FeatureLipschitzMLP(3, 1, (32, 32), periods=[2 * np.pi, 2 * np.pi, None], harmonics=2,
+                                offset=[0, 0, 0.5], scale=[1, 1, 2], input_budget=[6, 6, 2], seed=5)
+    box = np.array([[0, 2 * np.pi], [0, 2 * np.pi], [0, 1.0]])
+    lo = box[:, 0] + rng.uniform(size=(200, 3)) * (box[:, 1] - box[:, 0] - 0.05)
+    hi = lo + 0.05
+    elo, ehi = error_slopes(model, ref, lo, hi, box)
+    pts = lo[:, None, :] + rng.uniform(size=(200, 30, 3)) * 0.05
+    x = torch.tensor(pts.reshape(-1, 3), requires_grad=True)
+    (g,) = torch.autograd.grad((_plain(model)(x)[:, 0] - ref.torch(x)).sum(), x)
+    g = g.numpy().reshape(200, 30, 3)
+    assert np.all(g >= elo[:, None]) and np.all(g <= ehi[:, None])
+    # against the difference of the two interval ranges
+    flo, fhi = network_derivative_intervals(model, lo, hi)
+    ulo, uhi = ref.derivative_intervals(lo, hi, box)
+    assert np.median((ehi - elo) / ((fhi - ulo) - (flo - uhi))) < 0.9
+
+
+def test_constant_forms_from_intervals_round_outwards():
+    lo = np.array([[0.1, -3.0]])
+    hi = np.array([[0.3, 7.0]])
+    forms = DerivativeForms.from_intervals(lo, hi)
+    a, b = forms.intervals(np.ones((1, 2)))
+    assert np.all(a <= lo) and np.all(b >= hi) and np.all(forms.generators == 0)

@@ -170,6 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     from .exceptions import LipsurrogateError
 
     previous = {}
+    if args.command != "tasks":
+        from ._threads import configure_threads
+
+        try:  # before py-pde loads numba, so that its pool has the right size
+            configure_threads()
+        except LipsurrogateError as err:
+            _error(str(err))
+            return 2
     if argv is None:  # the command itself (not a call from Python): own SIGINT and SIGTERM
         try:
             previous = {sig: signal.signal(sig, _on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -204,8 +204,12 @@ SLOPE_METHODS = {
               "(theory/cell-bounds.md sections 11-12)",
     "interval": "interval ranges of f' minus those of u', in the signed program (sections 4 and 11)",
     "symmetric": "interval ranges of f' minus those of u', folded to one constant max|d_k e| per axis (section 4)",
+    "both": "the intersection of the affine and the interval ranges (both certified; costs both)",
 }
-"""How :func:`certify` bounds the error's slope on a block (``slopes=``; ``"auto"``: affine where supported)."""
+"""How :func:`certify` bounds the error's slope on a block (``slopes=``; ``"auto"``: ``"both"`` where the
+affine forms are supported, else ``"interval"``). Measured in ``benchmarks/results/tight.md``: neither
+affine nor interval ranges is tighter everywhere (affine wins on the plain MSE heat2d net, intervals on
+the 4-input heat2d-kappa net), so the default takes their intersection."""
 
 
 def _error_slopes(model, reference: Reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarray,
@@ -219,6 +223,10 @@ def _error_slopes(model, reference: Reference, lo: np.ndarray, hi: np.ndarray, b
     """
     if method == "affine":
         return error_slopes(model, reference, lo, hi, box)
+    if method == "both":
+        a_lo, a_hi = error_slopes(model, reference, lo, hi, box)
+        i_lo, i_hi = _error_slopes(model, reference, lo, hi, box, "interval")
+        return np.maximum(a_lo, i_lo), np.minimum(a_hi, i_hi)
     flo, fhi = network_intervals(model, lo, hi)
     ulo, uhi = reference.derivative_intervals(lo, hi, box)
     lo_, hi_ = np.nextafter(flo - uhi, -np.inf), np.nextafter(fhi - ulo, np.inf)
@@ -277,10 +285,11 @@ def certify(
         Error evaluations for adaptive refinement; 0 for none.
     progress : bool
         Print refinement rounds.
-    slopes : {"auto", "affine", "interval", "symmetric"}
+    slopes : {"auto", "affine", "interval", "symmetric", "both"}
         How the error's slope is bounded on a block (:data:`SLOPE_METHODS`); ``"auto"`` takes
-        ``"affine"`` for networks :func:`~lipsurrogate.bounds.affine.supports_forms` accepts and
-        ``"interval"`` otherwise. All are certified; the others exist for comparison.
+        ``"both"`` (the intersection of the affine and the interval ranges) for networks
+        :func:`~lipsurrogate.bounds.affine.supports_forms` accepts and ``"interval"`` otherwise.
+        All are certified; the others exist for comparison.
 
     Returns
     -------
@@ -310,8 +319,8 @@ def certify(
     if slopes not in ("auto", *SLOPE_METHODS):
         raise ConfigurationError(f"'slopes' must be 'auto' or one of {sorted(SLOPE_METHODS)}. Got {slopes!r}.")
     if slopes == "auto":
-        slopes = "affine" if supports_forms(model) else "interval"
-    elif slopes == "affine" and not supports_forms(model):
+        slopes = "both" if supports_forms(model) else "interval"
+    elif slopes in ("affine", "both") and not supports_forms(model):
         raise CertificationError("Affine slope forms support single-output GroupSort(2) or ReLU networks; use "
                                  "slopes='interval'.")
     if local_block < 0 or refine_budget < 0:

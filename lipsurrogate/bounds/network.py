@@ -395,14 +395,65 @@ def _gamma(n: int) -> float:
     return n * _U / (1 - n * _U)
 
 
+def _up(x: float, k: int = 4) -> float:
+    """``x`` (non-negative, computed with at most ``k`` roundings) inflated to an upper bound."""
+    return float(x) * (1.0 + 2 * k * _U) + 2.0**-1074
+
+
+@dataclass(frozen=True)
+class _LayerConstants:
+    """Per-layer scalars of the fast rounding bound (each rounded upwards)."""
+
+    weight: torch.Tensor  # (out, in) float64
+    bias: torch.Tensor  # (out,)
+    row_sums: np.ndarray  # (out,) upper bounds on sum_i |W_oi|
+    row_max: float  # upper bound on max_o sum_i |W_oi|  (= ||W||_inf)
+    bias_max: float  # max |b|
+    gamma: float  # upper bound on gamma_{n+1} = (n+1) u / (1 - (n+1) u)
+    underflow: float  # (n + 1) * 2^-1074: the absolute error gradual underflow can add
+
+
+def _layer_constants(w: np.ndarray, b: np.ndarray) -> _LayerConstants:
+    n = w.shape[1]
+    if (n + 1) * _U >= 0.01:
+        raise CertificationError(f"Layers of {n} inputs are too wide for the float64 rounding bound.")
+    rows = np.abs(w).sum(axis=1) * (1.0 + 2 * (n + 1) * _U)  # a sum of n non-negative terms: <= gamma_n relative
+    return _LayerConstants(
+        weight=torch.from_numpy(np.ascontiguousarray(w)), bias=torch.from_numpy(np.ascontiguousarray(b)),
+        row_sums=rows, row_max=_up(rows.max(initial=0.0)), bias_max=float(np.abs(b).max(initial=0.0)),
+        gamma=_up((n + 1) * _U / (1 - (n + 1) * _U)), underflow=(n + 1) * 2.0**-1074)
+
+
+def _chain_constants(chain: LinearChain) -> list[_LayerConstants]:
+    key = tuple(id(w) for w in chain.weights) + tuple(id(b) for b in chain.biases)
+    cached = getattr(chain, "_fast_constants", None)
+    if cached is None or cached[0] != key:
+        cached = (key, [_layer_constants(w, b) for w, b in zip(chain.weights, chain.biases)])
+        chain._fast_constants = cached
+    return cached[1]
+
+
 def evaluate_float64(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Evaluate ``chain`` at ``x`` (shape (n, in)) in float64 with a bound on the rounding error.
+    r"""Evaluate ``chain`` at ``x`` (shape (n, in)) in float64 with a bound on the rounding error.
 
     Returns ``(values, errors)``, both (n, out): the float64 result and a **certified bound** on
-    its distance to the exact-arithmetic value of the network with these weights, from the
-    standard forward error bound :math:`|\\mathrm{fl}(Wx + b) - (Wx + b)| \\le \\gamma_{n+1}(|W||x| +
-    |b|)` (Higham, Accuracy and Stability of Numerical Algorithms, 3.5) propagated through the
-    layers (GroupSort is evaluated with exact min/max/sort and is 1-Lipschitz in l-inf).
+    its distance to the exact-arithmetic value of the network with these weights.
+
+    Every affine layer is one float64 matrix product (BLAS through torch); the rounding is
+    bounded a priori, per point, in the :math:`\ell_\infty` norm of the hidden vector
+    (``theory/lipschitz-networks.md`` section 4): with :math:`\epsilon` a bound on the error of
+    the layer's input :math:`h`, :math:`R = \|W\|_\infty` (largest row sum of :math:`|W|`),
+    :math:`B = \max|b|` and :math:`m = \max_i |\hat h_i|`,
+
+    .. math::
+
+        \|\mathrm{fl}(W \hat h + b) - (W h + b)\|_\infty \le R\, \epsilon
+        + \gamma_{n+1} (R\, m + B) + (n + 1)\, 2^{-1074},
+
+    from Higham's :math:`|\mathrm{fl}(Wx + b) - (Wx + b)| \le \gamma_{n+1}(|W||x| + |b|)` (any
+    summation order, with fused multiply-adds too; the last term covers gradual underflow).
+    GroupSort and ReLU are evaluated exactly and are 1-Lipschitz in :math:`\ell_\infty`, so
+    :math:`\epsilon` passes through them. The last layer keeps the row sums per output.
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != chain.in_features:
@@ -414,21 +465,27 @@ def evaluate_float64(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.
         x, x_err = chain.feature_map(x)
     diff = x - chain.in_offset
     z = diff * chain.in_scale
-    # two roundings: subtraction then product
+    # two roundings: subtraction then product (componentwise; the inputs are few)
     z_err = (x_err + np.abs(diff) * _U) * np.abs(chain.in_scale) + np.abs(z) * _U * (1 + _U)
-    h, h_err = z, z_err
-    n_layers = len(chain.weights)
-    for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
-        aw = np.abs(w)
-        y = h @ w.T + b
-        y_err = np.abs(h_err) @ aw.T + _gamma(w.shape[1] + 1) * (np.abs(h) @ aw.T + np.abs(b))
-        if i < n_layers - 1:
-            y, y_err = _activation_with_error(chain.activation, y, y_err)
-        h, h_err = y, y_err
-    out, out_err = h, h_err
+    h = torch.from_numpy(np.ascontiguousarray(z))
+    eps = torch.from_numpy(z_err.max(axis=1, initial=0.0) * (1 + 2 * _U))  # (n,) l-inf error of h
+    layers = _chain_constants(chain)
+    with torch.no_grad():
+        for i, c in enumerate(layers):
+            m = h.abs().amax(dim=1) if h.shape[1] else torch.zeros(len(h), dtype=torch.float64)
+            h = torch.addmm(c.bias, h, c.weight.T)
+            if i < len(layers) - 1:
+                eps = (c.row_max * eps + c.gamma * (c.row_max * m + c.bias_max)) * (1 + 8 * _U) + c.underflow
+                h, eps = _activation_with_error(chain.activation, h, eps)
+            else:  # per output: the exact row sums of this layer
+                rows = torch.from_numpy(c.row_sums)[None, :]
+                bias = c.bias.abs()[None, :]
+                eps = ((rows * eps[:, None] + c.gamma * (rows * m[:, None] + bias)) * (1 + 8 * _U)
+                       + c.underflow)
+    out, out_err = h.numpy(), eps.numpy()
     if chain.out_scale is not None:
         out = out * chain.out_scale
-        out_err = out_err * np.abs(chain.out_scale) + np.abs(out) * _U * 2
+        out_err = out_err * np.abs(chain.out_scale) * (1 + 2 * _U) + np.abs(out) * _U * 2
     if chain.aux is not None:
         a, a_err = evaluate_float64(chain.aux, x)
         prod = out * a
@@ -442,28 +499,18 @@ def evaluate_float64(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.
     return out, out_err * (1 + 8 * _U)
 
 
-def _activation_with_error(activation, y: np.ndarray, err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _activation_with_error(activation, y: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The activation of ``y`` and the l-inf error bound after it (the activations are 1-Lipschitz)."""
     if isinstance(activation, nn.ReLU):
-        return np.maximum(y, 0.0), err
+        return torch.clamp_min(y, 0.0), eps
     if isinstance(activation, nn.Tanh):
-        # tanh is 1-Lipschitz: the input error passes through. numpy's tanh (libm or its SIMD
-        # kernels) is documented within 4 ulps; we allow 32 ulps of the value (ulp(v) <= 2u|v|)
-        # plus the smallest subnormal (theory/cell-bounds.md section 9)
-        values = np.tanh(y)
-        return values, err + 64 * _U * np.abs(values) + 2.0**-1074
+        # tanh is 1-Lipschitz: the input error passes through. torch's float64 tanh (SLEEF's
+        # 1-ulp kernel or libm) is within a few ulps; we allow 32 ulps of the value
+        # (ulp(v) <= 2u|v|) plus the smallest subnormal (theory/cell-bounds.md section 9)
+        values = torch.tanh(y)
+        return values, eps + 64 * _U * values.abs().amax(dim=1) + 2.0**-1074
     if isinstance(activation, GroupSort):
-        values = activation.exact(torch.from_numpy(y)).numpy()
-        if activation.group_size is None:
-            spread = np.repeat(err.max(axis=1, keepdims=True), err.shape[1], axis=1)
-        elif activation.group_size == 2:
-            a, b = np.split(err, 2, axis=1)
-            m = np.maximum(a, b)
-            spread = np.concatenate([m, m], axis=1)
-        else:
-            g = activation.group_size
-            grouped = err.reshape(err.shape[0], -1, g).max(axis=2, keepdims=True)
-            spread = np.repeat(grouped, g, axis=2).reshape(err.shape)
-        return values, spread
+        return activation.exact(y), eps
     raise CertificationError(f"Unsupported activation {activation!r} in a certified chain.")
 
 

@@ -134,7 +134,8 @@ def fit_and_certify(module, model, points, target, cfg, out_dir, times: dict, pr
 
     start = time.perf_counter()
     history = train(model, points, target, getattr(cfg, "loss", "mse"), steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
-                    seed=cfg.seed, progress=progress, description=f"{module.__name__.rsplit('.', 1)[-1]} training")
+                    seed=cfg.seed, progress=progress, description=f"{module.__name__.rsplit('.', 1)[-1]} training",
+                    threads="auto")
     write_json(out_dir / "training.json", history.to_dict())
     return certify_trained(module, model, points, target, out_dir, times, progress, fit_kind, start)
 
@@ -149,6 +150,7 @@ def certify_trained(module, model, points, target, out_dir, times: dict, progres
     import torch
 
     from .._io import write_json
+    from .._threads import threads_for_load, torch_threads
     from ..nn import save_model
 
     start = time.perf_counter() if start is None else start
@@ -159,9 +161,10 @@ def certify_trained(module, model, points, target, out_dir, times: dict, progres
                  "u_max": float(np.abs(target.numpy()).max()), "kind": fit_kind}
     write_json(out_dir / "fit.json", fit_stats)
     start = stage("training", times, start)
-    certificate = module.certify(out_dir, model=model, progress=progress)
-    start = stage("certificate", times, start)
-    verification = module.verify(out_dir, model=model)
+    with torch_threads(threads_for_load()):  # the free cores now: concurrent runs share them
+        certificate = module.certify(out_dir, model=model, progress=progress)
+        start = stage("certificate", times, start)
+        verification = module.verify(out_dir, model=model)
     start = stage("verification", times, start)
     module.report(out_dir)
     stage("report", times, start)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..exceptions import ConfigurationError
+from .._threads import threads_for_load
 from ..nn.norms import project_weights_
 
 __all__ = ["TrainingHistory", "train", "LOSSES", "lp_loss", "resolve_loss"]
@@ -66,6 +67,10 @@ def resolve_loss(loss: "str | LossFn") -> LossFn:
     raise ConfigurationError(f"'loss' must be one of {sorted(LOSSES)}, 'l<p>' (e.g. 'l8') or a callable. Got {loss!r}.")
 
 
+THREAD_CHECK_EVERY = 250
+"""Steps between checks of the free cores in :func:`train` with ``threads="auto"``."""
+
+
 @dataclass
 class TrainingHistory:
     """What happened during :func:`train`.
@@ -79,6 +84,9 @@ class TrainingHistory:
         With a physics term: the mini-batch mean squared PDE residual (an estimate).
     seconds : float
         Wall-clock training time.
+    threads : list of [step, count]
+        The torch thread counts used and the steps from which they applied (``threads="auto"``
+        re-checks the free cores every :data:`THREAD_CHECK_EVERY` steps).
     """
 
     steps: list[int] = field(default_factory=list)
@@ -86,6 +94,7 @@ class TrainingHistory:
     learning_rates: list[float] = field(default_factory=list)
     residuals: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    threads: list[list[int]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """The history as JSON-ready lists (losses are mini-batch **estimates** of the training loss)."""
@@ -95,6 +104,7 @@ class TrainingHistory:
             "learning_rates": self.learning_rates,
             "residuals": self.residuals,
             "seconds": self.seconds,
+            "threads": self.threads,
         }
 
 
@@ -115,6 +125,7 @@ def train(
     description: str = "training",
     physics=None,
     sampler=None,
+    threads: int | str | None = None,
 ) -> TrainingHistory:
     """Train ``model`` with Adam on mini-batches drawn with a seeded generator.
 
@@ -146,6 +157,12 @@ def train(
         ``sampler(generator) -> LongTensor`` of row indices for each step (e.g. a
         :class:`~lipsurrogate.train.sampling.BalancedSampler`), called with the loop's seeded
         generator; replaces the uniform draw of ``batch_size`` rows. Default: uniform batches.
+    threads : int, "auto" or None
+        torch threads for the loop (restored after it). ``"auto"``
+        (:func:`~lipsurrogate._threads.threads_for_load`): ``LIPSURROGATE_THREADS`` /
+        ``OMP_NUM_THREADS`` if set, else the cores that other processes leave free, checked again
+        every 250 steps, so that concurrent runs share the cores instead of oversubscribing them.
+        ``None`` (default) leaves torch's setting alone, e.g. for a caller that set it already.
     """
     if isinstance(targets, torch.Tensor):
         targets = (targets,)
@@ -159,6 +176,8 @@ def train(
         raise ConfigurationError(f"'steps' and 'batch_size' must be positive. Got {steps} and {batch_size}.")
     if schedule not in ("cosine", "constant"):
         raise ConfigurationError(f"'schedule' must be 'cosine' or 'constant'. Got {schedule!r} instead.")
+    if not (threads is None or threads == "auto" or (isinstance(threads, int) and threads >= 1)):
+        raise ConfigurationError(f"'threads' must be 'auto', None or an integer >= 1. Got {threads!r}.")
 
     from tqdm.auto import tqdm
     import time
@@ -179,8 +198,8 @@ def train(
     full_batch = batch_size >= n and sampler is None
     model.train()
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc=description, disable=not progress, leave=False)
-    for step in bar:
+
+    def _step(step: int) -> None:
         if full_batch:
             x, ys = inputs, targets
         else:
@@ -205,6 +224,21 @@ def train(
             if residual is not None:
                 history.residuals.append(float(residual.detach()))
             bar.set_postfix(loss=f"{history.losses[-1]:.3g}")
+
+    bar = tqdm(range(steps), desc=description, disable=not progress, leave=False)
+    previous_threads = torch.get_num_threads()
+    try:
+        for step in bar:
+            if step == 0 or (threads == "auto" and step % THREAD_CHECK_EVERY == 0):
+                count = threads_for_load() if threads == "auto" else threads
+                if count is not None:
+                    torch.set_num_threads(int(count))
+                count = torch.get_num_threads()
+                if not history.threads or history.threads[-1][1] != count:
+                    history.threads.append([step, count])
+            _step(step)
+    finally:
+        torch.set_num_threads(previous_threads)
     history.seconds = time.perf_counter() - start
     model.eval()
     return history

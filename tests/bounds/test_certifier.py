@@ -134,3 +134,30 @@ def test_top_level_api_exposes_the_certifier():
     assert lipsurrogate.FunctionReference is FunctionReference
     for name in ["certify", "verify", "fit_field", "export_run", "HeatSolution", "MultilinearInterpolant"]:
         assert getattr(lipsurrogate, name).__doc__
+
+
+def test_every_slope_method_is_certified_and_both_is_the_tightest(rng):
+    """The four slope methods on one network: all hold at sampled points; 'both' intersects affine and interval."""
+    from lipsurrogate.nn import FeatureLipschitzMLP
+    from lipsurrogate.bounds import HeatSolution
+    from lipsurrogate.data.heat import random_periodic_modes
+
+    modes = random_periodic_modes(rng, n_modes=3, k_max=2)
+    ref = HeatSolution(modes, 0.05)
+    model = FeatureLipschitzMLP(3, 1, (32, 32), periods=[2 * np.pi, 2 * np.pi, None], harmonics=2,
+                                offset=[0, 0, 0.5], scale=[1, 1, 2], input_budget=[6, 6, 2], seed=5)
+    box = [[0, 2 * np.pi], [0, 2 * np.pi], [0, 1.0]]
+    certs = {m: certify(model, ref, box, [16, 16, 4], slopes=m) for m in ("symmetric", "interval", "affine", "both")}
+    auto = certify(model, ref, box, [16, 16, 4])  # the default takes the intersection
+    pts = rng.uniform([0, 0, 0], [2 * np.pi, 2 * np.pi, 1.0], size=(5000, 3))
+    with torch.no_grad():
+        err = np.abs(model.double()(torch.from_numpy(pts))[:, 0].numpy() - ref.values(pts)[0])
+    for cert in certs.values():
+        assert np.all(err <= cert.cells.per_cell[locate_cells(pts, cert.cells.edges)])
+    both = certs["both"].cells.per_cell
+    assert np.all(both <= certs["affine"].cells.per_cell * (1 + 1e-9))
+    assert np.all(both <= certs["interval"].cells.per_cell * (1 + 1e-9))
+    assert np.all(certs["interval"].cells.per_cell <= certs["symmetric"].cells.per_cell * (1 + 1e-9))
+    np.testing.assert_array_equal(auto.cells.per_cell, both)
+    with pytest.raises(ConfigurationError, match="slopes"):
+        certify(model, ref, box, 4, slopes="zonotope")

@@ -77,6 +77,40 @@ def test_float64_evaluation_error_bound_holds_against_extended_precision(rng):
     del gs
 
 
+def _longdouble_chain(chain, x):
+    """The chain in 80-bit extended precision (ReLU hidden layers, out_scale), for the tests."""
+    h = (x.astype(np.longdouble) - chain.in_offset.astype(np.longdouble)) * chain.in_scale.astype(np.longdouble)
+    for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
+        h = h @ w.astype(np.longdouble).T + b.astype(np.longdouble)
+        if i < len(chain.weights) - 1:
+            h = np.maximum(h, 0)
+    if chain.out_scale is not None:
+        h = h * chain.out_scale.astype(np.longdouble)
+    return h
+
+
+@pytest.mark.parametrize("scales", [(1.0, 1.0, 1.0), (10.0, 10.0, 10.0), (1e-150, 1e-160, 1e10)])
+def test_fast_rounding_bound_holds_for_wide_relu_layers_scales_and_underflow(rng, scales):
+    # a wide layer (the gamma_{n+1} term grows with n), large values (the bound is relative) and
+    # weights so small that the second layer's products are subnormal (the absolute term, which
+    # the last layer amplifies so that it shows)
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Linear(3, 256), nn.ReLU(), nn.Linear(256, 64), nn.ReLU(), nn.Linear(64, 2)).double()
+    with torch.no_grad():
+        for layer, scale in zip(model[::2], scales):
+            layer.weight.mul_(scale)
+            layer.bias.mul_(scale if scales[0] >= 1 else 0.0)
+    chain = extract_chain(model)
+    chain.out_scale = np.array([3.0, -0.5])
+    x = rng.normal(size=(3000, 3)) * 7
+    values, errors = evaluate_float64(chain, x)
+    exact = _longdouble_chain(chain, x)
+    actual = np.abs(values.astype(np.longdouble) - exact).astype(np.float64)
+    assert np.all(actual <= errors)
+    assert np.any(actual > 0)  # rounding did happen, so the check had something to catch
+    assert errors.max() <= 1e-11 * np.abs(values).max() + 1e-305  # and the bound is not vacuous
+
+
 def test_tanh_evaluation_error_bound_holds_against_extended_precision(rng):
     torch.manual_seed(5)
     model = nn.Sequential(nn.Linear(3, 24), nn.Tanh(), nn.Linear(24, 24), nn.Tanh(), nn.Linear(24, 1))

@@ -23,11 +23,17 @@ mixins and validate their input with ``sklearn.utils.validation.validate_data``;
 small built-in base provides ``get_params``/``set_params``/``score`` and the same checks.
 
 Conformance: both classes pass every check of ``sklearn.utils.estimator_checks.check_estimator``
-(scikit-learn 1.9, ``tests/test_estimators.py``) with no expected failures. Checks that do not
-apply are skipped by scikit-learn itself: the classifier declares itself binary-only
-(``multi_class=False`` tag), so the classifier checks run on two classes; ``fit`` takes no
-``sample_weight``, so the sample-weight checks are not run; the array-API check is skipped unless
-``SCIPY_ARRAY_API=1`` is set.
+(scikit-learn 1.9, ``tests/test_estimators.py``) but one, declared there:
+``check_sample_weight_equivalence_on_dense_data`` asks that a weight of 2 and a repeated row give
+the same fit to ``rtol=1e-7``; float32 Adam training gives the same loss and gradients but not the
+same float32 sums (a test of ours checks it to 1e-3 in full batch). Checks that do not apply are
+skipped by scikit-learn itself: the array-API check is skipped unless ``SCIPY_ARRAY_API=1`` is set.
+
+Defaults for a user's data: features and (regressor) the target are standardised, so
+``lipschitz`` is a budget in standard deviations and works across units, and the fitted network
+is converted back (``predict`` and :meth:`~LipschitzRegressor.certified_bounds` are in the user's
+units); ``steps="auto"`` scales training with the data size; ``early_stopping="auto"`` holds out
+a validation split for more than 10,000 rows; ``fit`` takes ``sample_weight``.
 """
 
 from __future__ import annotations
@@ -175,6 +181,9 @@ def _seed(random_state) -> int:
     raise ValueError(f"'random_state' must be None, an int or a RandomState. Got {random_state!r} instead.")
 
 
+AUTO_NOTE = {"steps": " or 'auto'"}
+
+
 class _LipschitzEstimator(_BaseEstimator):
     """Shared fitting of the two estimators (not public)."""
 
@@ -200,9 +209,11 @@ class _LipschitzEstimator(_BaseEstimator):
                 constraints = None
         for pname in ("steps", "batch_size"):
             value = getattr(self, pname)
+            if pname == "steps" and value == "auto":
+                continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ConfigurationError(f"The '{pname}' parameter of {name} must be a positive integer. "
-                                         f"Got {value!r} instead.")
+                raise ConfigurationError(f"The '{pname}' parameter of {name} must be a positive integer"
+                                         f"{AUTO_NOTE.get(pname, '')}. Got {value!r} instead.")
         for pname in ("lipschitz", "lr"):
             value = getattr(self, pname)
             if not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
@@ -210,7 +221,13 @@ class _LipschitzEstimator(_BaseEstimator):
                                          f"Got {value!r} instead.")
         return constraints
 
-    def _build_and_train(self, X: np.ndarray, target: np.ndarray, loss, init_bias: float):
+    def _build_and_train(self, X: np.ndarray, target: np.ndarray, loss, init_bias: float, sample_weight=None,
+                         stratify: np.ndarray | None = None, output_affine: tuple[float, float] = (1.0, 0.0)):
+        """Train on ``(X, target)``; ``loss(outputs, targets, weights)`` is a per-batch weighted mean.
+
+        ``output_affine = (scale, shift)`` is folded into the fitted network, so that ``model_``
+        predicts ``scale * f(x) + shift`` (the regressor's target standardisation, undone).
+        """
         import torch
 
         from .nn import LipschitzMLP, to_plain
@@ -218,29 +235,45 @@ class _LipschitzEstimator(_BaseEstimator):
 
         constraints = self._check_params(X.shape[1])
         seed = _seed(self.random_state)
+        weights = _sample_weights(sample_weight, len(X))
         if self.standardize:
-            offset = X.mean(axis=0)
-            std = X.std(axis=0)
+            offset = np.average(X, axis=0, weights=weights)
+            std = np.sqrt(np.average((X - offset) ** 2, axis=0, weights=weights))
             scale = 1.0 / np.where(std > 0, std, 1.0)
         else:
             offset, scale = np.zeros(X.shape[1]), np.ones(X.shape[1])
+        init_bias = np.atleast_1d(np.asarray(init_bias, dtype=np.float64))
         model = LipschitzMLP(
-            X.shape[1], 1, tuple(self.hidden), lipschitz=float(self.lipschitz), norm=self.norm,
+            X.shape[1], len(init_bias), tuple(self.hidden), lipschitz=float(self.lipschitz), norm=self.norm,
             activation=self.activation, input_scale=scale.tolist(), input_offset=offset.tolist(),
             monotonic=constraints, seed=seed,
         )
         with torch.no_grad():
-            model.linears[-1].bias.fill_(float(init_bias))
+            model.linears[-1].bias.copy_(torch.as_tensor(init_bias, dtype=model.linears[-1].bias.dtype))
+        early = _early_stopping_on(self.early_stopping, len(X))
+        train_idx, val_idx = _validation_split(len(X), self.validation_fraction if early else 0.0, seed, stratify)
+        steps = _training_steps(self.steps, len(train_idx), int(self.batch_size))
+        tensors = [torch.tensor(a[train_idx], dtype=torch.float32) for a in (X, target, weights)]
+        monitor = None
+        if early:
+            monitor = _EarlyStopping(
+                model, loss, *(torch.tensor(a[val_idx], dtype=torch.float32) for a in (X, target, weights)),
+                every=max(10, -(-len(train_idx) // int(self.batch_size))), patience=int(self.n_iter_no_change),
+                tol=float(self.tol))
         with _torch_threads(self.n_jobs):
             history = train(
-                model, torch.tensor(X, dtype=torch.float32), torch.tensor(target, dtype=torch.float32),
-                loss, steps=int(self.steps), batch_size=int(self.batch_size), lr=float(self.lr), seed=seed,
-                progress=bool(self.verbose), description=type(self).__name__,
+                model, tensors[0], tensors[1:], loss, steps=steps, batch_size=int(self.batch_size), lr=float(self.lr),
+                seed=seed, progress=bool(self.verbose), description=type(self).__name__, callback=monitor,
             )
+        if monitor is not None:
+            monitor.restore()
+            self.validation_scores_ = list(monitor.scores)
+            self.best_validation_score_ = monitor.best
+        self.n_iter_ = int(history.stopped_at + 1 if history.stopped_at is not None else steps)
         # Note [float64 evaluation]: the trained float32 weights, evaluated in float64, so that a
         # row's prediction does not depend on the batch it comes in (float32 GEMM blocking does),
         # and the function predicted is the one lipschitz_bounds certifies.
-        self.model_ = to_plain(model).double()
+        self.model_ = _fold_output_affine(to_plain(model).double(), *output_affine)
         self.loss_curve_ = list(history.losses)
         return self
 
@@ -252,7 +285,8 @@ class _LipschitzEstimator(_BaseEstimator):
         X = _validate(self, X, reset=False)
         with torch.no_grad(), _torch_threads(self.n_jobs):
             out = self.model_(torch.as_tensor(X, dtype=torch.float64))
-        return out.numpy()[:, 0]
+        out = out.numpy()
+        return out[:, 0] if out.shape[1] == 1 else out
 
     def certified_bounds(self):
         """Certified intervals of :math:`\\partial f / \\partial x_j` in the raw input units.
@@ -280,7 +314,12 @@ class _LipschitzEstimator(_BaseEstimator):
 
 
 class LipschitzClassifier(_ClassifierMixin, _LipschitzEstimator):
-    r"""Binary classifier: a monotonic Lipschitz network trained with temperature BCE.
+    r"""Classifier: a monotonic Lipschitz network trained with temperature cross-entropy.
+
+    Two classes: one logit :math:`f`, :math:`p(\text{classes\_[1]}) = \sigma(f/\tau)`. K > 2
+    classes: one logit per class, softmax of :math:`f/\tau`; the monotonic residual enters every
+    logit, so each class's logit is monotone in the constrained features (certified, per class,
+    by :meth:`certified_bounds`; the softmax probabilities themselves are not monotone in general).
 
     Parameters
     ----------
@@ -299,8 +338,19 @@ class LipschitzClassifier(_ClassifierMixin, _LipschitzEstimator):
     temperature : float, default 1.0
         :math:`\tau` in :math:`p = \sigma(f/\tau)`; :math:`\tau < 1` lets the probability
         saturate although :math:`f` has a bounded slope.
-    steps, batch_size, lr : int, int, float
-        Adam steps, mini-batch size (>= n means full batch) and learning rate (cosine decay).
+    steps : int or "auto", default "auto"
+        Adam steps (cosine decay of the learning rate over them). ``"auto"``: 500 passes over the
+        training rows, clipped to [1,000, 20,000] steps.
+    batch_size, lr : int, float
+        Mini-batch size (>= n means full batch) and learning rate.
+    early_stopping : "auto" or bool, default "auto"
+        Hold out ``validation_fraction`` of the training rows (stratified by class for the
+        classifier), score the loss on them every pass over the data (at least every 10 steps),
+        stop after ``n_iter_no_change`` scores without a relative gain of ``tol``, and keep the
+        weights of the best score. ``"auto"``: on for more than 10,000 samples (scikit-learn's
+        rule for HistGradientBoosting).
+    validation_fraction, n_iter_no_change, tol : float, int, float
+        Defaults 0.1, 10 and 1e-4, as in scikit-learn's ``MLPRegressor``.
     standardize : bool, default True
         Scale every feature by its training mean and standard deviation (fixed, not trained).
     random_state : int, RandomState or None
@@ -314,8 +364,8 @@ class LipschitzClassifier(_ClassifierMixin, _LipschitzEstimator):
 
     Attributes
     ----------
-    classes_ : ndarray of shape (2,)
-        The two labels; ``classes_[1]`` is the positive class (signal).
+    classes_ : ndarray of shape (K,)
+        The labels, sorted; for two classes ``classes_[1]`` is the positive class (signal).
     n_features_in_ : int
     feature_names_in_ : ndarray of str
         Only when fitted on a DataFrame with string column names.
@@ -323,6 +373,10 @@ class LipschitzClassifier(_ClassifierMixin, _LipschitzEstimator):
         The trained network (plain weights, evaluation mode).
     loss_curve_ : list of float
         Mini-batch training losses every 10 steps (estimates of the training loss).
+    n_iter_ : int
+        Steps run (fewer than ``steps`` when early stopping ended training).
+    validation_scores_, best_validation_score_ : list of float, float
+        With early stopping: the validation losses (measured on the held-out rows) and the best.
     """
 
     def __init__(
@@ -333,10 +387,14 @@ class LipschitzClassifier(_ClassifierMixin, _LipschitzEstimator):
         norm: str = "l1-column",
         activation: str = "groupsort",
         temperature: float = 1.0,
-        steps: int = 1000,
+        steps: int | str = "auto",
         batch_size: int = 256,
         lr: float = 5e-3,
         standardize: bool = True,
+        early_stopping: bool | str = "auto",
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
         random_state=None,
         n_jobs: int | None = 1,
         verbose: bool = False,
@@ -347,6 +405,10 @@ class LipschitzClassifier(_ClassifierMixin, _LipschitzEstimator):
         self.norm = norm
         self.activation = activation
         self.temperature = temperature
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.steps = steps
         self.batch_size = batch_size
         self.lr = lr
@@ -355,45 +417,64 @@ class LipschitzClassifier(_ClassifierMixin, _LipschitzEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
 
-    def fit(self, X, y):
-        """Fit on features ``X`` (n, d) and binary labels ``y`` (n,); returns ``self``.
+    def fit(self, X, y, sample_weight=None):
+        """Fit on features ``X`` (n, d) and class labels ``y`` (n,); returns ``self``.
+
+        ``sample_weight`` (n,), optional: non-negative weights of each row's loss term (also in
+        the feature standardisation and the validation score).
 
         Raises
         ------
         ValueError
-            If ``X`` has NaN or infinite entries, ``y`` does not have exactly two classes or is
+            If ``X`` has NaN or infinite entries, ``y`` has fewer than two classes or is
             continuous, or ``monotonic_constraints`` does not have one entry per feature.
         """
-        from functools import partial
-
         from .train import bce_with_temperature
+        from .train.losses import softmax_cross_entropy
 
         _require_y(self, y)
         X, y = _validate(self, X, y, reset=True)
         _check_classification_targets(y)
-        classes = np.unique(y)
-        if len(classes) != 2:
+        classes, labels = np.unique(y, return_inverse=True)
+        if len(classes) < 2:
             raise DataSchemaError(
-                f"Only binary classification is supported. {type(self).__name__} needs y with exactly 2 classes. Got "
-                f"{len(classes)} class{'es' if len(classes) != 1 else ''} {classes[:10].tolist()} instead."
+                f"{type(self).__name__} needs y with at least 2 classes. Got {len(classes)} class "
+                f"{classes[:10].tolist()} instead."
             )
         if not (isinstance(self.temperature, numbers.Real) and self.temperature > 0):
             raise ConfigurationError(f"The 'temperature' parameter of {type(self).__name__} must be positive. "
                                      f"Got {self.temperature!r} instead.")
         self.classes_ = classes
-        target = (y == classes[1]).astype(np.float32)
-        prior = float(np.clip(target.mean(), 1e-3, 1 - 1e-3))
-        init = self.temperature * math.log(prior / (1 - prior))
-        loss = partial(bce_with_temperature, temperature=float(self.temperature))
-        return self._build_and_train(X, target, loss, init)
+        weights = _sample_weights(sample_weight, len(labels))
+        temperature = float(self.temperature)
+        if len(classes) == 2:
+            target = labels.astype(np.float32)
+            prior = float(np.clip(np.average(target, weights=weights), 1e-3, 1 - 1e-3))
+            init = temperature * math.log(prior / (1 - prior))
+
+            def loss(outputs, targets, weights):
+                return bce_with_temperature(outputs, targets, temperature, weights=weights)
+
+        else:  # one logit per class, softmax cross-entropy; the monotone residual is in every logit
+            target = labels.astype(np.float32)
+            prior = np.clip(np.bincount(labels, weights=weights, minlength=len(classes)) / weights.sum(), 1e-3, None)
+            init = temperature * (np.log(prior) - np.log(prior).mean())
+
+            def loss(outputs, targets, weights):
+                return softmax_cross_entropy(outputs, targets, temperature, weights=weights)
+
+        return self._build_and_train(X, target[:, None], loss, init, weights, stratify=labels)
 
     def decision_function(self, X) -> np.ndarray:
-        """The logit :math:`f(x)/\\tau` (float64; > 0 means ``classes_[1]``), shape (n,)."""
+        """Logits :math:`f(x)/\\tau` (float64): shape (n,) for two classes (> 0 means ``classes_[1]``), else (n, K)."""
         return self._raw(X) / float(self.temperature)
 
     def predict_proba(self, X) -> np.ndarray:
-        """Class probabilities, shape (n, 2): :math:`1 - \\sigma(f/\\tau)` and :math:`\\sigma(f/\\tau)`."""
+        """Class probabilities, shape (n, K): :math:`\\sigma(f/\\tau)` for two classes, else the softmax."""
         d = self.decision_function(X)
+        if d.ndim == 2:
+            z = np.exp(d - d.max(axis=1, keepdims=True))
+            return z / z.sum(axis=1, keepdims=True)
         p = np.empty_like(d)
         pos = d >= 0
         p[pos] = 1.0 / (1.0 + np.exp(-d[pos]))
@@ -402,28 +483,37 @@ class LipschitzClassifier(_ClassifierMixin, _LipschitzEstimator):
         return np.stack([1.0 - p, p], axis=1)
 
     def predict(self, X) -> np.ndarray:
-        """Predicted labels (``classes_[1]`` where the decision function is > 0)."""
-        positive = self.decision_function(X) > 0
-        return self.classes_[positive.astype(int)]
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.classifier_tags.multi_class = False
-        return tags
+        """Predicted labels (two classes: ``classes_[1]`` where the logit is > 0; else the largest logit)."""
+        d = self.decision_function(X)
+        if d.ndim == 2:
+            return self.classes_[np.argmax(d, axis=1)]
+        return self.classes_[(d > 0).astype(int)]
 
 
 class LipschitzRegressor(_RegressorMixin, _LipschitzEstimator):
     r"""Regressor: a (monotonic) Lipschitz network trained on the mean squared error.
 
-    The parameters are those of :class:`LipschitzClassifier` without ``temperature``; the
-    default ``lipschitz`` is 1 (output units per standard deviation of each feature). The target
-    is not rescaled, so the certified slopes are in the units of ``y``.
+    The parameters are those of :class:`LipschitzClassifier` without ``temperature``, plus
+    ``standardize_target``. With ``standardize_target=True`` (default) the network is trained on
+    :math:`(y - \bar y) / s_y` (weighted mean and standard deviation) and the fitted network
+    predicts :math:`s_y f(x) + \bar y`: the scale is folded into its last layer and its monotonic
+    residual in float64, so ``predict`` and :meth:`certified_bounds` are in the units of ``y``
+    (y-units per x-unit). ``lipschitz`` (default 1) is then the budget on the standardised
+    problem: standard deviations of ``y`` per standard deviation of each feature; the certified
+    raw slopes are :math:`s_y \lambda / \sigma_j` at most (:math:`2 s_y \lambda / \sigma_j` for
+    monotonic features).
 
     Attributes
     ----------
     n_features_in_ : int
     model_ : LipschitzMLP
+        The network in the units of ``y`` (target scale folded in).
+    y_mean_, y_scale_ : float
+        The target standardisation (0 and 1 with ``standardize_target=False``).
     loss_curve_ : list of float
+        Mini-batch losses on the standardised target (estimates).
+    n_iter_, validation_scores_, best_validation_score_
+        As for :class:`LipschitzClassifier`.
     """
 
     def __init__(
@@ -433,10 +523,15 @@ class LipschitzRegressor(_RegressorMixin, _LipschitzEstimator):
         monotonic_constraints: Sequence[int] | None = None,
         norm: str = "l1-column",
         activation: str = "groupsort",
-        steps: int = 1000,
+        steps: int | str = "auto",
         batch_size: int = 256,
         lr: float = 5e-3,
         standardize: bool = True,
+        standardize_target: bool = True,
+        early_stopping: bool | str = "auto",
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        tol: float = 1e-4,
         random_state=None,
         n_jobs: int | None = 1,
         verbose: bool = False,
@@ -446,6 +541,11 @@ class LipschitzRegressor(_RegressorMixin, _LipschitzEstimator):
         self.monotonic_constraints = monotonic_constraints
         self.norm = norm
         self.activation = activation
+        self.standardize_target = standardize_target
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.tol = tol
         self.steps = steps
         self.batch_size = batch_size
         self.lr = lr
@@ -454,14 +554,26 @@ class LipschitzRegressor(_RegressorMixin, _LipschitzEstimator):
         self.n_jobs = n_jobs
         self.verbose = verbose
 
-    def fit(self, X, y):
-        """Fit on features ``X`` (n, d) and real targets ``y`` (n,); returns ``self``."""
+    def fit(self, X, y, sample_weight=None):
+        """Fit on features ``X`` (n, d) and real targets ``y`` (n,); returns ``self``.
+
+        ``sample_weight`` (n,), optional: non-negative weights of each row's squared error.
+        """
         _require_y(self, y)
         X, y = _validate(self, X, y, reset=True, y_numeric=True)
         y = np.asarray(y, dtype=np.float64)
         if y.ndim != 1:
             raise DataSchemaError(f"{type(self).__name__} fits one target: y must be 1-D. Got shape {y.shape}.")
-        return self._build_and_train(X, y.astype(np.float32)[:, None], "mse", float(y.mean()))
+        weights = _sample_weights(sample_weight, len(y))
+        mean, scale = 0.0, 1.0
+        if self.standardize_target:
+            mean = float(np.average(y, weights=weights))
+            spread = float(np.sqrt(np.average((y - mean) ** 2, weights=weights)))
+            scale = spread if spread > 0 else 1.0
+        self.y_mean_, self.y_scale_ = mean, scale
+        target = ((y - mean) / scale).astype(np.float32)[:, None]
+        init = float(np.average(target[:, 0], weights=weights))
+        return self._build_and_train(X, target, _weighted_mse, init, weights, output_affine=(scale, mean))
 
     def predict(self, X) -> np.ndarray:
         """Predicted targets, shape (n,) (the network evaluated in float64)."""
@@ -488,4 +600,123 @@ def _check_classification_targets(y) -> None:
         return
     y = np.asarray(y)
     if y.dtype.kind == "f" and np.any(y != np.round(y)):
-        raise ValueError("Unknown label type: continuous. Expected binary class labels.")
+        raise ValueError("Unknown label type: continuous. Expected class labels.")
+
+
+def _sample_weights(sample_weight, n: int) -> np.ndarray:
+    """Per-sample weights as float64 of mean 1 (ones when None); scikit-learn's checks when installed."""
+    if sample_weight is None:
+        return np.ones(n)
+    if HAVE_SKLEARN:
+        from sklearn.utils.validation import _check_sample_weight
+
+        w = _check_sample_weight(sample_weight, np.empty((n, 1)), dtype=np.float64, ensure_non_negative=True)
+    else:
+        w = np.asarray(sample_weight, dtype=np.float64).reshape(-1)
+        if w.shape != (n,):
+            raise ValueError(f"sample_weight.shape == {w.shape}, expected ({n},)!")
+        if not np.isfinite(w).all() or (w < 0).any():
+            raise ValueError("Negative values in data passed to `sample_weight`")
+    total = w.sum()
+    if not total > 0:
+        raise ValueError("The sample weights sum to 0: nothing to fit. Got all-zero 'sample_weight'.")
+    return w * (n / total)
+
+
+def _early_stopping_on(early_stopping, n: int) -> bool:
+    """``"auto"``: on for more than 10,000 samples (scikit-learn's HistGradientBoosting rule)."""
+    if early_stopping == "auto":
+        return n > 10_000
+    if not isinstance(early_stopping, (bool, np.bool_)):
+        raise ConfigurationError(f"'early_stopping' must be 'auto', True or False. Got {early_stopping!r} instead.")
+    return bool(early_stopping)
+
+
+def _validation_split(n: int, fraction: float, seed: int, stratify: np.ndarray | None):
+    """Row indices of the training and the validation part (stratified by ``stratify`` when given)."""
+    if not fraction:
+        return np.arange(n), np.arange(0)
+    if not (isinstance(fraction, numbers.Real) and 0 < fraction < 1):
+        raise ConfigurationError(f"'validation_fraction' must be in (0, 1). Got {fraction!r} instead.")
+    rng = np.random.default_rng(seed)
+    groups = [np.arange(n)] if stratify is None else [np.flatnonzero(stratify == c) for c in np.unique(stratify)]
+    val = []
+    for rows in groups:
+        k = int(round(fraction * len(rows)))
+        val.append(rng.permutation(rows)[:k])
+    val = np.sort(np.concatenate(val))
+    if len(val) < 1 or len(val) >= n:
+        raise ConfigurationError(f"Early stopping needs a validation split of at least 1 and fewer than {n} rows; "
+                                 f"'validation_fraction' = {fraction} gives {len(val)}. Set early_stopping=False.")
+    return np.setdiff1d(np.arange(n), val), val
+
+
+def _training_steps(steps, n_train: int, batch_size: int) -> int:
+    """``steps="auto"``: :data:`AUTO_EPOCHS` passes over the data, clipped to [1,000, 20,000] steps."""
+    if steps == "auto":
+        per_epoch = -(-n_train // batch_size)
+        return int(np.clip(AUTO_EPOCHS * per_epoch, 1000, 20_000))
+    return int(steps)
+
+
+AUTO_EPOCHS = 500
+"""Epochs of ``steps="auto"`` before clipping (the 3 x 32 reference network of issue 18 used 600)."""
+
+
+class _EarlyStopping:
+    """Training callback: validation loss every ``every`` steps, stop after ``patience`` checks without gain.
+
+    The weights with the lowest validation loss are kept and restored (never test data: the
+    validation rows are split off the training data).
+    """
+
+    def __init__(self, model, loss, x, t, w, *, every: int, patience: int, tol: float):
+        if isinstance(patience, bool) or patience < 1:
+            raise ConfigurationError(f"'n_iter_no_change' must be a positive integer. Got {patience!r} instead.")
+        if not tol >= 0:
+            raise ConfigurationError(f"'tol' must be >= 0. Got {tol!r} instead.")
+        self.model, self.loss, self.x, self.t, self.w = model, loss, x, t, w
+        self.every, self.patience, self.tol = every, patience, tol
+        self.scores: list[float] = []
+        self.best, self.best_state, self.bad = math.inf, None, 0
+        self.next_check = every
+
+    def __call__(self, step: int, model) -> bool:
+        import torch
+
+        if step < self.next_check:
+            return False
+        self.next_check = step + self.every
+        with torch.no_grad():
+            score = float(self.loss(model(self.x), self.t, self.w))
+        self.scores.append(score)
+        improved = not math.isfinite(self.best) or score < self.best - self.tol * abs(self.best)
+        if improved:
+            self.best, self.bad = score, 0
+            self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        else:
+            self.bad += 1
+        return self.bad >= self.patience
+
+    def restore(self) -> None:
+        if self.best_state is not None:
+            self.model.load_state_dict(self.best_state)
+
+
+def _weighted_mse(outputs, targets, weights):
+    return (weights.reshape(-1) * (outputs.reshape(-1) - targets.reshape(-1)) ** 2).mean()
+
+
+def _fold_output_affine(plain, scale: float, shift: float):
+    """``plain`` changed in place to compute ``scale * plain(x) + shift`` (float64; the function certified is this one)."""
+    import torch
+
+    if scale == 1.0 and shift == 0.0:
+        return plain
+    last = plain.body[-1]
+    with torch.no_grad():
+        last.weight.mul_(scale)
+        last.bias.mul_(scale).add_(shift)
+    plain.lipschitz = float(plain.lipschitz) * scale  # the monotonic residual's factor, in output units
+    plain.config["lipschitz"] = plain.lipschitz
+    return plain

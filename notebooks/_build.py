@@ -738,7 +738,8 @@ X_train, y_train = trigger_arrays(simulate_trigger(n, seed=1, signal_fraction=0.
 X_val, y_val = trigger_arrays(simulate_trigger(n, seed=2, signal_fraction=0.3))
 X_test, y_test = trigger_arrays(simulate_trigger(n, seed=3, signal_fraction=0.3))
 clf = LipschitzClassifier(hidden=(20, 20, 20), lipschitz=2.0, monotonic_constraints=MONOTONIC,
-                          steps=300 if QUICK else 2000, batch_size=512, lr=1e-2, random_state=0)
+                          steps=300 if QUICK else 2000, batch_size=512, lr=1e-2, random_state=0,
+                          early_stopping=False)
 clf.fit(X_train, y_train)
 cut = threshold_at_background_rate(y_val, clf.decision_function(X_val), 660 / 30_000)  # on the validation sample
 score = clf.decision_function(X_test)

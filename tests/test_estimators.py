@@ -123,8 +123,6 @@ def test_bad_fit_input_raises_clearly(trigger_data):
         LipschitzClassifier(monotonic_constraints=[1, 1, 1], **FAST).fit(x, y)
     with pytest.raises(ValueError, match=r"\+1 \(increasing\), -1 \(decreasing\) or 0"):
         LipschitzClassifier(monotonic_constraints=[1, 2, 1, 0], **FAST).fit(x, y)
-    with pytest.raises(ValueError, match="Only binary classification is supported.*Got 3 classes"):
-        LipschitzClassifier(**FAST).fit(x, np.arange(len(x)) % 3)
     with pytest.raises(ValueError, match="Got 1 class"):
         LipschitzClassifier(**FAST).fit(x, np.ones(len(x)))
     with pytest.raises(ValueError, match="Unknown label type"):
@@ -149,12 +147,21 @@ def test_unfitted_estimator_raises_not_fitted():
     LipschitzRegressor(hidden=(8, 8), steps=40, lr=0.05, random_state=0),
 ], ids=["classifier", "regressor"])
 def test_full_sklearn_check_estimator(estimator):
-    """Every check of scikit-learn's check_estimator passes; none is expected to fail (about 8 s)."""
+    """Every check of scikit-learn's check_estimator passes but one, which is declared (about 8 s)."""
     from sklearn.utils.estimator_checks import check_estimator
 
-    results = check_estimator(estimator, on_fail=None, on_skip=None)
+    results = check_estimator(estimator, on_fail=None, on_skip=None, expected_failed_checks=EXPECTED_FAILED_CHECKS)
     failed = [(r["check_name"], repr(r["exception"])[:300]) for r in results if r["status"] == "failed"]
     assert not failed
+    xfailed = {r["check_name"] for r in results if r["status"] == "xfail"}
+    assert xfailed <= set(EXPECTED_FAILED_CHECKS)
+
+
+EXPECTED_FAILED_CHECKS = {
+    "check_sample_weight_equivalence_on_dense_data":
+        "float32 Adam training: a weight of 2 and a repeated row give the same loss and gradients but not "
+        "the same float32 sums to rtol 1e-7 (test_sample_weight_matches_repeated_rows checks it to 1e-3)",
+}
 
 
 def test_estimators_work_without_scikit_learn(tmp_path):
@@ -174,3 +181,89 @@ def test_estimators_work_without_scikit_learn(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "X has 2 features, but LipschitzClassifier is expecting 3 features as input." in out.stdout
     assert "NotFittedError" in out.stdout
+
+
+@pytest.mark.parametrize("cls", [LipschitzRegressor, LipschitzClassifier])
+def test_sample_weight_matches_repeated_rows(cls):
+    """Full batch: integer weights train the same network as repeated rows; zero weights drop rows."""
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(60, 3))
+    y = x[:, 0] + 0.3 * x[:, 1] ** 2 if cls is LipschitzRegressor else (x[:, 0] + 0.2 * rng.normal(size=60) > 0).astype(int)
+    w = rng.integers(0, 3, size=60)
+    kw = dict(hidden=(8, 8), steps=60, lr=0.02, batch_size=1000, random_state=0, early_stopping=False)
+    weighted = cls(**kw).fit(x, y, sample_weight=w)
+    repeated = cls(**kw).fit(np.repeat(x, w, axis=0), np.repeat(y, w))
+    probe = rng.normal(size=(200, 3))
+    a = weighted.predict(probe) if cls is LipschitzRegressor else weighted.decision_function(probe)
+    b = repeated.predict(probe) if cls is LipschitzRegressor else repeated.decision_function(probe)
+    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
+    unweighted = cls(**kw).fit(x, y)
+    c = unweighted.predict(probe) if cls is LipschitzRegressor else unweighted.decision_function(probe)
+    assert np.abs(a - c).max() > 1e-2  # the weights changed the fit
+    with pytest.raises(ValueError, match="sample_weight|Negative"):
+        cls(**kw).fit(x, y, sample_weight=-np.ones(60))
+
+
+def test_regressor_works_in_the_units_of_y_and_certifies_there():
+    """A target in large units: standardised internally, predictions and certified slopes in y-units."""
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-1, 1, size=(400, 2)) * [10.0, 0.1]  # features in different units
+    y = 5000.0 + 800.0 * np.tanh(x[:, 0] / 5) + 3000.0 * x[:, 1]
+    reg = LipschitzRegressor(hidden=(16, 16), lipschitz=1.0, monotonic_constraints=[1, 0], random_state=0,
+                             steps=600, lr=0.01).fit(x, y)
+    assert reg.y_mean_ == pytest.approx(y.mean()) and reg.y_scale_ == pytest.approx(y.std())
+    rmse = np.sqrt(np.mean((reg.predict(x) - y) ** 2))
+    assert rmse < 0.1 * y.std()
+    raw = LipschitzRegressor(hidden=(16, 16), lipschitz=1.0, monotonic_constraints=[1, 0], random_state=0,
+                             steps=600, lr=0.01, standardize_target=False).fit(x, y)
+    assert np.sqrt(np.mean((raw.predict(x) - y) ** 2)) > 3 * rmse  # why the default standardises
+    bounds = reg.certified_bounds()
+    import torch
+
+    pts = torch.tensor(rng.uniform(-1, 1, size=(300, 2)) * [10.0, 0.1], dtype=torch.float64, requires_grad=True)
+    grad = torch.autograd.grad(reg.model_(pts).sum(), pts)[0].numpy()
+    assert np.all(grad >= bounds.partial_lower[0] - 1e-9) and np.all(grad <= bounds.partial_upper[0] + 1e-9)
+    assert bounds.partial_lower[0][0] >= 0  # monotone in y-units too
+    assert bounds.partial_upper[0][1] > 100  # y-units per x-unit: thousands per unit of the second feature
+
+
+def test_early_stopping_stops_keeps_the_best_weights_and_says_so():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(600, 3))
+    y = x[:, 0] + 0.1 * rng.normal(size=600)
+    reg = LipschitzRegressor(hidden=(8, 8), steps=5000, lr=0.01, early_stopping=True, n_iter_no_change=3,
+                             tol=0.05, random_state=0).fit(x, y)
+    assert reg.n_iter_ < 5000
+    assert reg.best_validation_score_ == min(reg.validation_scores_)
+    assert len(reg.validation_scores_) >= 4
+    with pytest.raises(ValueError, match="validation_fraction"):
+        LipschitzRegressor(early_stopping=True, validation_fraction=1.5).fit(x, y)
+    with pytest.raises(ValueError, match="early_stopping"):
+        LipschitzRegressor(early_stopping="yes").fit(x, y)
+    assert not hasattr(LipschitzRegressor(hidden=(8,), steps=20, random_state=0).fit(x, y), "validation_scores_")
+
+
+def test_multiclass_logits_are_each_certified_monotone():
+    """Three classes: one logit each, softmax probabilities, every logit certified monotone in feature 0."""
+    import torch
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(900, 3))
+    score = x[:, 0] + 0.5 * np.sin(2 * x[:, 1])
+    y = np.where(score < -0.5, "low", np.where(score < 0.5, "mid", "high"))
+    clf = LipschitzClassifier(hidden=(16, 16), monotonic_constraints=[1, 0, 0], lipschitz=3.0, steps=800,
+                              lr=0.01, random_state=0).fit(x, y)
+    assert list(clf.classes_) == ["high", "low", "mid"]
+    proba = clf.predict_proba(x)
+    assert proba.shape == (900, 3)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-12)
+    assert clf.score(x, y) > 0.8
+    np.testing.assert_array_equal(clf.predict(x), clf.classes_[np.argmax(clf.decision_function(x), axis=1)])
+    bounds = clf.certified_bounds()
+    assert bounds.partial_lower.shape == (3, 3)
+    assert np.all(bounds.partial_lower[:, 0] >= 0)  # every class's logit is monotone in feature 0
+    pts = torch.tensor(rng.normal(size=(400, 3)) * 3, requires_grad=True)
+    out = clf.model_(pts)
+    for k in range(3):
+        grad = torch.autograd.grad(out[:, k].sum(), pts, retain_graph=True)[0].numpy()
+        assert np.all(grad >= bounds.partial_lower[k] - 1e-9) and np.all(grad <= bounds.partial_upper[k] + 1e-9)

@@ -111,7 +111,8 @@ def _train_lipschitz(x, y, cfg: TriggerConfig, progress: bool) -> tuple[_Scorer,
     start = time.perf_counter()
     clf = LipschitzClassifier(hidden=tuple(cfg.hidden), lipschitz=cfg.lipschitz, monotonic_constraints=MONOTONIC,
                               norm="l1-column", temperature=cfg.temperature, steps=cfg.steps,
-                              batch_size=cfg.batch_size, lr=cfg.lr, random_state=cfg.seed, verbose=progress)
+                              batch_size=cfg.batch_size, lr=cfg.lr, random_state=cfg.seed, verbose=progress,
+                              early_stopping=False)  # the task's own validation sample sets the cut
     clf.fit(x, y)
     return _Scorer("monotonic Lipschitz", "network", clf.decision_function, time.perf_counter() - start), clf
 

@@ -84,6 +84,8 @@ class TrainingHistory:
         With a physics term: the mini-batch mean squared PDE residual (an estimate).
     seconds : float
         Wall-clock training time.
+    stopped_at : int or None
+        The step after which a ``callback`` stopped training, None if it ran to the end.
     threads : list of [step, count]
         The torch thread counts used and the steps from which they applied (``threads="auto"``
         re-checks the free cores every :data:`THREAD_CHECK_EVERY` steps).
@@ -95,6 +97,7 @@ class TrainingHistory:
     residuals: list[float] = field(default_factory=list)
     seconds: float = 0.0
     threads: list[list[int]] = field(default_factory=list)
+    stopped_at: int | None = None
 
     def to_dict(self) -> dict:
         """The history as JSON-ready lists (losses are mini-batch **estimates** of the training loss)."""
@@ -105,6 +108,7 @@ class TrainingHistory:
             "residuals": self.residuals,
             "seconds": self.seconds,
             "threads": self.threads,
+            "stopped_at": self.stopped_at,
         }
 
 
@@ -126,6 +130,7 @@ def train(
     physics=None,
     sampler=None,
     threads: int | str | None = None,
+    callback: Callable[[int, nn.Module], bool] | None = None,
 ) -> TrainingHistory:
     """Train ``model`` with Adam on mini-batches drawn with a seeded generator.
 
@@ -163,6 +168,10 @@ def train(
         ``OMP_NUM_THREADS`` if set, else the cores that other processes leave free, checked again
         every 250 steps, so that concurrent runs share the cores instead of oversubscribing them.
         ``None`` (default) leaves torch's setting alone, e.g. for a caller that set it already.
+    callback : callable, optional
+        ``callback(step, model) -> bool`` after every ``log_every``-th step (and the last); a true
+        value stops training there (early stopping; the model is left in training mode for the
+        callback and set to evaluation mode at the end). ``history.stopped_at`` records the step.
     """
     if isinstance(targets, torch.Tensor):
         targets = (targets,)
@@ -237,6 +246,9 @@ def train(
                 if not history.threads or history.threads[-1][1] != count:
                     history.threads.append([step, count])
             _step(step)
+            if callback is not None and (step % log_every == 0 or step == steps - 1) and callback(step, model):
+                history.stopped_at = step
+                break
     finally:
         torch.set_num_threads(previous_threads)
     history.seconds = time.perf_counter() - start

@@ -21,6 +21,7 @@ from ..exceptions import ConfigurationError
 
 __all__ = [
     "bce_with_temperature",
+    "softmax_cross_entropy",
     "hinge_loss",
     "dynamic_hinge_loss",
     "dynamic_margins",
@@ -50,12 +51,35 @@ def _flat(outputs: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, t
     return outputs, targets
 
 
-def bce_with_temperature(outputs: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    r"""Binary cross-entropy of :math:`\sigma(f / \tau)` against labels in {0, 1}."""
+def bce_with_temperature(outputs: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0, *,
+                         weights: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Binary cross-entropy of :math:`\sigma(f / \tau)` against labels in {0, 1}.
+
+    ``weights`` (one per point, optional) multiply each point's term before the mean.
+    """
     if not temperature > 0:
         raise ConfigurationError(f"'temperature' must be positive. Got {temperature!r} instead.")
     outputs, targets = _flat(outputs, targets)
-    return F.binary_cross_entropy_with_logits(outputs / temperature, targets.to(outputs.dtype))
+    if weights is not None:
+        weights = weights.reshape(-1).to(outputs.dtype)
+    return F.binary_cross_entropy_with_logits(outputs / temperature, targets.to(outputs.dtype), weight=weights)
+
+
+def softmax_cross_entropy(outputs: torch.Tensor, targets: torch.Tensor, temperature: float = 1.0, *,
+                          weights: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Cross-entropy of :math:`\mathrm{softmax}(f / \tau)` (outputs (n, K)) against class indices (n,) or (n, 1).
+
+    ``weights`` (one per point, optional) multiply each point's term before the mean.
+    """
+    if not temperature > 0:
+        raise ConfigurationError(f"'temperature' must be positive. Got {temperature!r} instead.")
+    if outputs.ndim != 2 or targets.numel() != outputs.shape[0]:
+        raise ConfigurationError(f"Expected outputs (n, K) and n class indices. Got {tuple(outputs.shape)} and "
+                                 f"{tuple(targets.shape)}.")
+    terms = F.cross_entropy(outputs / temperature, targets.reshape(-1).long(), reduction="none")
+    if weights is not None:
+        terms = terms * weights.reshape(-1).to(terms.dtype)
+    return terms.mean()
 
 
 def hinge_loss(outputs: torch.Tensor, targets: torch.Tensor, margin: float = 1.0) -> torch.Tensor:

@@ -42,3 +42,27 @@ def test_training_with_a_high_p_lowers_the_max_error_against_mse():
         with torch.no_grad():
             out[name] = float((net(x) - y).abs().max())
     assert out["l8"] < out["mse"]
+
+
+def test_weighted_cross_entropies_match_repeated_rows():
+    """Integer weights equal repeating rows (mean over the weight total = n); softmax of 2 logits = BCE of their difference."""
+    import torch
+    import torch.nn.functional as F
+
+    from lipsurrogate.train.losses import bce_with_temperature, softmax_cross_entropy
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(6, 3, generator=gen, dtype=torch.float64)
+    labels = torch.tensor([0, 2, 1, 1, 0, 2])
+    w = torch.tensor([1.0, 2.0, 0.0, 1.0, 1.0, 1.0], dtype=torch.float64)  # sums to n = 6
+    rep = torch.repeat_interleave(torch.arange(6), w.long())
+    torch.testing.assert_close(softmax_cross_entropy(logits, labels, 0.5, weights=w),
+                               F.cross_entropy(logits[rep] / 0.5, labels[rep]))
+    two = logits[:, :2]
+    binary = (labels[:2] * 0 + torch.tensor([0, 1])).repeat(3)
+    torch.testing.assert_close(softmax_cross_entropy(two, binary),
+                               bce_with_temperature(two[:, 1] - two[:, 0], binary.double()))
+    torch.testing.assert_close(bce_with_temperature(logits[:, 0], (labels > 0).double(), weights=w),
+                               bce_with_temperature(logits[rep, 0], (labels[rep] > 0).double()))
+    with pytest.raises(ValueError, match="n class indices"):
+        softmax_cross_entropy(logits[:, 0], labels)

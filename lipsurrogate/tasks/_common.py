@@ -47,6 +47,9 @@ def check_config(cfg) -> None:
             raise ConfigurationError(f"{_flag(name)} must be an integer. Got {value!r}.")
         if declared == "float" and value is not None and (isinstance(value, bool) or not isinstance(value, (int, float, np.number))):
             raise ConfigurationError(f"{_flag(name)} must be a number. Got {value!r}.")
+        if declared == "list" and value is not None and not isinstance(value, (list, tuple)):
+            raise ConfigurationError(f"{_flag(name)} must be a list (from Python e.g. [32, 32]; on the command line "
+                                     f"32,32). Got {value!r}.")
         if name == "loss" and value is not None:
             from ..train.loop import resolve_loss
 

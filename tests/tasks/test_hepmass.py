@@ -82,6 +82,8 @@ def test_options_are_checked(tmp_path):
         hepmass.run(tmp_path / "c", quick=True, progress=False, combinations=["film/all"])
     with pytest.raises(ConfigurationError, match="both a FILE"):
         hepmass.run(tmp_path / "d", quick=True, progress=False, file="a.csv", data="b.csv")
+    with pytest.raises(ConfigurationError, match=r"--hidden\) must be a list.*Got '32,32'"):
+        hepmass.run(tmp_path / "e", quick=True, progress=False, hidden="32,32")  # the CLI's form, from Python
     assert "hepmass" in TASKS
 
 

@@ -68,14 +68,20 @@ def available_cores() -> int:
     return max(1, cores)
 
 
-def _parse(name: str, value: str) -> int:
-    try:
-        n = int(value.strip())
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise ConfigurationError(f"The environment variable {name} must be a positive integer. Got {value!r}.")
-    return n
+def _explicit_threads(environ: dict | None) -> int | None:
+    """The count set by the first of :data:`THREAD_VARIABLES` present (the first entry of a list), or None."""
+    environ = os.environ if environ is None else environ
+    for name in THREAD_VARIABLES:
+        value = environ.get(name, "").strip()
+        if value:
+            try:
+                n = int(value.split(",")[0].strip())
+            except ValueError:
+                n = 0
+            if n < 1:
+                raise ConfigurationError(f"The environment variable {name} must be a positive integer. Got {value!r}.")
+            return n
+    return None
 
 
 def default_threads(environ: dict | None = None) -> int:
@@ -84,12 +90,8 @@ def default_threads(environ: dict | None = None) -> int:
     An explicit count is honoured as given (also above the core count: the user asked for it).
     ``OMP_NUM_THREADS`` may be a list (nested levels); its first entry counts.
     """
-    environ = os.environ if environ is None else environ
-    for name in THREAD_VARIABLES:
-        value = environ.get(name, "").strip()
-        if value:
-            return _parse(name, value.split(",")[0])
-    return available_cores()
+    explicit = _explicit_threads(environ)
+    return available_cores() if explicit is None else explicit
 
 
 def _own_runnable(task_dir: Path) -> int:
@@ -148,14 +150,12 @@ def threads_for_load(environ: dict | None = None, *, cores: int | None = None, b
     cores, busy : int, optional
         :func:`available_cores` and :func:`busy_cores` by default (given in tests).
     """
-    environ = os.environ if environ is None else environ
-    for name in THREAD_VARIABLES:
-        value = environ.get(name, "").strip()
-        if value:
-            return _parse(name, value.split(",")[0])
+    explicit = _explicit_threads(environ)
+    if explicit is not None:
+        return explicit
     cores = available_cores() if cores is None else int(cores)
     busy = busy_cores() if busy is None else int(busy)
-    return max(1, min(cores, cores - busy))
+    return max(1, cores - busy)
 
 
 def configure_threads(n: int | None = None) -> int:

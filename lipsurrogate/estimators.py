@@ -181,9 +181,6 @@ def _seed(random_state) -> int:
     raise ValueError(f"'random_state' must be None, an int or a RandomState. Got {random_state!r} instead.")
 
 
-AUTO_NOTE = {"steps": " or 'auto'"}
-
-
 class _LipschitzEstimator(_BaseEstimator):
     """Shared fitting of the two estimators (not public)."""
 
@@ -207,13 +204,13 @@ class _LipschitzEstimator(_BaseEstimator):
             constraints = [int(c) for c in constraints]
             if not any(constraints):
                 constraints = None
-        for pname in ("steps", "batch_size"):
+        for pname, extra in (("steps", " or 'auto'"), ("batch_size", "")):
             value = getattr(self, pname)
-            if pname == "steps" and value == "auto":
+            if extra and value == "auto":
                 continue
             if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-                raise ConfigurationError(f"The '{pname}' parameter of {name} must be a positive integer"
-                                         f"{AUTO_NOTE.get(pname, '')}. Got {value!r} instead.")
+                raise ConfigurationError(f"The '{pname}' parameter of {name} must be a positive integer{extra}. "
+                                         f"Got {value!r} instead.")
         for pname in ("lipschitz", "lr"):
             value = getattr(self, pname)
             if not isinstance(value, numbers.Real) or not math.isfinite(value) or value <= 0:
@@ -221,10 +218,11 @@ class _LipschitzEstimator(_BaseEstimator):
                                          f"Got {value!r} instead.")
         return constraints
 
-    def _build_and_train(self, X: np.ndarray, target: np.ndarray, loss, init_bias: float, sample_weight=None,
+    def _build_and_train(self, X: np.ndarray, target: np.ndarray, loss, init_bias, weights: np.ndarray,
                          stratify: np.ndarray | None = None, output_affine: tuple[float, float] = (1.0, 0.0)):
         """Train on ``(X, target)``; ``loss(outputs, targets, weights)`` is a per-batch weighted mean.
 
+        ``weights`` are :func:`_sample_weights` (mean 1); ``init_bias`` one value per output.
         ``output_affine = (scale, shift)`` is folded into the fitted network, so that ``model_``
         predicts ``scale * f(x) + shift`` (the regressor's target standardisation, undone).
         """
@@ -235,7 +233,6 @@ class _LipschitzEstimator(_BaseEstimator):
 
         constraints = self._check_params(X.shape[1])
         seed = _seed(self.random_state)
-        weights = _sample_weights(sample_weight, len(X))
         if self.standardize:
             offset = np.average(X, axis=0, weights=weights)
             std = np.sqrt(np.average((X - offset) ** 2, axis=0, weights=weights))
@@ -447,8 +444,8 @@ class LipschitzClassifier(_ClassifierMixin, _LipschitzEstimator):
         self.classes_ = classes
         weights = _sample_weights(sample_weight, len(labels))
         temperature = float(self.temperature)
+        target = labels.astype(np.float32)
         if len(classes) == 2:
-            target = labels.astype(np.float32)
             prior = float(np.clip(np.average(target, weights=weights), 1e-3, 1 - 1e-3))
             init = temperature * math.log(prior / (1 - prior))
 
@@ -456,7 +453,6 @@ class LipschitzClassifier(_ClassifierMixin, _LipschitzEstimator):
                 return bce_with_temperature(outputs, targets, temperature, weights=weights)
 
         else:  # one logit per class, softmax cross-entropy; the monotone residual is in every logit
-            target = labels.astype(np.float32)
             prior = np.clip(np.bincount(labels, weights=weights, minlength=len(classes)) / weights.sum(), 1e-3, None)
             init = temperature * (np.log(prior) - np.log(prior).mean())
 

@@ -421,7 +421,7 @@ def _layer_constants(w: np.ndarray, b: np.ndarray) -> _LayerConstants:
     return _LayerConstants(
         weight=torch.from_numpy(np.ascontiguousarray(w)), bias=torch.from_numpy(np.ascontiguousarray(b)),
         row_sums=rows, row_max=_up(rows.max(initial=0.0)), bias_max=float(np.abs(b).max(initial=0.0)),
-        gamma=_up((n + 1) * _U / (1 - (n + 1) * _U)), underflow=(n + 1) * 2.0**-1074)
+        gamma=_up(_gamma(n + 1)), underflow=(n + 1) * 2.0**-1074)
 
 
 def _chain_constants(chain: LinearChain) -> list[_LayerConstants]:

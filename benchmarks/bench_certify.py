@@ -90,14 +90,16 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(2)
     kernel_e, kernel_a = rng.normal(size=(1_000_000, 8)), rng.uniform(size=(1_000_000, 3))
     _, t_kernel = timed(lambda: exact_abs_bounds(kernel_e, 1e-12, kernel_a))
-    from lipsurrogate.bounds.certifier import _block_boxes, _error_slopes
+    from lipsurrogate.bounds.certifier import _error_slopes
+    from lipsurrogate.bounds.tiles import block_boxes
 
     reference = HeatSolution(modes, 0.05)
     box = np.array([[e[0], e[-1]] for e in edges])
 
     def local_constants(block=2, method="interval"):
         # per-cell constants as certify(..., local_block=block) builds them: one range per block
-        lo, hi, step, shape = _block_boxes(edges, block)
+        step = [block] * 3
+        lo, hi, shape = block_boxes(edges, step)
         out = _error_slopes(model, reference, lo, hi, box, method)[1].reshape(*shape, 3)
         for axis, k in enumerate(step):
             out = np.repeat(out, k, axis=axis)

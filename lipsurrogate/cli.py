@@ -37,11 +37,23 @@ def build_parser() -> argparse.ArgumentParser:
         task.add_argument("--quick", action="store_true", help="smoke-sized run (seconds)")
         task.add_argument("--no-progress", action="store_true", help="hide progress bars")
         task.add_argument("--overwrite", action="store_true", help="replace the run folder --out if it holds a run")
+        task.add_argument("--device", default=None,
+                          help="where the networks train: cpu, cuda, cuda:N or auto; certificates are computed on "
+                               "the CPU in float64 either way [cpu]")
         for flag, kwargs in TASK_OPTIONS.get(name, []):
             task.add_argument(flag, **kwargs)
 
     certify = sub.add_parser("certify", help="recompute the certificate of a run folder")
     certify.add_argument("run", metavar="RUN", help="run folder")
+    certify.add_argument("--cells", default=None, help="certificate grid, cells per input, e.g. 256,256,64 "
+                                                        "[the run's configuration]")
+    certify.add_argument("--tile-cells", type=int, default=None,
+                         help="cells per tile: memory stays bounded for any grid [about 1M]")
+    certify.add_argument("--scheduler", default=None,
+                         help="certify the tiles on Dask: 'local' (a local cluster) or a scheduler address "
+                              "tcp://host:8786 [in this process]")
+    certify.add_argument("--workers", type=int, default=None, help="worker processes of --scheduler local")
+    certify.add_argument("--no-progress", action="store_true", help="hide progress bars")
     verify = sub.add_parser("verify", help="re-verify a run folder's certificate by sampling")
     verify.add_argument("run", metavar="RUN", help="run folder")
     verify.add_argument("--density", type=int, default=None, help="dense-grid refinement per cell (>= 1)")
@@ -212,6 +224,20 @@ def main(argv: list[str] | None = None) -> int:
             signal.signal(sig, handler)
 
 
+def _int_list(flag: str, text: str) -> list[int]:
+    """``"256,256,64"`` -> ``[256, 256, 64]``, or a ConfigurationError that quotes the text."""
+    from .exceptions import ConfigurationError
+
+    try:
+        values = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigurationError(f"{flag} expects positive integers separated by commas, e.g. 256,256,64. "
+                                 f"Got {text!r}.") from None
+    if min(values) < 1:
+        raise ConfigurationError(f"{flag} expects positive integers. Got {text!r}.")
+    return values
+
+
 def _error(message: str) -> None:
     print(f"lipsurrogate: error: {' '.join(message.split())}", file=sys.stderr)
 
@@ -227,10 +253,10 @@ def _run(args, parser) -> int:
     if args.command == "fit":
         from .pipeline import fit
 
-        common = {"command", "task", "out", "seed", "quick", "no_progress", "overwrite"}
+        common = {"command", "task", "out", "seed", "quick", "no_progress", "overwrite", "device"}
         options = {k: v for k, v in vars(args).items() if k not in common and v is not None}
         summary = fit(args.task, out=args.out, seed=args.seed, quick=args.quick, progress=not args.no_progress,
-                      overwrite=args.overwrite, **options)
+                      overwrite=args.overwrite, device=args.device, **options)
         print(summary["text"])
         print(f"\nRun folder: {summary['run_dir']}")
         if summary.get("violations") or summary.get("non_finite"):
@@ -243,7 +269,10 @@ def _run(args, parser) -> int:
 
         module = task_module(args.run)
         if args.command == "certify":
-            doc = module.certify(args.run)
+            where = {"tile_cells": args.tile_cells, "scheduler": args.scheduler, "n_workers": args.workers}
+            if args.cells is not None:
+                where["cells"] = _int_list("--cells", args.cells)
+            doc = module.certify(args.run, progress=not args.no_progress, **where)
             print(f"certified bound {doc['bound']:.4g} on {doc['grid']['cells']} cells -> {args.run}/certificate.json")
         elif args.command == "verify":
             doc = module.verify(args.run, density=args.density, seed=args.seed)

@@ -37,13 +37,19 @@ def fit(
     progress: bool = True,
     overwrite: bool = False,
     dataset=None,
+    device=None,
     **options,
 ) -> dict:
     """Run ``task`` and return its summary (with ``run_dir`` and a printable ``text``).
 
     ``options`` go to the task (e.g. ``grid=32, steps=1000`` for heat2d); a task refuses
-    options it does not know. The run folder appears only when every stage succeeded.
+    options it does not know. ``device`` (``"cpu"``, ``"cuda"``, ``"auto"``) is where its
+    networks train (:func:`~lipsurrogate.train.device.training_device`); certificates are
+    computed on the CPU in float64 either way; ``training.json`` records the device. The run folder appears only when every stage
+    succeeded.
     """
+    from .train.device import training_device
+
     run = get_task(task)
     run_dir = Path(out) if out is not None else default_run_dir(task)
     start = time.perf_counter()
@@ -51,7 +57,8 @@ def fit(
         write_json(tmp / "config.json", {"task": task, "seed": seed, "quick": quick, **options})
         write_json(tmp / "environment.json", environment())
         extra = {} if dataset is None else {"dataset": dataset}
-        summary = run(tmp, seed=seed, quick=quick, progress=progress, **extra, **options)
+        with training_device(device):
+            summary = run(tmp, seed=seed, quick=quick, progress=progress, **extra, **options)
         summary["seconds"] = time.perf_counter() - start
         write_json(tmp / "summary.json", {k: v for k, v in summary.items() if k != "text"})
     summary["run_dir"] = str(run_dir)

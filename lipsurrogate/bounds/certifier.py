@@ -27,8 +27,9 @@ folder and :meth:`Certificate.load` reads them back.
 from __future__ import annotations
 
 import datetime
+import functools
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -37,12 +38,15 @@ import numpy as np
 from .._io import read_json, write_json
 from .._version import __version__
 from ..exceptions import CertificationError, ConfigurationError, ModelFileError
+from .._dask import check_scheduler
+from .._validation import positive_int
 from .affine import error_slopes, supports_forms
-from .cells import CellCertificate, cell_bounds
+from .cells import CellCertificate
 from .local import network_intervals
 from .network import evaluate_float64, extract_chain, lipschitz_bounds
 from .reference import Reference
-from .refine import refine_certificate
+from .refine import DOMINANCE, RefinementResult, cell_boxes, refine_boxes
+from .tiles import DEFAULT_TILE_CELLS, plan_tiles, run_tiles
 
 __all__ = ["Certificate", "certify", "grid_edges", "network_values", "LADDER_KINDS", "SLOPE_METHODS"]
 
@@ -188,17 +192,6 @@ class Certificate:
         return cls(cells, vertex, document)
 
 
-def _block_boxes(edges: Sequence[np.ndarray], block: int):
-    """Lower and upper corners of blocks of ``block`` cells per axis (axes that ``block`` does not divide: 1)."""
-    d = len(edges)
-    cells = [len(e) - 1 for e in edges]
-    step = [block if n % block == 0 else 1 for n in cells]
-    block_edges = [e[::s] for e, s in zip(edges, step)]
-    lo = np.stack(np.meshgrid(*[e[:-1] for e in block_edges], indexing="ij"), -1).reshape(-1, d)
-    hi = np.stack(np.meshgrid(*[e[1:] for e in block_edges], indexing="ij"), -1).reshape(-1, d)
-    return lo, hi, step, [len(e) - 1 for e in block_edges]
-
-
 SLOPE_METHODS = {
     "affine": "affine forms of f' and u' on each box, their difference's interval, in the signed program "
               "(theory/cell-bounds.md sections 11-12)",
@@ -236,15 +229,53 @@ def _error_slopes(model, reference: Reference, lo: np.ndarray, hi: np.ndarray, b
     return lo_, hi_
 
 
-def _vertex_points(edges: Sequence[np.ndarray]) -> np.ndarray:
-    mesh = np.meshgrid(*edges, indexing="ij")
-    return np.stack([m.ravel() for m in mesh], axis=1)
-
-
 def _errors(chain, reference: Reference, points: np.ndarray):
     f, f_err = network_values(chain, points)
     u, u_err = reference.values(points)
     return f - u, f_err + u_err
+
+
+def _portable(model):
+    """The model as Dask can send it: torch refuses to pickle weight parametrizations, so a plain copy.
+
+    :func:`~lipsurrogate.nn.serialization.to_plain` holds the same effective weights, so workers
+    compute the same numbers as this process (tested bit for bit).
+    """
+    from torch.nn.utils import parametrize
+
+    from ..nn.serialization import to_plain
+
+    if any(parametrize.is_parametrized(m) for m in model.modules()):
+        return to_plain(model)
+    return model
+
+
+def _refine(cert: CellCertificate, found: list, floor: float, job: dict, budget: int, progress: bool):
+    """Refinement of the candidate cells the tiles handed back (``theory/cell-bounds.md`` section 13).
+
+    The candidates are every cell above ``DOMINANCE`` times a lower bound on the final bound
+    (each tile used the largest floor known to it, never above the global one); those above
+    ``DOMINANCE * floor`` are exactly the cells :func:`refine_certificate` with ``floor`` considers.
+    """
+    d = len(cert.edges)
+    if found:
+        index = np.concatenate([c["index"] for c in found])
+        parts = {k: np.concatenate([c[k] for c in found]) for k in ("bound", "slope_lo", "slope_hi")}
+    else:
+        index, parts = np.zeros((0, d), dtype=np.int64), {k: np.zeros((0, d)) for k in ("slope_lo", "slope_hi")}
+        parts["bound"] = np.zeros(0)
+    keep = parts["bound"] > DOMINANCE * floor
+    flat = np.ravel_multi_index(tuple(index[keep].T), cert.per_cell.shape) if d else np.zeros(0, dtype=np.int64)
+    order = np.argsort(flat, kind="stable")  # C order, as refine_certificate visits them
+    flat = flat[order]
+    slo, shi = parts["slope_lo"][keep][order], parts["slope_hi"][keep][order]
+    lo, hi = cell_boxes(cert.edges, np.unravel_index(flat, cert.per_cell.shape))
+    boxes = refine_boxes(lo, hi, cert.per_cell.reshape(-1)[flat], slo, shi, cert.lipschitz, job["errors"],
+                         local_slopes=job["slopes"], budget=budget, progress=progress)
+    refined = cert.per_cell.copy()
+    refined.reshape(-1)[flat] = boxes.bounds
+    return RefinementResult(replace(cert, per_cell=refined), boxes.rounds, boxes.evaluations, boxes.leaves,
+                            boxes.refined, cert.bound, float(refined.max()), boxes.history)
 
 
 def certify(
@@ -259,6 +290,9 @@ def certify(
     refine_budget: int = 0,
     progress: bool = False,
     slopes: str = "auto",
+    tile_cells: int | None = None,
+    scheduler=None,
+    n_workers: int | None = None,
 ) -> Certificate:
     r"""Certify :math:`\max |f - u|` over ``box`` for a network ``f`` and a reference ``u``.
 
@@ -290,6 +324,18 @@ def certify(
         ``"both"`` (the intersection of the affine and the interval ranges) for networks
         :func:`~lipsurrogate.bounds.affine.supports_forms` accepts and ``"interval"`` otherwise.
         All are certified; the others exist for comparison.
+    tile_cells : int, optional
+        Cells per tile (:mod:`~lipsurrogate.bounds.tiles`): the grid is certified tile by tile,
+        so memory stays bounded for any grid size (default
+        :data:`~lipsurrogate.bounds.tiles.DEFAULT_TILE_CELLS`). Tiles never cut a block of
+        ``local_block`` cells.
+    scheduler : None, "local", str or dask.distributed.Client
+        Where the tiles are certified: ``None`` in this process; ``"local"`` on a
+        :class:`~dask.distributed.LocalCluster` of ``n_workers`` processes (closed afterwards); a
+        scheduler address (``"tcp://host:8786"``, workers with lipsurrogate installed); or a
+        ``Client``, used as it is. The result does not depend on it (tested bit for bit).
+    n_workers : int, optional
+        Worker processes of the local cluster (``scheduler="local"`` only).
 
     Returns
     -------
@@ -326,66 +372,67 @@ def certify(
     if local_block < 0 or refine_budget < 0:
         raise ConfigurationError(f"'local_block' and 'refine_budget' must be >= 0. Got {local_block} and {refine_budget}.")
 
+    if tile_cells is not None:
+        tile_cells = positive_int("tile_cells", tile_cells)
+    if scheduler is not None:
+        check_scheduler(scheduler)
+
     lip = lipschitz_bounds(model, domain=box)
     lip_f = lip.per_input[0]
     lip_u = np.asarray(reference.global_constants(box), dtype=np.float64)
     if lip_u.shape != (d,) or not np.all(np.isfinite(lip_u)) or np.any(lip_u < 0):
         raise CertificationError(f"The reference's constants must be {d} finite non-negative numbers. Got {lip_u.tolist()}.")
     L = lip_f + lip_u
-    seconds = {}
-    start = time.perf_counter()
-    e, margin = _errors(chain, reference, _vertex_points(edges))
-    shape = tuple(len(x) for x in edges)
-    e = e.reshape(shape)
-    margin = np.broadcast_to(np.asarray(margin, dtype=np.float64), (e.size,)).reshape(shape)
-    seconds["vertex_errors"] = time.perf_counter() - start
-    if not np.all(np.isfinite(e)):
-        i = np.unravel_index(int(np.flatnonzero(~np.isfinite(e.reshape(-1)))[0]), shape)
-        raise CertificationError(f"The network or the reference is not finite at vertex "
-                                 f"{[float(x[j]) for x, j in zip(edges, i)]}; nothing can be certified.")
-    start = time.perf_counter()
-    global_cert = cell_bounds(e, edges, L, margin)
-    seconds["global_bounds"] = time.perf_counter() - start
-
-    local_cert = final = global_cert
-    refinement, local_note = None, "not computed (local_block = 0)"
-    box_slopes = None
+    local_note, use_slopes = "not computed (local_block = 0)", None
     if local_block >= 1:
         try:
             network_intervals(model, box[None, :, 0], box[None, :, 1])
         except CertificationError as err:
             local_note = f"unavailable for this network ({err}); global constants only"
         else:
-            start = time.perf_counter()
-            lo, hi, step, block_shape = _block_boxes(edges, local_block)
-            ranges = []
-            for part in _error_slopes(model, reference, lo, hi, box, slopes):
-                part = part.reshape(*block_shape, d)
-                for axis, k in enumerate(step):
-                    part = np.repeat(part, k, axis=axis)
-                ranges.append(part)
-            local_cert = final = cell_bounds(e, edges, L, margin, check=False, local_slopes=tuple(ranges))
-            seconds["local_constants"] = time.perf_counter() - start
             local_note = f"{SLOPE_METHODS[slopes]}; on blocks of {local_block} cell(s) per axis"
-            box_slopes = lambda a, b: _error_slopes(model, reference, a, b, box, slopes)  # noqa: E731
+            use_slopes = functools.partial(_error_slopes, _portable(model) if scheduler is not None else model,
+                                           reference, box=box, method=slopes)
+    cells_per_axis = [len(x) - 1 for x in edges]
+    steps = [local_block if (use_slopes is not None and n % local_block == 0) else 1 for n in cells_per_axis]
+    job = {"edges": edges, "lipschitz": L, "steps": steps, "slopes": use_slopes,
+           "errors": functools.partial(_errors, chain, reference)}
+    tiles = plan_tiles(cells_per_axis, steps, tile_cells or DEFAULT_TILE_CELLS)
+    shape = tuple(len(x) for x in edges)
+    per_cell, naive = np.empty(cells_per_axis), np.empty(cells_per_axis)
+    e = np.empty(shape)
+    maxima: dict = {}
+    found: list = []
+    seconds = {"vertex_errors": 0.0, "global_bounds": 0.0}
+    floor = [-np.inf, 0.0]  # refinement floor, max(|e| + m)
+
+    def collect(tile):
+        cells = tuple(slice(a, b) for a, b in zip(tile.start, tile.stop))
+        per_cell[cells], naive[cells] = tile.per_cell, tile.naive
+        e[tuple(slice(a, a + n) for a, n in zip(tile.start, tile.vertex_errors.shape))] = tile.vertex_errors
+        for key, value in tile.maxima.items():
+            maxima[key] = max(maxima.get(key, -np.inf), value)
+        for key, value in tile.seconds.items():
+            seconds[key] = seconds.get(key, 0.0) + value
+        floor[0], floor[1] = max(floor[0], tile.floor), max(floor[1], tile.max_vertex_error)
+        if tile.candidates is not None:
+            found.append(tile.candidates)
+
+    run_tiles(job, tiles, scheduler=scheduler, n_workers=n_workers, candidates=refine_budget > 0,
+              on_result=collect, progress=progress and len(tiles) > 1, total=len(tiles))
+    local_cert = final = CellCertificate(per_cell, naive, edges, L, floor[1])
+    refinement = None
     if refine_budget > 0:
         start = time.perf_counter()
-        refinement = refine_certificate(local_cert, lambda p: _errors(chain, reference, p),
-                                        local_slopes=box_slopes, budget=refine_budget, progress=progress)
+        refinement = _refine(local_cert, found, floor[0], job, refine_budget, progress)
         final = refinement.certificate
         seconds["refinement"] = time.perf_counter() - start
     seconds["total"] = time.perf_counter() - total
 
     statement = reference.statement()
     summary = final.summary()
-    ladder = {
-        "naive_global": float(global_cert.naive.max()),
-        "pair_global": float(global_cert.closed_form.max()),
-        "exact_global": global_cert.bound,
-        "pair_local": float(local_cert.closed_form.max()),
-        "exact_local": local_cert.bound,
-        "refined": final.bound,
-    }
+    ladder = {**{key: maxima[key] for key in ("naive_global", "pair_global", "exact_global", "pair_local",
+                                              "exact_local")}, "refined": final.bound}
     document = {
         "bound": final.bound,
         "bound_kind": statement["bound_kind"],
@@ -398,20 +445,20 @@ def certify(
                   "evaluation with certified rounding margins",
         "ladder": ladder,
         "ladder_kinds": LADDER_KINDS,
-        "bound_global_constants": global_cert.bound,
+        "bound_global_constants": maxima["exact_global"],
         "bound_global_constants_kind": "certified, same grid, global constants L_f + L_u only (exact program)",
         "naive_bound": ladder["naive_global"],
         "naive_bound_kind": "certified anchor: max vertex |e| + sum_k L_k h_k / 2 with global constants",
         "domain": box.tolist(),
         "inputs": names,
-        "grid": {"cells": [len(x) - 1 for x in edges], "vertices": list(shape),
+        "grid": {"cells": cells_per_axis, "vertices": list(shape), "tiles": len(tiles),
                  "spacing": [float(np.max(np.diff(x))) for x in edges]},
         "local_constants": local_note,
         "slopes": slopes if local_block >= 1 else None,
         "refinement": refinement.summary() if refinement is not None else None,
         "per_cell": summary["per_cell"],
         "max_vertex_error": summary["max_vertex_error"],
-        "lipschitz_term_global": global_cert.summary()["lipschitz_term_global"],
+        "lipschitz_term_global": summary["lipschitz_term_global"],
         "lipschitz_term_global_kind": "0.5 * sum_k (L_f + L_u)_k h_k with global constants (an upper bound of "
                                       "the term each cell's bound adds to its vertex errors)",
         "lipschitz_f": lip_f.tolist(),
@@ -422,6 +469,8 @@ def certify(
         "lipschitz_u_source": statement["lipschitz_u_source"],
         "assumptions": list(statement["assumptions"]),
         "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "seconds_kind": "wall seconds; with tiles on workers, vertex_errors, global_bounds and local_constants are "
+                        "summed over tiles (worker time)",
         "library_version": __version__,
     }
     return Certificate(final, e, document)

@@ -33,9 +33,13 @@ from ..exceptions import CertificationError
 from .cell_lp import signed_abs_bounds
 from .cells import CellCertificate
 
-__all__ = ["RefinementResult", "refine_certificate"]
+__all__ = ["RefinementResult", "RefinedBoxes", "refine_certificate", "refine_boxes", "refinement_floor", "cell_boxes",
+           "cell_slope_ranges", "DOMINANCE"]
 
 _U = 2.0**-53
+
+DOMINANCE = 0.9
+"""Default share of the current bound above which a box is split."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +105,8 @@ def refine_certificate(
     target: float | None = None,
     budget: int = 200_000,
     max_rounds: int = 8,
-    dominance: float = 0.9,
+    dominance: float = DOMINANCE,
+    floor: float | None = None,
     progress: bool = False,
 ) -> RefinementResult:
     r"""Split the dominating cells of ``cert`` until ``target`` or the ``budget`` is reached.
@@ -126,6 +131,12 @@ def refine_certificate(
     max_rounds : int
     dominance : float
         A box is split when its bound exceeds ``max(target, dominance * current bound)``.
+    floor : float, optional
+        A **lower** bound on the final global bound (e.g. :func:`refinement_floor`: the largest
+        vertex error minus its margin). Only cells whose bound exceeds ``dominance * floor`` are
+        candidates; since every threshold is at least ``dominance`` times the current bound,
+        which never falls below ``floor``, the result is the same as without it, at the memory
+        of the candidates only (``theory/cell-bounds.md`` section 13).
 
     Returns
     -------
@@ -133,25 +144,100 @@ def refine_certificate(
     """
     if cert.constants is None:
         raise CertificationError("The certificate carries no per-cell constants; recompute it with cell_bounds.")
+    shape = cert.per_cell.shape
+    bound = cert.per_cell.reshape(-1)
+    chosen = np.flatnonzero(bound > dominance * floor) if floor is not None else np.arange(bound.size)
+    slo, shi = cell_slope_ranges(cert, chosen)
+    lo, hi = cell_boxes(cert.edges, np.unravel_index(chosen, shape))
+    boxes = refine_boxes(lo, hi, bound[chosen], slo, shi, cert.lipschitz, error, local_constants=local_constants,
+                         local_slopes=local_slopes, target=target, budget=budget, max_rounds=max_rounds,
+                         dominance=dominance, progress=progress)
+    refined_bound = bound.copy()
+    refined_bound[chosen] = boxes.bounds
+    return RefinementResult(replace(cert, per_cell=refined_bound.reshape(shape)), boxes.rounds, boxes.evaluations,
+                            boxes.leaves, boxes.refined, float(bound.max()), float(refined_bound.max()), boxes.history)
+
+
+def cell_slope_ranges(cert: CellCertificate, flat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """**Certified** signed slope ranges (lower, upper), each (n, d), of the cells with flat indices ``flat``.
+
+    The signed ranges when the certificate has them, else :math:`[-L_k(C), L_k(C)]` from its constants.
+    """
+    d = len(cert.edges)
+    if cert.slopes is not None:
+        return tuple(cert.slopes[..., j].reshape(-1, d)[flat] for j in (0, 1))
+    upper = np.ascontiguousarray(cert.constants.reshape(-1, d)[flat])
+    return -upper, upper
+
+
+def cell_boxes(edges, index: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper corners, each (n, d), of the grid cells with multi-index ``index`` (one array per axis)."""
+    d = len(edges)
+    lo = np.stack([edges[k][index[k]] for k in range(d)], 1) if d else np.zeros((0, 0))
+    hi = np.stack([edges[k][index[k] + 1] for k in range(d)], 1) if d else np.zeros((0, 0))
+    return lo.reshape(-1, d), hi.reshape(-1, d)
+
+
+def refinement_floor(vertex_errors: np.ndarray, margin) -> float:
+    r"""A **certified lower** bound on any valid global bound: :math:`\max_v (|e_v| - m_v)`.
+
+    The true :math:`|e(v)|` is at least :math:`|e_v| - m_v` at every vertex, and a valid bound is at
+    least the true :math:`\max |e|`; hence no refinement can go below this value.
+    """
+    e = np.asarray(vertex_errors, dtype=np.float64)
+    return float(np.max(np.abs(e) - np.broadcast_to(np.asarray(margin, dtype=np.float64), e.shape)))
+
+
+@dataclass(frozen=True)
+class RefinedBoxes:
+    """What :func:`refine_boxes` returns: the refined **certified** bound of each box and the cost."""
+
+    bounds: np.ndarray
+    rounds: int
+    evaluations: int
+    leaves: int
+    refined: int
+    history: list
+
+
+def refine_boxes(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    bound: np.ndarray,
+    slope_lo: np.ndarray,
+    slope_hi: np.ndarray,
+    lipschitz,
+    error: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]],
+    *,
+    local_constants: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None,
+    local_slopes: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
+    target: float | None = None,
+    budget: int = 200_000,
+    max_rounds: int = 8,
+    dominance: float = DOMINANCE,
+    progress: bool = False,
+) -> RefinedBoxes:
+    """The refinement loop of :func:`refine_certificate` on a list of base boxes.
+
+    ``lo``, ``hi`` (n, d) are the boxes, ``bound`` (n,) their **certified** bounds, ``slope_lo``,
+    ``slope_hi`` (n, d) their **certified** signed slope ranges (already within the global
+    constants ``lipschitz``). Rounds as described in the module docstring; the returned bound of a
+    box is the largest bound of the leaves that tile it, never above its ``bound``.
+    """
     if not 0 < dominance < 1:
         raise CertificationError(f"dominance must lie in (0, 1). Got {dominance}.")
-    d = len(cert.edges)
-    shape = cert.per_cell.shape
-    L = np.asarray(cert.lipschitz, dtype=np.float64)
-    original = cert.per_cell.reshape(-1)
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    d = lo.shape[1]
+    L = np.asarray(lipschitz, dtype=np.float64)
+    original = np.asarray(bound, dtype=np.float64)
     base = original.copy()
     refined = np.zeros(base.size, dtype=bool)
-    # leaves inside refined base cells
+    # leaves inside refined base boxes
     leaf_lo = np.empty((0, d))
     leaf_hi = np.empty((0, d))
     leaf_slo = np.empty((0, d))
     leaf_shi = np.empty((0, d))
-    if cert.slopes is not None:
-        base_slo = cert.slopes[..., 0].reshape(-1, d)
-        base_shi = cert.slopes[..., 1].reshape(-1, d)
-    else:
-        base_shi = np.ascontiguousarray(cert.constants.reshape(-1, d))
-        base_slo = -base_shi
+    base_slo, base_shi = np.asarray(slope_lo, dtype=np.float64), np.asarray(slope_hi, dtype=np.float64)
     leaf_base = np.empty(0, dtype=np.int64)
     leaf_bound = np.empty(0)
     offsets = np.array(list(itertools.product((0, 1), repeat=d)), dtype=np.float64)
@@ -160,11 +246,9 @@ def refine_certificate(
     # index into the 3^d points of each child's vertices
     index_3 = {tuple(p): i for i, p in enumerate((fine * 2).astype(int))}
     child_vertex = np.array([[index_3[tuple((2 * c + o).astype(int))] for o in offsets] for c in child_of])
-    edges = cert.edges
-    before = float(base.max())
     evaluations, history, rounds, stalled = 0, [], 0, 0
     per_split = len(fine)
-    while rounds < max_rounds:
+    while rounds < max_rounds and base.size:
         current = float(base.max())
         if target is not None and current <= target:
             break
@@ -176,14 +260,12 @@ def refine_certificate(
             break
         if evaluations + n_split * per_split > budget:
             break
-        # boxes to split: fresh base cells, then existing leaves
-        cidx = np.stack(np.unravel_index(new_base, shape), 1) if len(new_base) else np.zeros((0, d), dtype=np.int64)
-        blo = np.stack([edges[k][cidx[:, k]] for k in range(d)], 1) if len(new_base) else np.zeros((0, d))
-        bhi = np.stack([edges[k][cidx[:, k] + 1] for k in range(d)], 1) if len(new_base) else np.zeros((0, d))
-        lo = np.concatenate([blo, leaf_lo[split_leaves]])
-        hi = np.concatenate([bhi, leaf_hi[split_leaves]])
-        slo = np.concatenate([base_slo[new_base], leaf_slo[split_leaves]])
-        shi = np.concatenate([base_shi[new_base], leaf_shi[split_leaves]])
+        # boxes to split: fresh base boxes, then existing leaves
+        blo, bhi = lo[new_base], hi[new_base]
+        slo_ = np.concatenate([base_slo[new_base], leaf_slo[split_leaves]])
+        shi_ = np.concatenate([base_shi[new_base], leaf_shi[split_leaves]])
+        plo = np.concatenate([blo, leaf_lo[split_leaves]])
+        phi = np.concatenate([bhi, leaf_hi[split_leaves]])
         parent_bound = np.concatenate([original[new_base], leaf_bound[split_leaves]])
         owner = np.concatenate([new_base, leaf_base[split_leaves]])
         refined[new_base] = True
@@ -192,11 +274,11 @@ def refine_certificate(
 
         # the far corner is taken as hi itself, so the children tile the parent exactly, and every
         # child box is built from the very points that were evaluated
-        grid = np.where(fine[None] == 1.0, hi[:, None, :], lo[:, None, :] + fine[None] * (hi - lo)[:, None, :])
+        grid = np.where(fine[None] == 1.0, phi[:, None, :], plo[:, None, :] + fine[None] * (phi - plo)[:, None, :])
         points = grid.reshape(-1, d)
         e, m = error(points)
-        e = np.asarray(e, dtype=np.float64).reshape(len(lo), per_split)
-        m = np.broadcast_to(np.asarray(m, dtype=np.float64), points.shape[:1]).reshape(len(lo), per_split)
+        e = np.asarray(e, dtype=np.float64).reshape(len(plo), per_split)
+        m = np.broadcast_to(np.asarray(m, dtype=np.float64), points.shape[:1]).reshape(len(plo), per_split)
         evaluations += len(points)
         if not np.all(np.isfinite(e)):
             raise CertificationError("Refinement evaluated NaN or infinite errors; nothing can be certified.")
@@ -204,8 +286,8 @@ def refine_certificate(
         clo = grid[:, child_vertex[:, 0], :].reshape(-1, d)
         chi = grid[:, child_vertex[:, -1], :].reshape(-1, d)
         # a parent's slope range holds on its children; intersect with the children's own
-        cslo = np.repeat(slo, len(child_of), axis=0)
-        cshi = np.repeat(shi, len(child_of), axis=0)
+        cslo = np.repeat(slo_, len(child_of), axis=0)
+        cshi = np.repeat(shi_, len(child_of), axis=0)
         if local_constants is not None:
             cl = np.asarray(local_constants(clo, chi), dtype=np.float64)
             cslo, cshi = np.maximum(cslo, -cl), np.minimum(cshi, cl)
@@ -230,7 +312,7 @@ def refine_certificate(
         leaf_shi = np.concatenate([leaf_shi[keep], cshi])
         leaf_base = np.concatenate([leaf_base[keep], cowner])
         leaf_bound = np.concatenate([leaf_bound[keep], cbound])
-        # a refined base cell's bound is the largest bound of the leaves covering it
+        # a refined base box's bound is the largest bound of the leaves covering it
         touched = np.unique(owner)
         base[touched] = 0.0
         mask = np.isin(leaf_base, touched)
@@ -247,6 +329,4 @@ def refine_certificate(
         stalled = stalled + 1 if base.max() > (1 - 1e-3) * current else 0
         if stalled >= 2:
             break
-    refined_cert = replace(cert, per_cell=base.reshape(shape))
-    return RefinementResult(refined_cert, rounds, evaluations, int(len(leaf_bound)), int(refined.sum()),
-                            before, float(base.max()), history)
+    return RefinedBoxes(base, rounds, evaluations, int(len(leaf_bound)), int(refined.sum()), history)

@@ -40,6 +40,7 @@ from typing import Any, Iterator
 import numpy as np
 import xarray as xr
 
+from .._dask import check_scheduler, dask_client
 from .._validation import positive_int
 from ..exceptions import ConfigurationError, DataSchemaError
 from .dataset import SUFFIXES, check_attrs
@@ -64,18 +65,6 @@ def partial_path(out: str | os.PathLike) -> Path:
     """The file that :func:`generate_family` writes while it runs (``<out>.partial``)."""
     out = Path(out)
     return out.with_name(out.name + ".partial")
-
-
-def _import_dask():
-    try:
-        from dask.distributed import Client, LocalCluster, as_completed
-    except ImportError as err:
-        raise ImportError(
-            "generate_family needs Dask's distributed scheduler, an optional dependency. Install it with "
-            "pip install 'lipsurrogate[scale]' (or pip install 'dask[distributed]'). "
-            f"Import failed with: {err}"
-        ) from None
-    return Client, LocalCluster, as_completed
 
 
 # -- the plan: everything heat2d decides before it solves, drawn in heat2d's order ---------------
@@ -295,12 +284,7 @@ def generate_family(
     chunk = positive_int("chunk", chunk)
     if n_workers is not None:
         positive_int("n_workers", n_workers)
-    Client, LocalCluster, as_completed = _import_dask()  # fail before any work when Dask is missing
-    if not (scheduler is None or isinstance(scheduler, (str, Client))):
-        raise ConfigurationError(
-            f"'scheduler' must be None, a Dask scheduler address or a dask.distributed.Client. "
-            f"Got {type(scheduler).__name__} instead."
-        )
+    check_scheduler(scheduler)  # fail before any work when Dask is missing
 
     boundary = "periodic" if pde == "heat2d" else "dirichlet"
     plan = _heat_plan(boundary, samples, int(seed), options)
@@ -320,55 +304,40 @@ def generate_family(
     import h5netcdf
     from tqdm.auto import tqdm
 
-    closers: list = []
     inflight: set = set()
-    client = None
-    try:
-        if scheduler is None:
-            workers = n_workers or min(4, os.cpu_count() or 1)
-            cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
-                                   dashboard_address=":0")  # a free port: never collide
-            closers.append(cluster)
-            client = Client(cluster)
-            closers.insert(0, client)
-        elif isinstance(scheduler, str):
-            client = Client(scheduler)
-            closers.append(client)
-        else:
-            client = scheduler
-        n_active = max(1, len(client.scheduler_info().get("workers", {})))
-        window = positive_int("max_in_flight", max_in_flight) if max_in_flight is not None else 2 * n_active
-        setup, times, jobs = plan["setup"], plan["times"], plan["jobs"]
+    with dask_client(scheduler, n_workers) as (client, as_completed):
+        try:
+            n_active = max(1, len(client.scheduler_info().get("workers", {})))
+            window = positive_int("max_in_flight", max_in_flight) if max_in_flight is not None else 2 * n_active
+            setup, times, jobs = plan["setup"], plan["times"], plan["jobs"]
 
-        def submit(span):
-            start, stop = span
-            future = client.submit(_solve_chunk, setup, times, start, jobs[start:stop], pure=False)
-            inflight.add(future)
-            return future
+            def submit(span):
+                start, stop = span
+                future = client.submit(_solve_chunk, setup, times, start, jobs[start:stop], pure=False)
+                inflight.add(future)
+                return future
 
-        with h5netcdf.File(part, "a") as f, tqdm(total=n, initial=int(done.sum()), desc=pde,
-                                                 disable=not progress, leave=False) as bar:
-            queue = as_completed([submit(s) for _, s in zip(range(window), todo)])
-            for future in queue:
-                start, frames, errors, _ = future.result()
-                inflight.discard(future)
-                future.release()
-                _write_chunk(f, start, frames, errors)
-                before = int(done.sum())
-                done[start : start + len(errors)] = True
-                f.attrs["samples_written"] = int(done.sum())
-                bar.update(int(done.sum()) - before)
-                following = next(todo, None)
-                if following is not None:
-                    queue.add(submit(following))
-            _finish(f)
-            # the physical step: frame interval / substeps, the largest over samples (as heat2d)
-            f.attrs["dt"] = _largest_dt(plan)
-    finally:
-        if inflight:  # interrupted: do not leave tasks running on a cluster that stays up
-            client.cancel(list(inflight))
-        for closer in closers:
-            closer.close()
+            with h5netcdf.File(part, "a") as f, tqdm(total=n, initial=int(done.sum()), desc=pde,
+                                                     disable=not progress, leave=False) as bar:
+                queue = as_completed([submit(s) for _, s in zip(range(window), todo)])
+                for future in queue:
+                    start, frames, errors, _ = future.result()
+                    inflight.discard(future)
+                    future.release()
+                    _write_chunk(f, start, frames, errors)
+                    before = int(done.sum())
+                    done[start : start + len(errors)] = True
+                    f.attrs["samples_written"] = int(done.sum())
+                    bar.update(int(done.sum()) - before)
+                    following = next(todo, None)
+                    if following is not None:
+                        queue.add(submit(following))
+                _finish(f)
+                # the physical step: frame interval / substeps, the largest over samples (as heat2d)
+                f.attrs["dt"] = _largest_dt(plan)
+        finally:
+            if inflight:  # interrupted: do not leave tasks running on a cluster that stays up
+                client.cancel(list(inflight))
     os.chmod(part, 0o644)
     os.replace(part, out)
     return out

@@ -269,12 +269,18 @@ def _load_run(run_dir: Path, model=None):
     return config, ds, inputs, MultilinearInterpolant(axes, values, inputs), model
 
 
-def certify(run_dir, *, model=None, progress: bool = False) -> dict:
-    """Level-1 certificate of a field run on its data grid (:func:`lipsurrogate.bounds.certify`); writes certificate.*."""
+def certify(run_dir, *, model=None, progress: bool = False, cells=None, **where) -> dict:
+    """Level-1 certificate of a field run on its data grid (:func:`lipsurrogate.bounds.certify`); writes certificate.*.
+
+    ``where``: ``tile_cells``, ``scheduler``, ``n_workers`` of :func:`~lipsurrogate.bounds.certify`.
+    """
+    if cells is not None:
+        raise ConfigurationError("A field certificate is on the data's own grid (level 1); it takes no other cells. "
+                                 f"Got cells={cells}.")
     run_dir = Path(run_dir)
     config, ds, inputs, interp, model = _load_run(run_dir, model)
     certificate = certify_network(model, interp, edges=interp.axes, local_block=int(config.get("local_block", 1)),
-                                  refine_budget=int(config.get("refine_budget", 0)), progress=progress)
+                                  refine_budget=int(config.get("refine_budget", 0)), progress=progress, **where)
     certificate.document["field"] = config["field"]
     certificate.save(run_dir, bind=["data.nc"])
     return certificate.to_dict()

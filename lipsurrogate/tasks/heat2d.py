@@ -265,22 +265,25 @@ def _load_run(run_dir: Path, model=None):
     return config, HeatSolution(modes, kappa), model
 
 
-def certify(run_dir, *, model=None, progress: bool = False) -> dict:
+def certify(run_dir, *, model=None, progress: bool = False, cells=None, **where) -> dict:
     """(Re)compute the certificate of a heat2d run folder with :func:`lipsurrogate.bounds.certify`.
 
-    Two grids: ``cert_cells`` (with refinement; the headline) and ``cert_cells_coarse`` (no
-    refinement, for comparison). Writes certificate.json and certificate.nc.
+    Two grids: ``cert_cells`` (with refinement; the headline; ``cells`` replaces it) and
+    ``cert_cells_coarse`` (no refinement, for comparison). ``where``: ``tile_cells``,
+    ``scheduler``, ``n_workers`` of :func:`~lipsurrogate.bounds.certify`. Writes
+    certificate.json and certificate.nc.
     """
     run_dir = Path(run_dir)
     config, reference, model = _load_run(run_dir, model)
     results = {}
-    for name, cells in (("fine", config["cert_cells"]), ("coarse", config["cert_cells_coarse"])):
+    fine_cells = config["cert_cells"] if cells is None else cells
+    for name, cells in (("fine", fine_cells), ("coarse", config["cert_cells_coarse"])):
         cells = [int(c) for c in cells]
         if len(cells) != 3 or min(cells) < 1:
             raise ConfigurationError(f"Certificate grids need 3 positive cell counts. Got {cells}.")
         results[name] = certify_network(
             model, reference, config["domain"], cells, local_block=int(config.get("local_block", 2)),
-            refine_budget=int(config.get("refine_budget", 0)) if name == "fine" else 0, progress=progress)
+            refine_budget=int(config.get("refine_budget", 0)) if name == "fine" else 0, progress=progress, **where)
     fine, coarse = results["fine"], results["coarse"]
     fine.document["coarse"] = {key: coarse.document[key] for key in
                                ("bound", "ladder", "bound_global_constants", "naive_bound", "grid", "seconds")}

@@ -170,15 +170,19 @@ def _load_run(run_dir: Path, model=None):
     return config, HeatSolution(modes), model
 
 
-def certify(run_dir, *, model=None, progress: bool = False) -> dict:
-    """The certificate over the (x, y, t, kappa) box (:func:`lipsurrogate.bounds.certify`); writes certificate.*."""
+def certify(run_dir, *, model=None, progress: bool = False, cells=None, **where) -> dict:
+    """The certificate over the (x, y, t, kappa) box (:func:`lipsurrogate.bounds.certify`); writes certificate.*.
+
+    ``cells`` replaces the configured grid; ``where``: ``tile_cells``, ``scheduler``,
+    ``n_workers`` of :func:`~lipsurrogate.bounds.certify`.
+    """
     run_dir = Path(run_dir)
     config, reference, model = _load_run(run_dir, model)
-    cells = [int(c) for c in config["cert_cells"]]
+    cells = [int(c) for c in (config["cert_cells"] if cells is None else cells)]
     if len(cells) != 4 or min(cells) < 1:
         raise ConfigurationError(f"The certificate grid needs 4 positive cell counts. Got {cells}.")
     certificate = certify_network(model, reference, config["domain"], cells, local_block=int(config["local_block"]),
-                                  refine_budget=int(config["refine_budget"]), progress=progress)
+                                  refine_budget=int(config["refine_budget"]), progress=progress, **where)
     certificate.save(run_dir)
     return certificate.to_dict()
 

@@ -18,6 +18,9 @@ sampling
 streaming
     :class:`~lipsurrogate.train.streaming.FieldStream`: shuffled mini-batches read from a dataset
     file in bounded memory, and :func:`~lipsurrogate.train.streaming.train_streaming`.
+device
+    :func:`~lipsurrogate.train.device.training_device` (a block in which :func:`train` runs on a
+    device, e.g. CUDA) and :func:`~lipsurrogate.train.device.resolve_device`.
 distributed
     :func:`~lipsurrogate.train.distributed.train_ddp`: data-parallel training with PyTorch DDP
     (``torchrun``, gloo on CPU), each rank streaming its share of the file.
@@ -25,6 +28,7 @@ distributed
 
 from .losses import bce_with_temperature, dynamic_hinge_loss, dynamic_margins, hinge_loss, signed_labels
 from .constraints import MDMM, Constraint, MDMMResult
+from .device import resolve_device, training_device
 from .loop import LOSSES, TrainingHistory, train
 from .pinn import RESIDUALS, PhysicsTerm, collocation_points, pde_residual
 
@@ -38,6 +42,8 @@ __all__ = [
     "collocation_points",
     "pde_residual",
     "TrainingHistory",
+    "resolve_device",
+    "training_device",
     "bce_with_temperature",
     "dynamic_hinge_loss",
     "dynamic_margins",

@@ -9,6 +9,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from .device import current_device, resolve_device
 from ..exceptions import ConfigurationError
 from .._threads import threads_for_load
 from ..nn.norms import project_weights_
@@ -89,6 +90,8 @@ class TrainingHistory:
     threads : list of [step, count]
         The torch thread counts used and the steps from which they applied (``threads="auto"``
         re-checks the free cores every :data:`THREAD_CHECK_EVERY` steps).
+    device : str
+        Where the steps ran (``"cpu"``, ``"cuda:0"``, ...).
     """
 
     steps: list[int] = field(default_factory=list)
@@ -98,6 +101,7 @@ class TrainingHistory:
     seconds: float = 0.0
     threads: list[list[int]] = field(default_factory=list)
     stopped_at: int | None = None
+    device: str = "cpu"
 
     def to_dict(self) -> dict:
         """The history as JSON-ready lists (losses are mini-batch **estimates** of the training loss)."""
@@ -109,6 +113,7 @@ class TrainingHistory:
             "seconds": self.seconds,
             "threads": self.threads,
             "stopped_at": self.stopped_at,
+            "device": self.device,
         }
 
 
@@ -131,6 +136,7 @@ def train(
     sampler=None,
     threads: int | str | None = None,
     callback: Callable[[int, nn.Module], bool] | None = None,
+    device=None,
 ) -> TrainingHistory:
     """Train ``model`` with Adam on mini-batches drawn with a seeded generator.
 
@@ -172,6 +178,13 @@ def train(
         ``callback(step, model) -> bool`` after every ``log_every``-th step (and the last); a true
         value stops training there (early stopping; the model is left in training mode for the
         callback and set to evaluation mode at the end). ``history.stopped_at`` records the step.
+    device : str or torch.device, optional
+        Where to run the steps (:func:`~lipsurrogate.train.device.resolve_device`: ``"cpu"``,
+        ``"cuda"``, ``"auto"``); the model and the data are moved there for the loop and the model
+        is moved back to where it was at the end, so the weights are certified on the CPU as
+        always. None: the device of an enclosing
+        :func:`~lipsurrogate.train.device.training_device` block, else where the model is.
+        Batches are drawn by the same seeded CPU generator on every device.
     """
     if isinstance(targets, torch.Tensor):
         targets = (targets,)
@@ -191,10 +204,16 @@ def train(
     from tqdm.auto import tqdm
     import time
 
+    target_device = resolve_device(device) if device is not None else current_device()
+    home = next(model.parameters()).device
+    if target_device is not None and target_device != home:
+        model.to(target_device)
+        inputs, targets = inputs.to(target_device), tuple(t.to(target_device) for t in targets)
+    run_device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(int(seed))
     mdmm = physics.constraint() if physics is not None else None
     if mdmm is not None:
-        mdmm = mdmm.to(dtype=next(model.parameters()).dtype)
+        mdmm = mdmm.to(dtype=next(model.parameters()).dtype, device=run_device)
         optimizer = torch.optim.Adam(mdmm.parameter_groups(model.parameters(), lr=lr, weight_decay=weight_decay))
     else:
         optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -203,7 +222,7 @@ def train(
     else:
         lr_lambda = lambda step: 1.0  # noqa: E731
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
-    history = TrainingHistory()
+    history = TrainingHistory(device=str(run_device))
     full_batch = batch_size >= n and sampler is None
     model.train()
     start = time.perf_counter()
@@ -213,6 +232,7 @@ def train(
             x, ys = inputs, targets
         else:
             idx = torch.randint(0, n, (batch_size,), generator=generator) if sampler is None else sampler(generator)
+            idx = idx.to(run_device, non_blocking=True)
             x, ys = inputs[idx], tuple(t[idx] for t in targets)
         optimizer.zero_grad(set_to_none=True)
         value = loss(model(x), *ys)
@@ -251,6 +271,8 @@ def train(
                 break
     finally:
         torch.set_num_threads(previous_threads)
+        if run_device != home:
+            model.to(home)
     history.seconds = time.perf_counter() - start
     model.eval()
     return history

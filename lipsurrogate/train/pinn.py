@@ -145,8 +145,8 @@ class PhysicsTerm:
 
     def mean_square(self, model, generator: torch.Generator) -> torch.Tensor:
         """Mean :math:`r^2` over a fresh mini-batch of collocation points."""
-        dtype = next(model.parameters()).dtype
-        pts = collocation_points(self.domain, self.batch_size, generator, dtype)
+        weight = next(model.parameters())
+        pts = collocation_points(self.domain, self.batch_size, generator, weight.dtype).to(weight.device)
         return pde_residual(model, pts, self.pde, **self.params).pow(2).mean()
 
     def constraint(self):

@@ -103,3 +103,24 @@ def test_signed_local_slopes_refine_tighter_than_constants_and_stay_valid(rng):
     assert signed.bound_after < plain.bound_after
     pts = rng.uniform(0, 1, size=(20000, 2))
     assert np.all(np.abs(f(pts)) <= signed.certificate.per_cell[locate_cells(pts, edges)])
+
+
+def test_refinement_on_the_candidates_above_the_floor_is_the_same(rng):
+    """theory/cell-bounds.md section 13: cells at or below 0.9 * max(|e_v| - m_v) are never split."""
+    from lipsurrogate.bounds.refine import refinement_floor
+
+    freq = rng.uniform(1.0, 3.0, size=2)
+
+    def f(x):
+        return 0.3 * np.sin(x @ freq) + 0.05 * x[:, 0]
+
+    edges = [np.linspace(0, 1, 13)] * 2
+    values = _grid_values(f, edges)
+    cert = cell_bounds(values, edges, 0.3 * freq + [0.05, 0.0], margin=1e-15)
+    floor = refinement_floor(values, 1e-15)
+    assert 0 < floor <= np.abs(values).max()
+    whole = refine_certificate(cert, lambda p: (f(p), 1e-15), budget=30_000)
+    part = refine_certificate(cert, lambda p: (f(p), 1e-15), budget=30_000, floor=floor)
+    assert whole.rounds >= 2 and whole.refined_cells < cert.per_cell.size  # some cells are never candidates
+    np.testing.assert_array_equal(whole.certificate.per_cell, part.certificate.per_cell)
+    assert whole.history == part.history and whole.evaluations == part.evaluations

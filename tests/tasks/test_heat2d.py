@@ -82,6 +82,20 @@ def test_certify_and_verify_commands_rerun(run_dir, tmp_path, capsys):
     assert "violations 0" in capsys.readouterr().out
 
 
+def test_certify_command_on_another_grid_in_tiles_on_dask(run_dir, tmp_path, capsys):
+    pytest.importorskip("dask.distributed")
+    copy = tmp_path / "tiles"
+    shutil.copytree(run_dir, copy)
+    assert main(["certify", str(copy), "--cells", "12,12,4", "--tile-cells", "100", "--scheduler", "local",
+                 "--workers", "2", "--no-progress"]) == 0
+    document = json.loads((copy / "certificate.json").read_text())
+    assert document["grid"]["cells"] == [12, 12, 4] and document["grid"]["tiles"] > 4
+    assert main(["verify", str(copy), "--density", "2"]) == 0
+    assert "violations 0" in capsys.readouterr().out
+    assert main(["certify", str(copy), "--cells", "12,x,4"]) == 2
+    assert "--cells expects positive integers" in capsys.readouterr().err
+
+
 def test_corrupted_run_folders_give_clear_errors(run_dir, tmp_path, capsys):
     bad = tmp_path / "bad"
     shutil.copytree(run_dir, bad)

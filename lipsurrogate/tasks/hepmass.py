@@ -22,6 +22,32 @@ the guaranteed smoothness of the interpolation between masses. Baselines: one
 background) and one without the mass input. Every model is trained for a fixed number of steps
 and evaluated with its **final** weights (no test-set selection), with several seeds.
 
+How the mass enters (:func:`mass_encoding`, option ``mass_encoding``): the network normalises
+its condition as :math:`c = (m - m_0) / s`. ``"feature"`` (default) fits, on each protocol's
+*training* signal, the standardised feature whose signal mean moves most with the mass (on
+HEPMASS-like data the reconstructed resonance mass :math:`m_{WWbb}`, ``f26``) as
+:math:`\bar z(m) = \alpha + \beta m` and sets :math:`c = \bar z(m)`: one unit of :math:`c` is one
+unit of that feature, and :math:`c = 0` where the signal peak sits at the feature's training
+mean (about 650 GeV). ``"range"`` maps the mass range to :math:`[-1, 1]` (:math:`c = 0` at
+1000 GeV). Same networks, same certificate (the model takes the mass in GeV), same
+classification AUROC; but affine/all interpolates to 750-1250 GeV with 66.3% AUROC under
+``"range"`` and 91.7% under ``"feature"`` (3 seeds, ``benchmarks/results/hepmass.md``). What
+matters is where :math:`c = 0` (measured; the scale of :math:`c` and the slope budget
+``cond_strength`` matter much less): the conditioning :math:`h (1 + S c) + B c` is linear in
+:math:`c` around the unconditioned network at :math:`c = 0`. Moving the zero is a
+reparametrisation of the biases for ``bias`` conditioning, so it changes what training finds,
+not what the network can express: with :math:`c = 0` at 500-650 GeV (the hard, populous low
+masses) heavier masses are learnt as shifts of that classifier and the shifts carry over to
+the masses in between; with :math:`c = 0` at 1000 or 1500 GeV they do not (66% and 53%).
+
+Background masses (``background_mass``): ``"uniform"`` (default) over each protocol's training
+masses, so that with signal balanced per mass (``balance="full"``) every mass hypothesis sees
+the same signal-to-background ratio; ``"identical"`` (the HEPMASS convention: as the signal
+masses are distributed) gives the 1500 GeV hypothesis about 2% of the background under
+HEPMASS-IMB fractions in the interpolation protocol, the network learns a mass-dependent prior
+(a larger certified mass slope) and interpolates worse (89.6% against 91.7% with ``"feature"``,
+66.3% against 76.2% with ``"range"``).
+
 Evaluation at a mass :math:`m` (Baldi et al.): the test signal generated at :math:`m` against
 all test background, every event given the mass input :math:`m`. Metrics (exact on those test
 events, :mod:`lipsurrogate.metrics`): AUROC, AUPR and the significance ratio, per mass and
@@ -47,12 +73,17 @@ from ..nn.conditioning import MECHANISMS, POSITIONS
 from ..train.sampling import SCHEMES
 from ._common import config_from_options
 
-__all__ = ["HepmassConfig", "COMBINATIONS", "evaluate_per_mass", "run"]
+__all__ = ["HepmassConfig", "COMBINATIONS", "MASS_ENCODINGS", "MassEncoding", "ModelInputs", "task_data",
+           "training_set", "mass_encoding", "conditioned_model", "certificate_box", "train_classifier", "predict_logits",
+           "evaluate_per_mass", "average_metrics", "mass_certificate", "run"]
 
 COMBINATIONS = [f"{t}/{p}" for t, p in itertools.product(MECHANISMS, POSITIONS)]
 """The twelve conditioning type/position pairs, ``"affine/all"`` style."""
 
 METRICS = ("auroc", "aupr", "significance_ratio")
+
+MASS_ENCODINGS = ("feature", "range")
+"""How the mass hypothesis is normalised for the network (:func:`mass_encoding`)."""
 
 
 @dataclass
@@ -69,8 +100,10 @@ class HepmassConfig:
     n_test: int = 40_000
     """Synthetic events before HEPMASS-IMB signal thinning."""
     imbalance: object = "hepmass-imb"
-    background_mass: str = "identical"
+    background_mass: str = "uniform"
     balance: str = "full"
+    mass_encoding: str = "feature"
+    """``"feature"``: the mass in the units of the feature that follows it most; ``"range"``: [-1, 1]."""
     held_out: list = field(default_factory=lambda: [750.0, 1000.0, 1250.0])
     held_out_single: list = field(default_factory=lambda: [1000.0])
     """Held out in the ``interpolation-1000`` protocol; an empty list skips that protocol."""
@@ -107,6 +140,8 @@ class HepmassConfig:
             cfg.data = [p for p in cfg.data.split(",") if p]
         if cfg.background_mass not in BACKGROUND_MASS:
             raise ConfigurationError(f"'background_mass' must be one of {BACKGROUND_MASS}. Got {cfg.background_mass!r}.")
+        if cfg.mass_encoding not in MASS_ENCODINGS:
+            raise ConfigurationError(f"'mass_encoding' must be one of {MASS_ENCODINGS}. Got {cfg.mass_encoding!r}.")
         if cfg.balance not in SCHEMES:
             raise ConfigurationError(f"'balance' must be one of {SCHEMES}. Got {cfg.balance!r}.")
         bad = [c for c in cfg.combinations if c not in COMBINATIONS]
@@ -126,7 +161,12 @@ class HepmassConfig:
 # ----------------------------------------------------------------------------------------------
 
 
-def _data(cfg: HepmassConfig, progress: bool) -> tuple[HepmassData, HepmassData, str]:
+def task_data(cfg: HepmassConfig, progress: bool = False) -> tuple[HepmassData, HepmassData, str]:
+    """The training and test events of a run, and a line saying where they come from.
+
+    Synthetic events (seeded by ``cfg.seed``: the training set from ``[seed, 1]``, the test set
+    from ``[seed, 2]``), or ``cfg.data`` read and split at ``cfg.test_fraction``.
+    """
     rng = np.random.default_rng(cfg.seed)
     if cfg.data:
         events = load_hepmass(cfg.data, max_rows=cfg.max_events, progress=progress)
@@ -141,8 +181,13 @@ def _data(cfg: HepmassConfig, progress: bool) -> tuple[HepmassData, HepmassData,
     return train, test, f"synthetic HEPMASS (seeded, imbalance {cfg.imbalance})"
 
 
-class _Inputs:
-    """Standardised features (training mean and standard deviation) and the raw mass in GeV."""
+class ModelInputs:
+    """The network inputs: standardised features (training mean and standard deviation), then the mass in GeV.
+
+    ``inputs(data)`` gives each event its own mass column, ``inputs(data, m)`` the mass
+    hypothesis ``m`` for every event, ``inputs(data, with_mass=False)`` the features only
+    (float32 tensors).
+    """
 
     def __init__(self, train: HepmassData) -> None:
         self.mean = train.features.astype(np.float64).mean(0)
@@ -168,26 +213,33 @@ def evaluate_per_mass(score, test: HepmassData, masses) -> dict:
     """Metrics at each mass: the signal at that mass against all background, mass input set to it.
 
     ``score(data, mass) -> ndarray`` gives the scores of ``data`` under the mass hypothesis
-    ``mass``. Returns ``{mass: {"auroc", "aupr", "significance_ratio", "n_signal", "n_background"}}``;
-    every metric is exact on these test events.
+    ``mass``; or ``score`` is a mapping ``{mass: scores of every event of test}`` (scores computed
+    once, e.g. :func:`~lipsurrogate.data.hepmass.synthetic_log_likelihood_ratio`). Returns
+    ``{mass: {"auroc", "aupr", "significance_ratio", "n_signal", "n_background"}}``; every metric
+    is exact on these test events.
     """
     bkg = test.label == 0
     out = {}
     for m in masses:
         sel = bkg | ((test.label == 1) & (test.mass == m))
         events = test.subset(sel)
-        s = np.asarray(score(events, float(m)), dtype=np.float64)
+        if callable(score):
+            s = np.asarray(score(events, float(m)), dtype=np.float64)
+        else:
+            s = np.asarray(score[float(m)], dtype=np.float64)[sel]
         out[float(m)] = {"auroc": roc_auc(events.label, s), "aupr": average_precision(events.label, s),
                          "significance_ratio": significance_ratio(events.label, s),
                          "n_signal": int(events.label.sum()), "n_background": int(bkg.sum())}
     return out
 
 
-def _average(per_mass: dict, masses) -> dict:
+def average_metrics(per_mass: dict, masses) -> dict:
+    """The mean over ``masses`` of each metric of :func:`evaluate_per_mass`'s result."""
     return {k: float(np.mean([per_mass[float(m)][k] for m in masses])) for k in METRICS}
 
 
-def _predict(model, x) -> np.ndarray:
+def predict_logits(model, x) -> np.ndarray:
+    """``model(x)[:, 0]`` without gradients, in chunks of 65536 rows (a numpy array)."""
     import torch
 
     with torch.no_grad():
@@ -199,7 +251,14 @@ def _predict(model, x) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 
-def _train(model, x, data: HepmassData, cfg: HepmassConfig, seed: int, scheme: str, progress: bool, desc: str) -> float:
+def train_classifier(model, x, data: HepmassData, cfg: HepmassConfig, seed: int, scheme: str, progress: bool = False,
+                     desc: str = "training", loss=None) -> float:
+    """Train ``model`` on ``x`` (rows of ``data``) with ``scheme``-balanced batches; returns the seconds taken.
+
+    ``cfg`` gives ``steps``, ``batch_size``, ``lr`` and (for the default loss,
+    :func:`~lipsurrogate.train.bce_with_temperature`) ``temperature``; ``loss(outputs, targets)``
+    replaces that loss.
+    """
     import torch
 
     from ..train import bce_with_temperature, train
@@ -207,19 +266,88 @@ def _train(model, x, data: HepmassData, cfg: HepmassConfig, seed: int, scheme: s
 
     y = torch.tensor(data.label, dtype=torch.float32)
     sampler = BalancedSampler(data.label, scheme, cfg.batch_size, mass=data.mass, process=data.process)
-    tau = cfg.temperature
-    history = train(model, x, y, lambda o, t: bce_with_temperature(o, t, tau), steps=cfg.steps,
-                    batch_size=cfg.batch_size, lr=cfg.lr, seed=seed, progress=progress, description=desc,
-                    sampler=sampler, log_every=max(1, cfg.steps // 20))
+    if loss is None:
+        tau = cfg.temperature
+        loss = lambda o, t: bce_with_temperature(o, t, tau)  # noqa: E731
+    history = train(model, x, y, loss, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=seed,
+                    progress=progress, description=desc, sampler=sampler, log_every=max(1, cfg.steps // 20))
     return history.seconds
 
 
-def _conditioned(cfg: HepmassConfig, combo: str, mass_range, seed: int):
+@dataclass(frozen=True)
+class MassEncoding:
+    r"""The network's condition :math:`c = (m - \text{offset}) / \text{gev\_per\_unit}` (see :func:`mass_encoding`)."""
+
+    kind: str
+    """``"feature"`` or ``"range"``."""
+    offset: float
+    """GeV where :math:`c = 0`."""
+    gev_per_unit: float
+    """GeV per unit of :math:`c`."""
+    feature: int | None = None
+    """For ``"feature"``: the index of the feature followed (its signal mean has slope 1 in :math:`c`)."""
+
+    @property
+    def cond_range(self) -> list[float]:
+        """The ``cond_range`` of :class:`~lipsurrogate.nn.conditioning.ConditionedLipschitzMLP` that gives this :math:`c`."""
+        return [self.offset - self.gev_per_unit, self.offset + self.gev_per_unit]
+
+    def __call__(self, mass) -> np.ndarray:
+        """:math:`c` at ``mass`` (GeV)."""
+        return (np.asarray(mass, dtype=np.float64) - self.offset) / self.gev_per_unit
+
+
+def mass_encoding(kind: str, data: HepmassData, inputs: ModelInputs, mass_range) -> MassEncoding:
+    r"""How the mass hypothesis is normalised before it conditions the network.
+
+    Parameters
+    ----------
+    kind : {"feature", "range"}
+        ``"range"``: ``mass_range`` (low, high) maps to :math:`c \in [-1, 1]`. ``"feature"``: for
+        each standardised feature :math:`z_j` (``inputs``), the mean over ``data``'s signal at
+        each of its masses is fitted as :math:`\alpha_j + \beta_j m` (least squares); the feature
+        with the largest :math:`|\beta_j|` gives :math:`c = \mathrm{sign}(\beta_j)(\alpha_j + \beta_j m)`,
+        so that :math:`c` moves as that feature's signal peak does (on HEPMASS-like data,
+        :math:`m_{WWbb}`). With fewer than two signal masses in ``data``, or no feature that
+        moves, it falls back to ``"range"``.
+    data : HepmassData
+        The training events (only their signal is used: no held-out mass enters the fit).
+    inputs : ModelInputs
+    mass_range : (float, float)
+
+    Returns
+    -------
+    MassEncoding
+    """
+    if kind not in MASS_ENCODINGS:
+        raise ConfigurationError(f"'mass_encoding' must be one of {MASS_ENCODINGS}. Got {kind!r}.")
+    low, high = map(float, mass_range)
+    fallback = MassEncoding("range", (low + high) / 2, (high - low) / 2)
+    sig = data.label == 1
+    masses = np.unique(data.mass[sig])
+    if kind == "range" or masses.size < 2:
+        return fallback
+    z = inputs(data.subset(sig), with_mass=False).numpy().astype(np.float64)
+    means = np.array([z[data.mass[sig] == m].mean(0) for m in masses])  # (masses, features)
+    beta, alpha = np.polyfit(masses, means, 1)
+    j = int(np.argmax(np.abs(beta)))
+    if not (np.isfinite(beta[j]) and np.abs(beta[j]) > 0):
+        return fallback
+    # c = alpha_j + beta_j m (times the sign of beta_j): c = (m - offset) / gev_per_unit
+    return MassEncoding("feature", float(-alpha[j] / beta[j]), float(1.0 / abs(beta[j])), j)
+
+
+def conditioned_model(cfg: HepmassConfig, combo: str, encoding: MassEncoding, seed: int):
+    r"""A :class:`~lipsurrogate.nn.conditioning.ConditionedLipschitzMLP` for ``combo`` (``"affine/all"`` style).
+
+    27 features plus the mass in GeV (normalised inside by ``encoding``), ``cfg``'s widths,
+    :math:`\lambda` and conditioning strength.
+    """
     from ..nn.conditioning import ConditionedLipschitzMLP
 
     mechanism, position = combo.split("/")
     return ConditionedLipschitzMLP(27, 1, 1, cfg.hidden, mechanism=mechanism, position=position,
-                                   cond_range=[list(mass_range)], lipschitz=cfg.lipschitz,
+                                   cond_range=[encoding.cond_range], lipschitz=cfg.lipschitz,
                                    cond_strength=cfg.cond_strength, seed=seed)
 
 
@@ -229,15 +357,32 @@ def _plain(cfg: HepmassConfig, seed: int):
     return LipschitzMLP(27, 1, cfg.hidden, lipschitz=cfg.lipschitz, norm="linf-row", seed=seed)
 
 
-def _training_set(train: HepmassData, protocol: str, held_out, background_mass: str, rng) -> HepmassData:
-    """The training events of a protocol, background masses (re)assigned over its signal masses."""
+def training_set(train: HepmassData, protocol: str, held_out, background_mass: str, rng) -> HepmassData:
+    """The training events of a protocol, background masses (re)assigned over its signal masses.
+
+    ``"classification"`` keeps every event; any other protocol drops the signal at ``held_out``.
+    """
     data = train if protocol == "classification" else train.subset((train.label == 0) | ~np.isin(train.mass, held_out))
     masses = sorted(set(np.unique(data.mass[data.label == 1]).tolist()))
     return assign_background_mass(data, background_mass, rng, masses)
 
 
-def _mass_certificate(model, box, test: HepmassData, inputs: _Inputs, rng, masses) -> dict:
-    """Certified slope in the mass over ``box``, and a sampled check of it (an estimate, must not exceed)."""
+def certificate_box(inputs: ModelInputs, events, mass_range) -> list[list[float]]:
+    """The box of the certificate: (low, high) of each float32 model input over ``events`` (a list of
+    :class:`HepmassData`, e.g. train and test), then ``mass_range`` (GeV) for the mass."""
+    z = np.concatenate([inputs(e, with_mass=False).numpy() for e in events])
+    return [[float(a), float(b)] for a, b in zip(z.min(0), z.max(0))] + [list(map(float, mass_range))]
+
+
+def mass_certificate(model, box, test: HepmassData, inputs: ModelInputs, rng, masses) -> dict:
+    r"""Certified slope in the mass over ``box``, and a sampled check of it (an estimate, must not exceed).
+
+    Returns ``certified_mass_slope`` (a **bound** on :math:`|\partial f / \partial m|` per GeV over
+    ``box``, :func:`~lipsurrogate.bounds.conditioned.conditioned_constants`),
+    ``certified_feature_slopes_max``, ``sampled_mass_slope_max`` (an **estimate**: the largest
+    :math:`|f(x, m_1) - f(x, m_2)| / |m_1 - m_2|` over 2000 test events and random masses in the
+    range of ``masses``) and ``violations`` (pairs above the bound; must be 0).
+    """
     from ..bounds.conditioned import conditioned_constants
 
     L = conditioned_constants(model, box, splits=1)
@@ -269,7 +414,7 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
     cfg = HepmassConfig.from_options(quick, seed, options)
     out_dir = Path(out_dir)
     start = time.perf_counter()
-    train, test, source = _data(cfg, progress)
+    train, test, source = task_data(cfg, progress)
     masses = sorted(np.unique(test.mass[test.label == 1]).tolist())
     missing = [m for m in cfg.held_out + cfg.held_out_single if m not in masses]
     if missing:
@@ -277,18 +422,17 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
     train_masses = [m for m in masses if m not in cfg.held_out]
     if not train_masses:
         raise ConfigurationError(f"Every mass {masses} is held out; nothing is left to train the interpolation on.")
-    inputs = _Inputs(train)
+    inputs = ModelInputs(train)
     mass_range = (min(masses), max(masses))
-    # the box of the certificate: the float32 model inputs of every train and test event
-    z = np.concatenate([inputs(train, with_mass=False).numpy(), inputs(test, with_mass=False).numpy()])
-    box = [[float(a), float(b)] for a, b in zip(z.min(0), z.max(0))] + [list(map(float, mass_range))]
+    box = certificate_box(inputs, [train, test], mass_range)
     data_seconds = time.perf_counter() - start
     rng = np.random.default_rng([cfg.seed, 3])
     eval_masses = {"classification": masses, "interpolation": cfg.held_out}
     if cfg.held_out_single:
         eval_masses["interpolation-1000"] = cfg.held_out_single
-    sets = {p: _training_set(train, p, held, cfg.background_mass, np.random.default_rng([cfg.seed, 4]))
+    sets = {p: training_set(train, p, held, cfg.background_mass, np.random.default_rng([cfg.seed, 4]))
             for p, held in eval_masses.items()}
+    encodings = {p: mass_encoding(cfg.mass_encoding, data, inputs, mass_range) for p, data in sets.items()}
 
     jobs = [(p, c, s) for s in range(cfg.seeds) for p in sets for c in cfg.combinations]
     jobs += [(p, "no mass", s) for s in range(cfg.seeds) for p in sets]
@@ -298,7 +442,7 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
         ablation = [(scheme, bm, p) for bm in BACKGROUND_MASS for scheme in SCHEMES for p in ("classification", "interpolation")]
     records, roc, kept, ablation_rows = [], {}, {}, []
     with torch_threads(max(1, int(cfg.threads))):
-        _models(cfg, jobs, ablation, sets, train, test, inputs, masses, mass_range, box, eval_masses, rng,
+        _models(cfg, jobs, ablation, sets, train, test, inputs, masses, encodings, box, eval_masses, rng,
                 records, roc, kept, ablation_rows, progress)
     train_seconds = time.perf_counter() - start - data_seconds
 
@@ -311,6 +455,7 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
         "source": source, "quick": bool(quick), "config": {k: v for k, v in asdict(cfg).items()},
         "masses": masses, "train_masses_interpolation": train_masses, "held_out": cfg.held_out,
         "held_out_single": cfg.held_out_single, "eval_masses": eval_masses,
+        "mass_encoding": {p: asdict(e) for p, e in encodings.items()},
         "counts": {"train": train.counts(), "test": test.counts()},
         "table": table, "records": records, "ablation": ablation_rows, "findings": found,
         "seconds": {"data": round(data_seconds, 1), "models": round(train_seconds, 1)},
@@ -341,7 +486,7 @@ def _text(doc: dict) -> str:
     t = doc["table"]
     cfg = doc["config"]
     lines = [f"hepmass: {doc['source']}; {cfg['seeds']} seed(s), {cfg['steps']} steps per model, balance "
-             f"{cfg['balance']}, background mass {cfg['background_mass']}",
+             f"{cfg['balance']}, background mass {cfg['background_mass']}, mass encoding {cfg['mass_encoding']}",
              f"  AUROC in % (mean +- std over seeds, exact on {sum(doc['counts']['test']['signal'].values())} test signal "
              f"and {sum(doc['counts']['test']['background'].values())} test background events); classification: all "
              f"masses, interpolation: held-out {', '.join(f'{m:g}' for m in doc['held_out'])} GeV, interp-1: held-out "
@@ -368,7 +513,7 @@ def _text(doc: dict) -> str:
     return "\n".join(lines)
 
 
-def _models(cfg, jobs, ablation, sets, train, test, inputs, masses, mass_range, box, eval_masses, rng,
+def _models(cfg, jobs, ablation, sets, train, test, inputs, masses, encodings, box, eval_masses, rng,
             records, roc, kept, ablation_rows, progress) -> None:
     """Train and evaluate every model of the run (appends to ``records``, ``roc``, ``kept``, ``ablation_rows``)."""
     from tqdm.auto import tqdm
@@ -382,23 +527,23 @@ def _models(cfg, jobs, ablation, sets, train, test, inputs, masses, mass_range, 
             for m in masses:
                 sub = data.subset((data.label == 0) | (data.mass == m))
                 net = _plain(cfg, model_seed)
-                seconds += _train(net, inputs(sub, with_mass=False), sub, cfg, model_seed, "class", False, f"per mass {m:g}")
+                seconds += train_classifier(net, inputs(sub, with_mass=False), sub, cfg, model_seed, "class", False, f"per mass {m:g}")
                 nets[m] = net
-            score = lambda ev, m, nets=nets: _predict(nets[m], inputs(ev, with_mass=False))  # noqa: E731
+            score = lambda ev, m, nets=nets: predict_logits(nets[m], inputs(ev, with_mass=False))  # noqa: E731
             cert = None
         elif name == "no mass":
             net = _plain(cfg, model_seed)
-            seconds = _train(net, inputs(data, with_mass=False), data, cfg, model_seed, cfg.balance, False, name)
-            score = lambda ev, m, net=net: _predict(net, inputs(ev, with_mass=False))  # noqa: E731
+            seconds = train_classifier(net, inputs(data, with_mass=False), data, cfg, model_seed, cfg.balance, False, name)
+            score = lambda ev, m, net=net: predict_logits(net, inputs(ev, with_mass=False))  # noqa: E731
             cert = None
         else:
-            net = _conditioned(cfg, name, mass_range, model_seed)
-            seconds = _train(net, inputs(data), data, cfg, model_seed, cfg.balance, False, name)
-            score = lambda ev, m, net=net: _predict(net, inputs(ev, m))  # noqa: E731
-            cert = _mass_certificate(net, box, test, inputs, rng, masses)
+            net = conditioned_model(cfg, name, encodings[protocol], model_seed)
+            seconds = train_classifier(net, inputs(data), data, cfg, model_seed, cfg.balance, False, name)
+            score = lambda ev, m, net=net: predict_logits(net, inputs(ev, m))  # noqa: E731
+            cert = mass_certificate(net, box, test, inputs, rng, masses)
         per_mass = evaluate_per_mass(score, test, masses)
         records.append({"protocol": protocol, "model": name, "seed": s, "seconds": round(seconds, 2),
-                        "per_mass": per_mass, "average": _average(per_mass, eval_masses[protocol]),
+                        "per_mass": per_mass, "average": average_metrics(per_mass, eval_masses[protocol]),
                         "mass_certificate": cert})
         if s == 0 and name in ("affine/all", "per mass", "no mass") and protocol == "classification":
             roc[name] = {m: _roc_points(test, score, m) for m in masses}
@@ -406,14 +551,15 @@ def _models(cfg, jobs, ablation, sets, train, test, inputs, masses, mass_range, 
             kept["model"] = net
         bar.update()
     for scheme, bm, protocol in ablation:
-        data = _training_set(train, protocol, eval_masses[protocol] if protocol != "classification" else [], bm,
+        data = training_set(train, protocol, eval_masses[protocol] if protocol != "classification" else [], bm,
                              np.random.default_rng([cfg.seed, 5]))
-        net = _conditioned(cfg, "affine/all", mass_range, 1000 * cfg.seed)
-        seconds = _train(net, inputs(data), data, cfg, 1000 * cfg.seed, scheme, False, f"ablation {scheme}/{bm}")
-        per_mass = evaluate_per_mass(lambda ev, m, net=net: _predict(net, inputs(ev, m)), test, masses)
+        encoding = mass_encoding(cfg.mass_encoding, data, inputs, (min(masses), max(masses)))
+        net = conditioned_model(cfg, "affine/all", encoding, 1000 * cfg.seed)
+        seconds = train_classifier(net, inputs(data), data, cfg, 1000 * cfg.seed, scheme, False, f"ablation {scheme}/{bm}")
+        per_mass = evaluate_per_mass(lambda ev, m, net=net: predict_logits(net, inputs(ev, m)), test, masses)
         ablation_rows.append({"balance": scheme, "background_mass": bm, "protocol": protocol,
                               "seconds": round(seconds, 2), "per_mass": per_mass,
-                              "average": _average(per_mass, eval_masses[protocol])})
+                              "average": average_metrics(per_mass, eval_masses[protocol])})
         bar.update()
     bar.close()
 

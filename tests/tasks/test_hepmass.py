@@ -8,7 +8,8 @@ import torch
 
 from lipsurrogate.bounds.conditioned import conditioned_constants
 from lipsurrogate.cli import main
-from lipsurrogate.data.hepmass import COLUMNS, HepmassData, synthetic_hepmass
+from lipsurrogate._threads import torch_threads
+from lipsurrogate.data.hepmass import COLUMNS, HepmassData, synthetic_hepmass, synthetic_log_likelihood_ratio
 from lipsurrogate.exceptions import ConfigurationError
 from lipsurrogate.nn import load_model
 from lipsurrogate.tasks import TASKS, hepmass
@@ -38,7 +39,7 @@ def test_per_mass_metrics_match_a_hand_computation():
     assert out[1000.0]["auroc"] == pytest.approx(3 / 4)
     assert out[1000.0]["aupr"] == pytest.approx(0.5)
     assert out[1000.0]["significance_ratio"] == pytest.approx(1 / np.sqrt(2))
-    assert hepmass._average(out, [500.0, 1000.0])["auroc"] == pytest.approx((5 / 8 + 3 / 4) / 2)
+    assert hepmass.average_metrics(out, [500.0, 1000.0])["auroc"] == pytest.approx((5 / 8 + 3 / 4) / 2)
 
 
 def test_run_writes_table_report_and_certified_model(tmp_path):
@@ -125,3 +126,112 @@ def test_cli_quick_run(tmp_path, capsys):
     assert "smoke-sized" in capsys.readouterr().out
     doc = json.loads((tmp_path / "q" / "metrics.json").read_text())
     assert len([k for k in doc["table"] if "/" in k]) == 12 and len(doc["ablation"]) == 20
+
+
+# ----------------------------------------------------------------------------------------------
+# issue 19: how the mass enters, the background masses, the generator's likelihood ratio
+# ----------------------------------------------------------------------------------------------
+
+
+def _small_task(**options):
+    cfg = hepmass.HepmassConfig.from_options(False, 0, {"n_train": 40_000, "n_test": 20_000, **options})
+    train, test, _ = hepmass.task_data(cfg)
+    return cfg, train, test, hepmass.ModelInputs(train)
+
+
+def test_mass_encoding_follows_the_reconstructed_mass():
+    cfg, train, _, inputs = _small_task()
+    data = hepmass.training_set(train, "interpolation", cfg.held_out, "uniform", np.random.default_rng(0))
+    enc = hepmass.mass_encoding("feature", data, inputs, (500.0, 1500.0))
+    assert enc.kind == "feature" and enc.feature == 26  # m_WWbb moves most with the mass
+    # c is the standardised m_WWbb of the signal: at the two training masses, and (not fitted) at 1000 GeV
+    z = inputs(train, with_mass=False).numpy()[:, 26]
+    for m in (500.0, 1000.0, 1500.0):
+        peak = z[(train.label == 1) & (train.mass == m)].mean()
+        assert enc(m) == pytest.approx(peak, abs=0.05)
+    ranged = hepmass.mass_encoding("range", data, inputs, (500.0, 1500.0))
+    assert ranged.cond_range == [500.0, 1500.0] and ranged(1000.0) == 0.0
+    one_mass = data.subset((data.label == 0) | (data.mass == 500.0))
+    assert hepmass.mass_encoding("feature", one_mass, inputs, (500.0, 1500.0)).kind == "range"  # nothing to fit
+    with pytest.raises(ConfigurationError, match="'mass_encoding' must be one of"):
+        hepmass.HepmassConfig.from_options(True, 0, {"mass_encoding": "log"})
+
+
+def test_feature_encoding_and_uniform_background_make_interpolation_work():
+    """affine/all, 400 steps, held-out 750/1000/1250 GeV: the measured effect of issue 19 (one seed)."""
+    cfg, train, test, inputs = _small_task()
+    auroc = {}
+    for kind, background in (("range", "identical"), ("feature", "uniform")):
+        data = hepmass.training_set(train, "interpolation", cfg.held_out, background, np.random.default_rng(4))
+        enc = hepmass.mass_encoding(kind, data, inputs, (500.0, 1500.0))
+        net = hepmass.conditioned_model(cfg, "affine/all", enc, seed=0)
+        with torch_threads(1):
+            hepmass.train_classifier(net, inputs(data), data, cfg, 0, "full")
+        per_mass = hepmass.evaluate_per_mass(lambda ev, m: hepmass.predict_logits(net, inputs(ev, m)), test, cfg.held_out)
+        auroc[kind] = hepmass.average_metrics(per_mass, cfg.held_out)["auroc"]
+    assert auroc["range"] < 0.80 and auroc["feature"] > 0.89, auroc
+
+
+def test_evaluate_per_mass_takes_precomputed_scores():
+    data = synthetic_hepmass(400, seed=1)
+    scores = {m: data.features[:, 26] * (1 + m / 1000) for m in (500.0, 1500.0)}
+    direct = hepmass.evaluate_per_mass(lambda ev, m: ev.features[:, 26] * (1 + m / 1000), data, [500.0, 1500.0])
+    assert hepmass.evaluate_per_mass(scores, data, [500.0, 1500.0]) == direct
+
+
+def test_synthetic_likelihood_ratio_reweights_background_into_signal():
+    # for the true ratio w = p_s / p_b: E_b[w] = 1 and E_b[h w] = E_s[h] for any h (the signal's support
+    # lies inside the background's); checked within 4 standard errors on generated events at 500 GeV
+    events = synthetic_hepmass(12_000, seed=7, masses=[500.0])
+    w = np.exp(synthetic_log_likelihood_ratio(events, [500.0], step=0.08)[500.0])
+    bkg, sig = events.label == 0, events.label == 1
+    x = events.features.astype(np.float64)
+    assert abs(w[bkg].mean() - 1) < 4 * w[bkg].std() / np.sqrt(bkg.sum()), w[bkg].mean()
+    for h in (x[:, 0] / 500, x[:, 3] / 500, x[:, 26] / 500, x[:, 8], x[:, 22] / 100):  # lepton pT, MET, m_WWbb, b-tag, m_jj
+        est = h[bkg] * w[bkg]
+        se = np.sqrt(est.var() / bkg.sum() + h[sig].var() / sig.sum())
+        assert abs(est.mean() - h[sig].mean()) < 4 * se
+
+
+def test_synthetic_likelihood_ratio_beats_a_single_feature():
+    # it ranks signal above background better than m_WWbb alone, at every mass
+    test = synthetic_hepmass(3000, seed=8)
+    r = synthetic_log_likelihood_ratio(test, [500.0, 1000.0], step=0.08)
+    oracle = hepmass.evaluate_per_mass(r, test, [500.0, 1000.0])
+    window = hepmass.evaluate_per_mass(lambda ev, m: -np.abs(ev.features[:, 26] - m), test, [500.0, 1000.0])
+    for m in (500.0, 1000.0):
+        assert oracle[m]["auroc"] > window[m]["auroc"] + 0.02
+    with pytest.raises(ConfigurationError, match="'backgrounds' must be among"):
+        synthetic_log_likelihood_ratio(test, [500.0], backgrounds={"qcd": 1.0})
+
+
+def test_paper_baseline_network():
+    from torch import nn
+
+    from lipsurrogate.nn import unconstrained_mlp
+
+    net = unconstrained_mlp(28, 1, (300, 150, 100, 50), dropout=0.25, init="he_uniform", seed=0)
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    assert [m.out_features for m in linears] == [300, 150, 100, 50, 1]
+    assert sum(isinstance(m, nn.Dropout) and m.p == 0.25 for m in net) == 4
+    for m in linears:
+        assert float(m.bias.detach().abs().max()) == 0.0
+        bound = (6 / m.in_features) ** 0.5
+        assert float(m.weight.detach().abs().max()) <= bound and float(m.weight.detach().abs().max()) > 0.9 * bound
+    x = torch.randn(64, 28)
+    net.eval()
+    assert torch.equal(net(x), net(x))  # dropout off in evaluation mode
+    plain = unconstrained_mlp(3, 1, (8,), seed=0)  # the default is unchanged: torch init, no dropout
+    assert len(plain) == 3 and float(plain[0].bias.detach().abs().max()) > 0
+    with pytest.raises(ConfigurationError, match="'init' must be one of"):
+        unconstrained_mlp(3, 1, (8,), init="glorot")
+
+
+def test_certificate_box_covers_every_event_and_the_mass_range():
+    a, b = synthetic_hepmass(500, seed=1), synthetic_hepmass(500, seed=2)
+    inputs = hepmass.ModelInputs(a)
+    box = np.array(hepmass.certificate_box(inputs, [a, b], (500.0, 1500.0)))
+    assert box.shape == (28, 2) and box[-1].tolist() == [500.0, 1500.0]
+    z = np.concatenate([inputs(e, with_mass=False).numpy() for e in (a, b)])
+    assert np.all(z >= box[:-1, 0]) and np.all(z <= box[:-1, 1])
+    assert np.all(z.min(0) == box[:-1, 0]) and np.all(z.max(0) == box[:-1, 1])  # the smallest such box

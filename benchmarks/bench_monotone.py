@@ -391,11 +391,7 @@ def run_auto_mpg(splits: int, steps) -> list[str]:
     lines = ["## Auto MPG (392 rows, 7 features; decreasing in displacement, horsepower, weight)", "",
              "| model | test MSE, mean +- std | per split | violations | fit seconds (mean) |",
              "|---|---:|---|---:|---:|"]
-    for name, rows in results.items():
-        mses = [r[0] for r in rows]
-        std = statistics.stdev(mses) if len(mses) > 1 else 0.0
-        lines.append(f"| {name} | {np.mean(mses):.2f} +- {std:.2f} | {', '.join(f'{m:.2f}' for m in mses)} | "
-                     f"{sum(r[1] for r in rows)} / {PAIRS * len(rows)} | {np.mean([r[2] for r in rows]):.1f} |")
+    lines += _score_rows(results, 2)
     if lightgbm is None:
         lines.append("| LightGBM monotone | not installed: `pip install lightgbm` (the `bench` extra) | | | |")
     for name, (mean, std) in PUBLISHED.items():
@@ -463,15 +459,23 @@ def _classification_round(data: ClassificationData, tr, te, seed: int, steps, cr
     return scores
 
 
+def _score_rows(results: dict, digits: int) -> list[str]:
+    """One markdown row per model: score mean +- sample std over the rounds, per round, violations, fit seconds."""
+    lines = []
+    for name, rows in results.items():
+        scores = [r[0] for r in rows]
+        std = statistics.stdev(scores) if len(scores) > 1 else 0.0
+        lines.append(f"| {name} | {np.mean(scores):.{digits}f} +- {std:.{digits}f} | "
+                     f"{', '.join(f'{v:.{digits}f}' for v in scores)} | {sum(r[1] for r in rows)} / {PAIRS * len(rows)} | "
+                     f"{np.mean([r[2] for r in rows]):.1f} |")
+    return lines
+
+
 def _accuracy_table(results: dict, published: dict, column: str) -> list[str]:
     """Markdown rows: accuracy mean +- std (sample std over the rounds), per round, violations, fit seconds."""
     lines = [f"| model | test accuracy %, mean +- std | {column} | violations | fit seconds (mean) |",
              "|---|---:|---|---:|---:|"]
-    for name, rows in results.items():
-        accs = [r[0] for r in rows]
-        std = statistics.stdev(accs) if len(accs) > 1 else 0.0
-        lines.append(f"| {name} | {np.mean(accs):.1f} +- {std:.1f} | {', '.join(f'{a:.1f}' for a in accs)} | "
-                     f"{sum(r[1] for r in rows)} / {PAIRS * len(rows)} | {np.mean([r[2] for r in rows]):.1f} |")
+    lines += _score_rows(results, 1)
     if _lightgbm() is None:
         lines.append("| LightGBM monotone | not installed: `pip install lightgbm` (the `bench` extra) | | | |")
     for name, (mean, std) in published.items():

@@ -7,7 +7,8 @@ Adam steps (batch 4096, lr 3e-4, cosine) with mini-batches drawn with probabilit
 holds training point ``x`` (``power = 0``: uniform, the control: the same extra steps without the
 certificate), then recomputes the certificate exactly as the task does; with ``rounds > 1`` the
 new certificate drives the next round. Reported: the certified bound (% of max|u|), the largest
-vertex error of the certificate grid (measured, a lower bound of the true max error) and the
+vertex error of the certificate grid (measured; minus its rounding margin, a lower bound of the
+true max error) and the
 median per-cell bound. Every bound is certified; the variants differ only in training.
 
 Usage::

@@ -257,15 +257,10 @@ def _refine(cert: CellCertificate, found: list, floor: float, job: dict, budget:
     (each tile used the largest floor known to it, never above the global one); those above
     ``DOMINANCE * floor`` are exactly the cells :func:`refine_certificate` with ``floor`` considers.
     """
-    d = len(cert.edges)
-    if found:
-        index = np.concatenate([c["index"] for c in found])
-        parts = {k: np.concatenate([c[k] for c in found]) for k in ("bound", "slope_lo", "slope_hi")}
-    else:
-        index, parts = np.zeros((0, d), dtype=np.int64), {k: np.zeros((0, d)) for k in ("slope_lo", "slope_hi")}
-        parts["bound"] = np.zeros(0)
+    index = np.concatenate([c["index"] for c in found])  # every tile hands back its (maybe empty) set
+    parts = {k: np.concatenate([c[k] for c in found]) for k in ("bound", "slope_lo", "slope_hi")}
     keep = parts["bound"] > DOMINANCE * floor
-    flat = np.ravel_multi_index(tuple(index[keep].T), cert.per_cell.shape) if d else np.zeros(0, dtype=np.int64)
+    flat = np.ravel_multi_index(tuple(index[keep].T), cert.per_cell.shape)
     order = np.argsort(flat, kind="stable")  # C order, as refine_certificate visits them
     flat = flat[order]
     slo, shi = parts["slope_lo"][keep][order], parts["slope_hi"][keep][order]

@@ -553,8 +553,8 @@ def _models(cfg, jobs, ablation, sets, train, test, inputs, masses, encodings, b
     for scheme, bm, protocol in ablation:
         data = training_set(train, protocol, eval_masses[protocol] if protocol != "classification" else [], bm,
                              np.random.default_rng([cfg.seed, 5]))
-        encoding = mass_encoding(cfg.mass_encoding, data, inputs, (min(masses), max(masses)))
-        net = conditioned_model(cfg, "affine/all", encoding, 1000 * cfg.seed)
+        # the encoding is fitted on the protocol's training signal, which the background masses do not change
+        net = conditioned_model(cfg, "affine/all", encodings[protocol], 1000 * cfg.seed)
         seconds = train_classifier(net, inputs(data), data, cfg, 1000 * cfg.seed, scheme, False, f"ablation {scheme}/{bm}")
         per_mass = evaluate_per_mass(lambda ev, m, net=net: predict_logits(net, inputs(ev, m)), test, masses)
         ablation_rows.append({"balance": scheme, "background_mass": bm, "protocol": protocol,

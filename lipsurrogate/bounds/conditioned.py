@@ -17,6 +17,12 @@ Splitting the box into sub-boxes and taking the largest magnitude over them give
 per-input constants over the whole box (:func:`conditioned_constants`): every point of the box
 lies in some sub-box, and on each sub-box the interval contains the derivative wherever it
 exists (the network is piecewise smooth, so difference quotients along an axis stay inside).
+
+A slope bound in the condition is an interpolation guarantee: from the network's values at two
+conditions :math:`c_a < c < c_b`, :func:`condition_interval` gives the certified interval in
+which :math:`f(x; c)` must lie, with the slope over the whole box (the last entry of
+:func:`conditioned_constants`) or, tighter, over each event's own segment
+(:func:`segment_condition_slopes`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import torch
 from ..exceptions import CertificationError
 from .local import _activation
 
-__all__ = ["conditioned_derivative_intervals", "conditioned_constants"]
+__all__ = ["conditioned_derivative_intervals", "conditioned_constants", "segment_condition_slopes", "condition_interval"]
 
 _U = 2.0**-53
 
@@ -68,17 +74,23 @@ def _weights(layer):
     return layer.weight.detach().double(), b
 
 
-def conditioned_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def conditioned_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray,
+                                     wrt: str = "all") -> tuple[np.ndarray, np.ndarray]:
     """Certified intervals of :math:`\\partial f / \\partial z_k` on each box, :math:`z = (x, c)`.
 
     Parameters
     ----------
     model : ConditionedLipschitzMLP with one output
     lo, hi : ndarray, shape (n, in_features + cond_features)
+    wrt : {"all", "condition"}
+        The derivatives carried: with respect to every input, or to the condition(s) only
+        (each column is propagated independently, so these are the same certified intervals up
+        to the order of float64 sums, for ``(in_features + cond_features) / cond_features``
+        times less work).
 
     Returns
     -------
-    dlo, dhi : ndarray, shape (n, in_features + cond_features)
+    dlo, dhi : ndarray, shape (n, in_features + cond_features), or (n, cond_features) for ``wrt="condition"``
     """
     from ..nn.conditioning import ConditionedLipschitzMLP
 
@@ -91,6 +103,8 @@ def conditioned_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> t
     d, m = model.in_features, model.cond_features
     if lo.dim() != 2 or lo.shape[1] != d + m or lo.shape != hi.shape or torch.any(hi < lo):
         raise CertificationError(f"Expected boxes lo <= hi of shape (n, {d + m}). Got {tuple(lo.shape)}.")
+    if wrt not in ("all", "condition"):
+        raise CertificationError(f"'wrt' must be 'all' or 'condition'. Got {wrt!r}.")
     n = len(lo)
     with torch.no_grad():
         xs = model.input_scale.double()
@@ -105,6 +119,8 @@ def conditioned_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> t
         eye = torch.eye(d + m, dtype=torch.float64)
         dx = (eye[:d] * torch.cat([xs, torch.zeros(m, dtype=torch.float64)]))[None].expand(n, d, d + m)
         dcond = (eye[d:] * torch.cat([torch.zeros(d, dtype=torch.float64), cs]))[None].expand(n, m, d + m)
+        if wrt == "condition":  # keep the condition's columns only: x does not depend on c
+            dx, dcond = dx[..., d:], dcond[..., d:]
 
         zlo, zhi, dlo, dhi = xlo, xhi, dx.clone(), dx.clone()
         last = len(model.linears) - 1
@@ -155,3 +171,95 @@ def conditioned_constants(model, box, splits: int = 4) -> np.ndarray:
     hi = np.stack([edges[k][idx[:, k] + 1] for k in range(D)], 1)
     dlo, dhi = conditioned_derivative_intervals(model, lo, hi)
     return np.maximum(np.abs(dlo), np.abs(dhi)).max(axis=0)
+
+
+def segment_condition_slopes(model, x, c_low, c_high, chunk: int = 4096) -> np.ndarray:
+    r"""Certified :math:`\sup |\partial f / \partial c_k|` along each row's own segment of conditions.
+
+    For each row :math:`x_i`, the box :math:`\{x_i\} \times [c_{low}, c_{high}]` (a degenerate box
+    in :math:`x`) goes through :func:`conditioned_derivative_intervals`: a **bound** on the slope
+    in the condition at that event only, between the two conditions, usually much smaller than
+    the slope over the whole data box.
+
+    Parameters
+    ----------
+    model : ConditionedLipschitzMLP with one output
+    x : ndarray, shape (n, in_features)
+        The events, exactly as the model receives them (float64 copies of its inputs).
+    c_low, c_high : float or ndarray, shape (cond_features,)
+        The ends of the segment, in the units the model takes its condition in (its ``cond_range``
+        units, e.g. GeV), ``c_low <= c_high``.
+    chunk : int
+        Rows per interval propagation.
+
+    Returns
+    -------
+    ndarray, shape (n, cond_features)
+        Bounds on :math:`|\partial f / \partial c_k|` per unit of the model's condition input.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    m = model.cond_features
+    c_low = np.broadcast_to(np.asarray(c_low, dtype=np.float64), (m,))
+    c_high = np.broadcast_to(np.asarray(c_high, dtype=np.float64), (m,))
+    if x.ndim != 2 or x.shape[1] != model.in_features:
+        raise CertificationError(f"Expected 'x' of shape (n, {model.in_features}). Got {x.shape}.")
+    if np.any(c_high < c_low) or not (np.all(np.isfinite(c_low)) and np.all(np.isfinite(c_high))):
+        raise CertificationError(f"Expected finite c_low <= c_high. Got {c_low.tolist()} and {c_high.tolist()}.")
+    if chunk < 1:
+        raise CertificationError(f"'chunk' must be positive. Got {chunk}.")
+    out = []
+    for s in range(0, len(x), chunk):
+        xs = x[s : s + chunk]
+        lo = np.c_[xs, np.tile(c_low, (len(xs), 1))]
+        hi = np.c_[xs, np.tile(c_high, (len(xs), 1))]
+        dlo, dhi = conditioned_derivative_intervals(model, lo, hi, wrt="condition")
+        out.append(np.maximum(np.abs(dlo), np.abs(dhi)))
+    return np.concatenate(out) if out else np.zeros((0, m))
+
+
+def condition_interval(f_low, f_high, c_low, c_high, c, slope_low, slope_high=None) -> tuple[np.ndarray, np.ndarray]:
+    r"""Certified interval of :math:`f(x; c)` from :math:`f` at two conditions around :math:`c` and slope bounds.
+
+    If :math:`|\partial f / \partial c| \le L_a` on :math:`[c_a, c]` and :math:`\le L_b` on
+    :math:`[c, c_b]` (for a piecewise smooth Lipschitz :math:`f`, the mean value inequality
+    along the segment), then with :math:`d_a = c - c_a`, :math:`d_b = c_b - c`
+
+    .. math::
+        \max(f_a - L_a d_a,\; f_b - L_b d_b) \le f(x; c) \le \min(f_a + L_a d_a,\; f_b + L_b d_b).
+
+    The interval is a **bound** (computed in float64 and rounded outward by a few units in the
+    last place); it is never empty when the slope bounds hold. Its width is at most
+    :math:`2 \min(L_a d_a, L_b d_b)`, and 0 where :math:`f` changes at the full bounded rate from
+    one end to the other.
+
+    Parameters
+    ----------
+    f_low, f_high : float or ndarray
+        :math:`f(x; c_a)` and :math:`f(x; c_b)` (e.g. per event).
+    c_low, c, c_high : float
+        The conditions, :math:`c_a \le c \le c_b`, in the units the slope bounds are per.
+    slope_low, slope_high : float or ndarray
+        Bounds on :math:`|\partial f / \partial c|` on :math:`[c_a, c]` and :math:`[c, c_b]`
+        (``slope_high`` defaults to ``slope_low``: one bound over the whole range, e.g. the last
+        entry of :func:`conditioned_constants`).
+
+    Returns
+    -------
+    lo, hi : ndarray
+        The certified interval of :math:`f(x; c)`, broadcast over the inputs.
+    """
+    c_low, c, c_high = float(c_low), float(c), float(c_high)
+    if not (np.isfinite(c_low) and np.isfinite(c_high) and c_low <= c <= c_high):
+        raise CertificationError(f"Expected finite c_low <= c <= c_high. Got {c_low}, {c}, {c_high}.")
+    la = np.asarray(slope_low, dtype=np.float64)
+    lb = la if slope_high is None else np.asarray(slope_high, dtype=np.float64)
+    if np.any(~(la >= 0)) or np.any(~(lb >= 0)):
+        raise CertificationError("Slope bounds must be finite and >= 0 (got a negative or NaN one).")
+    fa, fb = np.asarray(f_low, dtype=np.float64), np.asarray(f_high, dtype=np.float64)
+    # half-widths rounded up: one rounding in c - c_a, one in the product (relative 2u each, doubled)
+    ha = la * (c - c_low) * (1 + 8 * _U)
+    hb = lb * (c_high - c) * (1 + 8 * _U)
+    lo = np.maximum(fa - ha, fb - hb)
+    hi = np.minimum(fa + ha, fb + hb)
+    # the sums are rounded once each: widen by 2u of their magnitude
+    return lo - 2 * _U * np.abs(lo) - 1e-300, hi + 2 * _U * np.abs(hi) + 1e-300

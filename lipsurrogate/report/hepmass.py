@@ -14,7 +14,7 @@ import numpy as np
 
 from .html import HtmlReport, pyplot, save_figure
 
-__all__ = ["summarize", "findings", "write_report", "PAPER"]
+__all__ = ["summarize", "findings", "guarantee_rows", "write_report", "PAPER"]
 
 METRICS = ("auroc", "aupr", "significance_ratio")
 PROTOCOLS = ("classification", "interpolation", "interpolation-1000")
@@ -64,8 +64,64 @@ def summarize(records: list[dict], combinations) -> dict:
             entry["certified_mass_slope"] = max(c["certified_mass_slope"] for c in certs)
             entry["sampled_mass_slope_max"] = max(c["sampled_mass_slope_max"] for c in certs)
             entry["violations"] = int(sum(c["violations"] for c in certs))
+        guarantee = _guarantee_stats(rows)
+        if guarantee:
+            entry["interpolation_guarantee"] = guarantee
         table[name] = entry
     return table
+
+
+def _guarantee_stats(rows: list[dict]) -> dict:
+    """protocol -> held-out mass -> the seeds' mean of each number of
+    :func:`~lipsurrogate.tasks.hepmass.interpolation_guarantee` (violations: their sum; ``seeds``: how many)."""
+    out = {}
+    for protocol in PROTOCOLS:
+        per_seed = [r["mass_certificate"]["interpolation_guarantee"] for r in rows if r["protocol"] == protocol
+                    and (r.get("mass_certificate") or {}).get("interpolation_guarantee")]
+        if not per_seed:
+            continue
+        out[protocol] = {}
+        for m in per_seed[0]:
+            keys = per_seed[0][m]
+            out[protocol][m] = {k: (int(sum(g[m][k] for g in per_seed)) if "violations" in k
+                                    else float(np.mean([g[m][k] for g in per_seed]))) for k in keys}
+            out[protocol][m]["seeds"] = len(per_seed)
+    return out
+
+
+def guarantee_rows(table: dict, models=None) -> list[list]:
+    """Rows of the interpolation-guarantee table (logit units, seeds' means; see
+    :func:`~lipsurrogate.tasks.hepmass.interpolation_guarantee`): model, protocol, held-out mass,
+    neighbours, certified slope per TeV, certified half-widths from each neighbour, certified
+    interval width (max, median), measured change from each neighbour (max, median), the measured
+    position in the interval (median, 5-95 %), the measured 5-95 % range of f at the held-out mass,
+    the per-event certified width (max, median; the median position in it), violations."""
+    rows = []
+    for name, entry in table.items():
+        if models is not None and name not in models:
+            continue
+        for protocol, per_mass in entry.get("interpolation_guarantee", {}).items():
+            for m, g in per_mass.items():
+                seg = (f"{g['segment_width_max']:.3g} / {g['segment_width_median']:.3g} ({g['segment_position_median']:.2f})"
+                       if "segment_width_max" in g else "")
+                rows.append([name, protocol, f"{float(m):g}", f"{g['below']:g} / {g['above']:g}",
+                             f"{1000 * g['certified_slope']:.3g}",
+                             f"{g['certified_half_width_below']:.3g} / {g['certified_half_width_above']:.3g}",
+                             f"{g['certified_width_max']:.3g} / {g['certified_width_median']:.3g}",
+                             f"{g['measured_change_below_max']:.3g} / {g['measured_change_below_median']:.3g}",
+                             f"{g['measured_change_above_max']:.3g} / {g['measured_change_above_median']:.3g}",
+                             f"{g['position_median']:.2f} ({g['position_p05']:.2f}-{g['position_p95']:.2f})",
+                             f"{g['measured_spread']:.3g}", seg,
+                             g["violations"] + g.get("segment_violations", 0)])
+    return rows
+
+
+GUARANTEE_HEADER = ["model", "protocol", "held-out GeV", "neighbours GeV", "certified |df/dm| /TeV",
+                    "certified max change from below / above", "certified width max / median",
+                    "measured change from below max / median", "measured change from above max / median",
+                    "measured position median (5-95 %)", "measured 5-95 % range of f",
+                    "per-event certified width max / median (median position)",
+                    "violations"]
 
 
 def _oracle(table: dict, held_out) -> dict | None:
@@ -144,6 +200,14 @@ def findings(table: dict, records: list[dict], masses, held_out, held_out_single
         add("(this toolkit) the certified mass slope holds on sampled pairs", viol == 0,
             f"{viol} violations of the certified |d logit/d m| bound over "
             f"{sum(1 for r in records if r.get('mass_certificate'))} conditioned models (2000 random pairs each).")
+        guar = [g for r in records for g in ((r.get("mass_certificate") or {}).get("interpolation_guarantee") or {}).values()]
+        if guar:
+            bad = sum(g["violations"] + g.get("segment_violations", 0) for g in guar)
+            add("(this toolkit) the certified interpolation interval holds: f(x; m) at a held-out mass lies between "
+                "the bounds from its trained neighbours", bad == 0,
+                f"{bad} test events outside their certified interval over {len(guar)} (model, held-out mass) pairs "
+                f"({sum(g['n_events'] for g in guar)} event evaluations with the box-wide slope, "
+                f"{sum(g.get('segment_n_events', 0) for g in guar)} with per-event slopes).")
     return out
 
 
@@ -313,6 +377,19 @@ def write_report(run_dir, doc: dict, roc: dict) -> Path:
         report.paragraph(f"One seed each: differences smaller than the seed spread of the table above are not "
                          f"significant. Best interpolation here: balance '{best[0]}', background mass '{best[1]}' "
                          f"({best[4]} %).")
+    grows = guarantee_rows(table)
+    if grows:
+        report.heading("Interpolation guarantee: the certified range of f at each held-out mass from its neighbours")
+        report.paragraph(
+            "For each held-out mass m_h and its nearest trained masses m_a < m_h < m_b, the certified bound L on "
+            "|d f / d m| (per GeV, over the data box) gives, for every test event x, |f(x; m_h) - f(x; m_a)| <= "
+            "L (m_h - m_a) and likewise from m_b: f(x; m_h) lies in [max(f_a - L d_a, f_b - L d_b), min(f_a + L d_a, "
+            "f_b + L d_b)] (bounds on the network output f; the classifier's probability is sigmoid(f / "
+            f"{cfg['temperature']})). Against it, the measured changes |f(x; m_h) - f(x; m_a)| and where f(x; m_h) "
+            "sits in the interval (0: lower end, 1: upper end), over all test events (measured). The per-event "
+            "width uses the slope certified on each event's own segments (a bound, on a random subset of the "
+            "test events). Mean over seeds; violations summed (must be 0).")
+        report.table(GUARANTEE_HEADER, grows)
     report.heading("Per-mass AUROC (%), mean over seeds")
     per_rows = []
     for name, entry in table.items():

@@ -57,6 +57,21 @@ def test_run_writes_table_report_and_certified_model(tmp_path):
     assert "Table 1" in html and "confirms or contradicts" in html and "oracle" in html
     assert "affine/all" in summary["text"] and "findings" in summary["text"]
 
+    # the interpolation guarantee: every held-out mass between its nearest trained masses, 0 events outside
+    g = row["interpolation_guarantee"]
+    assert set(g) == {"interpolation", "interpolation-1000"} and set(g["interpolation"]) == {"750.0", "1000.0", "1250.0"}
+    assert {(v["below"], v["above"]) for v in g["interpolation"].values()} == {(500.0, 1500.0)}
+    assert (g["interpolation-1000"]["1000.0"]["below"], g["interpolation-1000"]["1000.0"]["above"]) == (750.0, 1250.0)
+    for v in (v for per_mass in g.values() for v in per_mass.values()):
+        assert v["seeds"] == 2 and v["violations"] == 0 and v["segment_violations"] == 0
+        assert v["measured_change_below_max"] <= v["certified_half_width_below"] * (1 + 1e-9)
+        assert v["measured_change_above_max"] <= v["certified_half_width_above"] * (1 + 1e-9)
+        assert v["certified_width_max"] <= 2 * min(v["certified_half_width_below"], v["certified_half_width_above"]) * (1 + 1e-9)
+        assert v["segment_width_max"] <= v["certified_width_max"] * (1 + 1e-9)  # per-event slopes are tighter
+        assert -1e-6 <= v["position_p05"] <= v["position_median"] <= v["position_p95"] <= 1 + 1e-6
+    assert "Interpolation guarantee" in html and "interpolation guarantee" in summary["text"]
+    assert any("certified interpolation interval" in f["claim"] and f["verdict"] == "confirmed" for f in doc["findings"])
+
     # the saved conditioned network respects its certified constants on random pairs of the box
     model = load_model(tmp_path / "model")
     pre = json.loads((tmp_path / "preprocessing.json").read_text())
@@ -235,3 +250,36 @@ def test_certificate_box_covers_every_event_and_the_mass_range():
     z = np.concatenate([inputs(e, with_mass=False).numpy() for e in (a, b)])
     assert np.all(z >= box[:-1, 0]) and np.all(z <= box[:-1, 1])
     assert np.all(z.min(0) == box[:-1, 0]) and np.all(z.max(0) == box[:-1, 1])  # the smallest such box
+
+
+def test_neighbours_are_the_nearest_trained_masses():
+    assert hepmass.neighbours(1000.0, [500.0, 1500.0]) == (500.0, 1500.0)
+    assert hepmass.neighbours(1000.0, [500.0, 750.0, 1250.0, 1500.0]) == (750.0, 1250.0)
+    assert hepmass.neighbours(1500.0, [500.0, 1000.0]) is None  # extrapolation: no guarantee from two sides
+
+
+def test_interpolation_guarantee_is_in_gev_and_matches_the_network():
+    """A random conditioned network under the 'feature' encoding (about 200 GeV per unit of c): the
+    guarantee uses the slope per GeV with distances in GeV, and its measured numbers are the network's."""
+    cfg, train, test, inputs = _small_task(n_train=6000, n_test=3000)
+    data = hepmass.training_set(train, "interpolation", cfg.held_out, "uniform", np.random.default_rng(4))
+    enc = hepmass.mass_encoding("feature", data, inputs, (500.0, 1500.0))
+    assert enc.kind == "feature" and enc.gev_per_unit > 20  # c is far from GeV
+    net = hepmass.conditioned_model(cfg, "affine/all", enc, seed=3)
+    with torch.no_grad():  # raw weights large enough that the constraints are active: a real mass slope
+        for name, p in net.named_parameters():
+            if name.endswith("original"):
+                p.mul_(3.0)
+    box = hepmass.certificate_box(inputs, [train, test], (500.0, 1500.0))
+    slope = conditioned_constants(net, box, splits=1)[-1]
+    g = hepmass.interpolation_guarantee(net, test, inputs, [750.0, 1500.0], [500.0, 1000.0, 1500.0], slope,
+                                        np.random.default_rng(0), segment_events=500)
+    assert set(g) == {750.0}  # 1500 GeV is a trained mass's neighbour of nothing: left out
+    v = g[750.0]
+    assert (v["below"], v["above"]) == (500.0, 1000.0) and v["n_events"] == len(test) and v["segment_n_events"] == 500
+    assert v["certified_half_width_below"] == pytest.approx(slope * 250.0, rel=1e-12)
+    f = {m: hepmass.predict_logits(net, inputs(test, m)).astype(np.float64) for m in (500.0, 750.0, 1000.0)}
+    assert v["measured_change_below_max"] == pytest.approx(np.abs(f[750.0] - f[500.0]).max(), rel=1e-4, abs=1e-5)
+    assert v["violations"] == 0 and v["segment_violations"] == 0
+    # not vacuous: the slope per GeV times distances in units of c would be this much narrower, and violated
+    assert v["measured_change_max"] > v["certified_half_width_below"] / enc.gev_per_unit

@@ -16,14 +16,16 @@ Stages timed on the same grid (128 x 128 x 32 cells, 129 x 129 x 33 vertices) wi
 ``local constants (interval propagation)``
     :func:`lipsurrogate.bounds.local.network_derivative_intervals` plus the solution's derivative
     intervals (:class:`~lipsurrogate.bounds.HeatSolution`), combined as the certifier does
-    (``lipsurrogate.bounds.certifier._error_slopes``, interval method), on blocks of 2 x 2 x 2 cells (the
-    default) and, separately, the network's intervals alone per cell on a sample; then the
-    affine forms (``"affine"``) and their intersection with the intervals (``"both"``, the
-    default) on the same blocks.
+    (``lipsurrogate.bounds.certifier._error_slopes``, interval method), on blocks of 2 x 2 x 2 cells
+    and, separately, the network's intervals alone per cell on a sample; then the affine forms
+    (``"affine"``) with the torch pair step and with the fused numba one, their intersection with
+    the intervals (``"both"``, the old default), and the affine forms on blocks of 1 x 1 x 4 cells
+    (``fit heat2d``'s default now).
 ``whole certificate``
-    :func:`lipsurrogate.bounds.certify` as ``fit heat2d`` calls it (2 x 2 x 2 blocks, refinement
-    budget 250,000 evaluations), everything included. On this random network the refinement
-    does different work than on a trained one; the figure is a ratio of the same order.
+    :func:`lipsurrogate.bounds.certify` with the old heat2d settings (2 x 2 x 2 blocks, ``"both"``)
+    and with the current ones (1 x 1 x 4 blocks, ``"affine"``), refinement budget 250,000
+    evaluations, everything included. On this random network the refinement does different work
+    than on a trained one; the figure is a ratio of the same order.
 
 The forward baseline is the median of 5 passes.
 
@@ -96,21 +98,32 @@ def main(argv=None) -> None:
     reference = HeatSolution(modes, 0.05)
     box = np.array([[e[0], e[-1]] for e in edges])
 
-    def local_constants(block=2, method="interval"):
+    def local_constants(block=2, method="interval", fused=True):
         # per-cell constants as certify(..., local_block=block) builds them: one range per block
-        step = [block] * 3
+        from lipsurrogate.bounds import _pair_kernel
+
+        step = [block] * 3 if np.isscalar(block) else list(block)
         lo, hi, shape = block_boxes(edges, step)
-        out = _error_slopes(model, reference, lo, hi, box, method)[1].reshape(*shape, 3)
+        _pair_kernel.HAVE_KERNEL = fused and _pair_kernel.numba is not None
+        try:
+            out = _error_slopes(model, reference, lo, hi, box, method)[1].reshape(*shape, 3)
+        finally:
+            _pair_kernel.HAVE_KERNEL = _pair_kernel.numba is not None
         for axis, k in enumerate(step):
             out = np.repeat(out, k, axis=axis)
         return out
 
     _, t_local = timed(local_constants)
+    _, t_affine_torch = timed(lambda: local_constants(method="affine", fused=False))
     _, t_affine = timed(lambda: local_constants(method="affine"))
     _, t_both = timed(lambda: local_constants(method="both"))
+    _, t_affine_114 = timed(lambda: local_constants(block=(1, 1, 4), method="affine"))
     from lipsurrogate.bounds import certify
 
-    _, t_certify = timed(lambda: certify(model, reference, box, [128, 128, 32], local_block=2, refine_budget=250_000))
+    _, t_certify_old = timed(lambda: certify(model, reference, box, [128, 128, 32], local_block=2, slopes="both",
+                                             refine_budget=250_000))
+    _, t_certify = timed(lambda: certify(model, reference, box, [128, 128, 32], local_block=(1, 1, 4), slopes="affine",
+                                         refine_budget=250_000))
     sample = 16384
     lo = np.random.default_rng(1).uniform([0, 0, 0], [6.2, 6.2, 0.95], size=(sample, 3))
     _, t_local_cells = timed(lambda: network_derivative_intervals(model, lo, lo + [0.049, 0.049, 0.031]))
@@ -121,11 +134,14 @@ def main(argv=None) -> None:
         ("per-cell pair bound (closed form) + consistency check", n_cells, t_pairs),
         ("exact per-cell bound (LP) + closed form + consistency check", n_cells, t_exact),
         ("exact LP kernel alone, 1M random cells", 1_000_000, t_kernel),
-        ("local constants on 2x2x2 blocks (default)", n_cells, t_local),
-        ("local constants per cell (sample)", sample, t_local_cells),
-        ("local slopes on 2x2x2 blocks, affine forms", n_cells, t_affine),
-        ("local slopes on 2x2x2 blocks, affine and interval (default)", n_cells, t_both),
-        ("whole certificate (certify, default heat2d settings)", n_cells, t_certify),
+        ("local constants (intervals) on 2x2x2 blocks", n_cells, t_local),
+        ("local constants per cell (intervals, sample)", sample, t_local_cells),
+        ("local slopes on 2x2x2 blocks, affine forms, torch pair step", n_cells, t_affine_torch),
+        ("local slopes on 2x2x2 blocks, affine forms (fused pair step)", n_cells, t_affine),
+        ("local slopes on 2x2x2 blocks, affine and interval (old default)", n_cells, t_both),
+        ("local slopes on 1x1x4 blocks, affine forms (heat2d default)", n_cells, t_affine_114),
+        ("whole certificate, old heat2d settings (2x2x2 blocks, both)", n_cells, t_certify_old),
+        ("whole certificate, heat2d settings (1x1x4 blocks, affine)", n_cells, t_certify),
     ]
     lines = ["| stage | items | seconds | items per second | time / network forward |", "|---|---:|---:|---:|---:|"]
     for name, n, sec in rows:
@@ -137,7 +153,8 @@ def main(argv=None) -> None:
         ]),
         *lines,
         "",
-        f"Whole certificate / one float32 forward pass over the vertices: {t_certify / t_forward:.1f}x.",
+        f"Whole certificate / one float32 forward pass over the vertices: {t_certify / t_forward:.1f}x "
+        f"(old heat2d settings: {t_certify_old / t_forward:.1f}x).",
         "",
     ])
     print(text)

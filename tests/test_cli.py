@@ -73,3 +73,20 @@ def test_data_errors_are_reported_without_traceback(tmp_path, capsys):
     assert main(["data", "pdebench", "--out", str(tmp_path / "h.nc")]) == 2
     assert "needs the PDEBench FILE" in capsys.readouterr().err
     assert not list(tmp_path.iterdir())
+
+
+def test_local_block_takes_one_size_or_one_per_axis(capsys):
+    import argparse
+
+    from lipsurrogate.tasks.options import block_sizes
+
+    assert block_sizes("2") == 2 and block_sizes("0") == 0
+    assert block_sizes("1,1,4") == [1, 1, 4]
+    assert block_sizes("-1") == -1 and block_sizes("1,0,2") == [1, 0, 2]  # the task refuses them, by name
+    for bad in ("a", "", "1,x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            block_sizes(bad)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "heat2d", "--local-block", "1,x"])
+    assert exit_info.value.code == 2
+    assert "--local-block" in capsys.readouterr().err

@@ -177,7 +177,9 @@ def test_nan_weights_cannot_be_certified_and_predict_refuses_them(run_dir):
 @pytest.mark.parametrize("args, message", [
     (["fit", "heat2d", "--grid", "1"], "'grid' (--grid) must be an integer >= 8"),
     (["fit", "heat2d", "--lr", "-1"], "'lr' (--lr) must be a finite number > 0"),
-    (["fit", "heat2d", "--local-block", "-1"], "'local_block' (--local-block) must be an integer >= 0"),
+    (["fit", "heat2d", "--local-block", "-1"], "'local_block' (--local-block) must be an integer >= 0 or 3 integers >= 1"),
+    (["fit", "heat2d", "--local-block", "1,0,4"], "'local_block' (--local-block) must be an integer >= 0 or 3 integers"),
+    (["fit", "heat2d", "--local-block", "1,4"], "'local_block' (--local-block) must be an integer >= 0 or 3 integers"),
     (["fit", "heat2d", "--refine-budget", "-5"], "'refine_budget' (--refine-budget) must be an integer >= 0"),
     (["fit", "heat2d", "--cert-cells", "4,4"], "needs 3 cell counts"),
     (["fit", "heat2d", "--cert-cells", "1,1,1"], "must hold integers >= 2"),

@@ -51,6 +51,7 @@ import torch
 
 from ..exceptions import CertificationError
 from ..nn.activations import GroupSort
+from . import _pair_kernel
 from .network import extract_chain
 
 __all__ = ["DerivativeForms", "box_centres", "error_slopes", "network_derivative_forms", "supports_forms"]
@@ -274,7 +275,7 @@ def _mass(P: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
     return torch.einsum("nabw,nb->naw", P[:, :, 1:].abs(), s)
 
 
-def _forms(model, chain, xc, s, dtype=torch.float64):
+def _forms(model, chain, xc, s, dtype=torch.float64, fused=True):
     u, tiny = _unit(dtype), _tiny(dtype)
     P, R = _pack(*_input_forms(model, chain, xc, s), s, dtype)
     s_t = _up(s, dtype)  # a larger box only widens every enclosure
@@ -283,20 +284,33 @@ def _forms(model, chain, xc, s, dtype=torch.float64):
     act = chain.activation
     # float32: the stored weights W32 = fl(W) move W z by at most u32 |W| |z| <= u32 rows (max|z|)
     u_conv = 0.0 if dtype == torch.float64 else 2.0**-24
+    fused = fused and _pair_kernel.HAVE_KERNEL
+    # rounding of W P (centres and generators): gamma rows_o (max|centre| + max sum_j |gen_j| s_j)
+    slack = P[:, :, 0].abs().amax(-1) + _mass(P, s_t).amax(-1)  # (n, a)
+    r_max = R.amax(-1)
     for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
         gamma = (w.shape[1] + 2) * u
         rows = _up(np.abs(w).sum(axis=1), dtype)  # bounds |W_o.| . |v| <= rows_o max|v|
         wt, awt, bt, ab = _t(w.T, dtype), _t(np.abs(w).T, dtype), _t(b, dtype), _up(np.abs(b), dtype)
-        # rounding of W P (centres and generators): gamma rows_o (max|centre| + max sum_j |gen_j| s_j)
-        slack = P[:, :, 0].abs().amax(-1) + _mass(P, s_t).amax(-1)  # (n, a)
-        r_max = R.amax(-1)
         P = (P.reshape(-1, P.shape[-1]) @ wt).reshape(n, a_rows, a_rows, -1)
         P[:, 0, 0] += bt
         R = (R.reshape(-1, R.shape[-1]) @ awt).reshape(n, a_rows, -1) * (1 + 2 * gamma)
         R = R + (gamma * slack + u_conv * (slack + r_max) * (1 + 2 * gamma))[..., None] * rows + tiny
         R[:, 0] += (gamma + 2 * u_conv) * ab
-        if i < n_layers - 1:
+        if i == n_layers - 1:
+            break
+        if fused and act is not None:
+            P_np, R_np, top_c, top_m, top_r = _pair_kernel.pair_forms(
+                P.numpy(), R.numpy(), s_t.numpy(), relu=type(act).__name__ == "ReLU")
+            P, R = torch.from_numpy(P_np), torch.from_numpy(R_np)
+            # the maxima were summed in float64: (cols + 1) roundings of 2^-53, far below u
+            slack = _t((top_c + top_m) * (1 + 2 * (a_rows + 2) * 2.0**-53), dtype)
+            r_max = _t(top_r, dtype)
+            slack, r_max = slack * (1 + 4 * u), r_max * (1 + 4 * u)  # their rounding to dtype
+        else:
             P, R = _activation(act, P, R, s_t)
+            slack = P[:, :, 0].abs().amax(-1) + _mass(P, s_t).amax(-1)
+            r_max = R.amax(-1)
     out = P[:, 1:, 0, 0], P[:, 1:, 1:, 0], R[:, 1:, 0]
     return tuple(x.double().numpy() for x in out)
 

@@ -229,6 +229,22 @@ def _error_slopes(model, reference: Reference, lo: np.ndarray, hi: np.ndarray, b
     return lo_, hi_
 
 
+def block_sizes(local_block, d: int) -> list[int] | None:
+    """Cells per axis of a slope block: ``local_block`` (an int, or one int per axis) as a list; None for 0."""
+    if isinstance(local_block, (int, np.integer)) and not isinstance(local_block, bool):
+        if local_block < 0:
+            raise ConfigurationError(f"'local_block' must be >= 0. Got {local_block}.")
+        return None if local_block == 0 else [int(local_block)] * d
+    sizes = list(local_block) if isinstance(local_block, (list, tuple, np.ndarray)) else None
+    if sizes is not None and len(sizes) == 1:
+        return block_sizes(sizes[0], d)
+    if (sizes is None or len(sizes) != d or any(isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1
+                                                for k in sizes)):
+        raise ConfigurationError(f"'local_block' must be an integer >= 0 or {d} integers >= 1 (one per axis). "
+                                 f"Got {local_block!r}.")
+    return [int(k) for k in sizes]
+
+
 def _errors(chain, reference: Reference, points: np.ndarray):
     f, f_err = network_values(chain, points)
     u, u_err = reference.values(points)
@@ -281,7 +297,7 @@ def certify(
     *,
     edges: Sequence[np.ndarray] | None = None,
     inputs: Sequence[str] | None = None,
-    local_block: int = 1,
+    local_block: int | Sequence[int] = 1,
     refine_budget: int = 0,
     progress: bool = False,
     slopes: str = "auto",
@@ -308,8 +324,12 @@ def certify(
         Explicit vertex coordinates per axis (strictly increasing, spacing may vary).
     inputs : sequence of str, optional
         Input names (default: the reference's, else ``x0, x1, ...``).
-    local_block : int
-        Cells per axis that share one interval-propagation range; 0 uses global constants only.
+    local_block : int or sequence of int
+        Cells per axis that share one slope range (a *block*): one number for every axis, or one per
+        axis (e.g. ``(1, 1, 4)``: single cells in x and y, four in t); 0 uses global constants only.
+        Smaller blocks give tighter ranges (fewer GroupSort pairs undecided, theory/cell-bounds.md
+        section 12) for more propagations; an axis whose cell count the block does not divide
+        uses single cells.
     refine_budget : int
         Error evaluations for adaptive refinement; 0 for none.
     progress : bool
@@ -364,8 +384,9 @@ def certify(
     elif slopes in ("affine", "both") and not supports_forms(model):
         raise CertificationError("Affine slope forms support single-output GroupSort(2) or ReLU networks; use "
                                  "slopes='interval'.")
-    if local_block < 0 or refine_budget < 0:
-        raise ConfigurationError(f"'local_block' and 'refine_budget' must be >= 0. Got {local_block} and {refine_budget}.")
+    if refine_budget < 0:
+        raise ConfigurationError(f"'refine_budget' must be >= 0. Got {refine_budget}.")
+    blocks = block_sizes(local_block, d)
 
     if tile_cells is not None:
         tile_cells = positive_int("tile_cells", tile_cells)
@@ -379,17 +400,17 @@ def certify(
         raise CertificationError(f"The reference's constants must be {d} finite non-negative numbers. Got {lip_u.tolist()}.")
     L = lip_f + lip_u
     local_note, use_slopes = "not computed (local_block = 0)", None
-    if local_block >= 1:
+    if blocks is not None:
         try:
             network_intervals(model, box[None, :, 0], box[None, :, 1])
         except CertificationError as err:
             local_note = f"unavailable for this network ({err}); global constants only"
         else:
-            local_note = f"{SLOPE_METHODS[slopes]}; on blocks of {local_block} cell(s) per axis"
+            local_note = f"{SLOPE_METHODS[slopes]}; on blocks of {' x '.join(map(str, blocks))} cells"
             use_slopes = functools.partial(_error_slopes, _portable(model) if scheduler is not None else model,
                                            reference, box=box, method=slopes)
     cells_per_axis = [len(x) - 1 for x in edges]
-    steps = [local_block if (use_slopes is not None and n % local_block == 0) else 1 for n in cells_per_axis]
+    steps = [k if (use_slopes is not None and n % k == 0) else 1 for n, k in zip(cells_per_axis, blocks or [1] * d)]
     job = {"edges": edges, "lipschitz": L, "steps": steps, "slopes": use_slopes,
            "errors": functools.partial(_errors, chain, reference)}
     tiles = plan_tiles(cells_per_axis, steps, tile_cells or DEFAULT_TILE_CELLS)
@@ -435,7 +456,7 @@ def certify(
         "reference": statement["reference"],
         "method": "per-cell linear program with signed vertex errors and, per cell, the signed range of each "
                   "slope d(f - u)/dx_k (the local range intersected with [-L, L], L = L_f + L_u global; exact when "
-                  "the slopes keep their sign); local ranges from " + (SLOPE_METHODS[slopes] if local_block >= 1
+                  "the slopes keep their sign); local ranges from " + (SLOPE_METHODS[slopes] if blocks is not None
                   else "none (global constants only)") + "; the dominating cells are split adaptively; float64 "
                   "evaluation with certified rounding margins",
         "ladder": ladder,
@@ -449,7 +470,8 @@ def certify(
         "grid": {"cells": cells_per_axis, "vertices": list(shape), "tiles": len(tiles),
                  "spacing": [float(np.max(np.diff(x))) for x in edges]},
         "local_constants": local_note,
-        "slopes": slopes if local_block >= 1 else None,
+        "slopes": slopes if blocks is not None else None,
+        "blocks": steps if blocks is not None else None,
         "refinement": refinement.summary() if refinement is not None else None,
         "per_cell": summary["per_cell"],
         "max_vertex_error": summary["max_vertex_error"],

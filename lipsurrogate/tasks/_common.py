@@ -11,7 +11,7 @@ import numpy as np
 
 from ..exceptions import ConfigurationError
 
-__all__ = ["fit_and_certify", "certify_trained", "config_from_options", "check_config", "stage", "verify_run"]
+__all__ = ["fit_and_certify", "certify_trained", "config_from_options", "check_blocks", "check_config", "stage", "verify_run"]
 
 _AT_LEAST = {
     # integers that may be 0 (sizes of optional work, seeds and indices)
@@ -79,6 +79,17 @@ def check_config(cfg) -> None:
                    or not math.isfinite(v)]
             if bad:
                 raise ConfigurationError(f"{_flag(name)} must hold finite numbers. Got {list(value)}.")
+
+
+def check_blocks(local_block, d: int) -> None:
+    """Refuse a ``local_block`` that is not one size >= 0 or ``d`` sizes >= 1, naming the option."""
+    from ..bounds.certifier import block_sizes
+
+    try:
+        block_sizes(local_block, d)
+    except ConfigurationError:
+        raise ConfigurationError(f"{_flag('local_block')} must be an integer >= 0 or {d} integers >= 1 (one per "
+                                 f"axis). Got {local_block!r}.") from None
 
 
 def config_from_options(cls, quick: bool, seed: int, options: dict, what: str):

@@ -77,7 +77,7 @@ class FieldConfig:
     batch_size: int = 2048
     lr: float = 3e-3
     loss: str = "mse"
-    local_block: int = 1
+    local_block: int | list = 1
     refine_budget: int = 200_000
     density: int = 4
     dense_cells: int = 600
@@ -279,7 +279,7 @@ def certify(run_dir, *, model=None, progress: bool = False, cells=None, **where)
                                  f"Got cells={cells}.")
     run_dir = Path(run_dir)
     config, ds, inputs, interp, model = _load_run(run_dir, model)
-    certificate = certify_network(model, interp, edges=interp.axes, local_block=int(config.get("local_block", 1)),
+    certificate = certify_network(model, interp, edges=interp.axes, local_block=config.get("local_block", 1),
                                   refine_budget=int(config.get("refine_budget", 0)), progress=progress, **where)
     certificate.document["field"] = config["field"]
     certificate.save(run_dir, bind=["data.nc"])

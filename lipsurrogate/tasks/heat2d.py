@@ -42,7 +42,7 @@ from ..data.generators import heat2d, heat_modes_of
 from ..data.heat import HeatModes
 from ..exceptions import ConfigurationError, ModelFileError
 from ..nn import FeatureLipschitzMLP, load_model
-from ._common import certify_trained, config_from_options, fit_and_certify, stage, verify_run
+from ._common import certify_trained, check_blocks, config_from_options, fit_and_certify, stage, verify_run
 
 __all__ = ["Heat2DConfig", "MODELS", "run", "certify", "verify", "report", "exact_solution_of"]
 
@@ -72,10 +72,11 @@ class Heat2DConfig:
     steps: int = 2500
     batch_size: int = 4096
     lr: float = 3e-3
-    loss: str = "mse"
+    loss: str = "l8"
     cert_cells: list = field(default_factory=lambda: [128, 128, 32])
     cert_cells_coarse: list = field(default_factory=lambda: [64, 64, 16])
-    local_block: int = 2
+    local_block: int | list = field(default_factory=lambda: [1, 1, 4])
+    slopes: str = "affine"
     refine_budget: int = 250_000
     density: int = 3
     dense_cells: int = 600
@@ -104,6 +105,7 @@ class Heat2DConfig:
             if len(getattr(self, name)) != 3:
                 raise ConfigurationError(f"'{name}' (--{name.replace('_', '-')}) needs 3 cell counts (x, y, t). "
                                          f"Got {list(getattr(self, name))}.")
+        check_blocks(self.local_block, 3)
 
     @classmethod
     def quick(cls, **overrides) -> "Heat2DConfig":
@@ -111,7 +113,7 @@ class Heat2DConfig:
         base = dict(grid=24, frames=11, hidden=[64, 64, 64], steps=300, batch_size=2048,
                     family_samples=24, family_grid=16, family_frames=6, basis=32, batch_samples=8, operator_steps=300,
                     cert_cells=[32, 32, 8], cert_cells_coarse=[16, 16, 4], dense_cells=120,
-                    random_points=5000, adversarial_starts=8, adversarial_steps=10, backend="numpy", local_block=1,
+                    random_points=5000, adversarial_starts=8, adversarial_steps=10, backend="numpy", local_block=[1, 1, 1],
                     refine_budget=20_000)
         return cls(**{**base, **overrides})
 
@@ -282,8 +284,8 @@ def certify(run_dir, *, model=None, progress: bool = False, cells=None, **where)
         if len(cells) != 3 or min(cells) < 1:
             raise ConfigurationError(f"Certificate grids need 3 positive cell counts. Got {cells}.")
         results[name] = certify_network(
-            model, reference, config["domain"], cells, local_block=int(config.get("local_block", 2)),
-            refine_budget=int(config.get("refine_budget", 0)) if name == "fine" else 0, progress=progress, **where)
+            model, reference, config["domain"], cells, local_block=config.get("local_block", 2),
+            slopes=config.get("slopes", "auto"), refine_budget=int(config.get("refine_budget", 0)) if name == "fine" else 0, progress=progress, **where)
     fine, coarse = results["fine"], results["coarse"]
     fine.document["coarse"] = {key: coarse.document[key] for key in
                                ("bound", "ladder", "bound_global_constants", "naive_bound", "grid", "seconds")}

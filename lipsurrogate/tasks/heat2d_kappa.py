@@ -37,7 +37,7 @@ from ..data.generators import heat2d
 from ..data.heat import HeatModes
 from ..exceptions import ConfigurationError, ModelFileError
 from ..nn import FeatureLipschitzMLP, load_model
-from ._common import config_from_options, fit_and_certify, stage, verify_run
+from ._common import check_blocks, config_from_options, fit_and_certify, stage, verify_run
 
 __all__ = ["Heat2DKappaConfig", "run", "certify", "verify", "report"]
 
@@ -65,7 +65,7 @@ class Heat2DKappaConfig:
     lr: float = 3e-3
     loss: str = "mse"
     cert_cells: list = field(default_factory=lambda: [64, 64, 16, 8])
-    local_block: int = 2
+    local_block: int | list = field(default_factory=lambda: [1, 1, 2, 2])  # benchmarks/results/blocks.md
     refine_budget: int = 400_000
     density: int = 2
     dense_cells: int = 400
@@ -92,6 +92,7 @@ class Heat2DKappaConfig:
         if len(cfg.cert_cells) != 4:
             raise ConfigurationError(f"'cert_cells' (--cert-cells) needs 4 cell counts (x, y, t, kappa). "
                                      f"Got {list(cfg.cert_cells)}.")
+        check_blocks(cfg.local_block, 4)
         return cfg
 
 
@@ -181,7 +182,7 @@ def certify(run_dir, *, model=None, progress: bool = False, cells=None, **where)
     cells = [int(c) for c in (config["cert_cells"] if cells is None else cells)]
     if len(cells) != 4 or min(cells) < 1:
         raise ConfigurationError(f"The certificate grid needs 4 positive cell counts. Got {cells}.")
-    certificate = certify_network(model, reference, config["domain"], cells, local_block=int(config["local_block"]),
+    certificate = certify_network(model, reference, config["domain"], cells, local_block=config["local_block"],
                                   refine_budget=int(config["refine_budget"]), progress=progress, **where)
     certificate.save(run_dir)
     return certificate.to_dict()

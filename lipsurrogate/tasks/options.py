@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["TASK_OPTIONS", "int_list", "name_list"]
+__all__ = ["TASK_OPTIONS", "block_sizes", "int_list", "name_list"]
 
 
 def int_list(text: str) -> list[int]:
@@ -22,6 +22,17 @@ def int_list(text: str) -> list[int]:
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
     return values
+
+
+def block_sizes(text: str) -> int | list[int]:
+    """``"2"`` -> ``2`` (every axis), ``"1,1,4"`` -> ``[1, 1, 4]`` (one per axis); ranges are checked by the task."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer or comma-separated integers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected an integer or comma-separated integers, got {text!r}")
+    return values[0] if len(values) == 1 else values
 
 
 def name_list(text: str) -> list[str]:
@@ -50,7 +61,8 @@ _TRAINING = [
     _opt("--loss", str, "training loss: mse, mae or l<p> (e.g. l8: the L_p norm, towards the max error)"),
 ]
 _CERTIFICATE = [
-    _opt("--local-block", int, "cells per axis sharing one local constant; 0 = global constants only"),
+    _opt("--local-block", block_sizes, "cells per slope block: one number for every axis or one per axis "
+                                       "(e.g. 1,1,4); 0 = global constants only"),
     _opt("--refine-budget", int, "error evaluations for adaptive refinement; 0 = none"),
 ]
 _GENERATED = [
@@ -71,6 +83,8 @@ TASK_OPTIONS: dict[str, list] = {
         _opt("--cert-cells", int_list, "certificate cells in x,y,t [128,128,32]"),
         _opt("--cert-cells-coarse", int_list, "second certificate grid [64,64,16]"),
         *_CERTIFICATE,
+        _opt("--slopes", None, "how the error's slope is bounded per block: affine forms, intervals, both "
+                               "(their intersection) or auto [affine]", choices=["affine", "interval", "both", "auto"]),
         _opt("--model", None, "mlp: a network fit to this initial condition; deeponet: an operator trained on a "
                               "family of other initial conditions, specialised to this one [mlp]",
              choices=["mlp", "deeponet"]),

@@ -28,6 +28,18 @@ def _plain(model):
     return to_plain(model).double() if hasattr(model, "config") else copy.deepcopy(model).double()
 
 
+def _inflated_boxes(model, n, rng):
+    """Scale the model's weights by 3 in place (more undecided pairs: a harder test); random boxes of three sizes."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("original"):
+                p.mul_(3)
+    d = model.in_features if hasattr(model, "in_features") else model[0].in_features
+    lo = rng.uniform(0, 6, size=(n, d))
+    width = rng.choice([1e-3, 0.05, 0.5], size=(n, 1)) * np.ones((1, d))
+    return (lo, width, *box_centres(lo, lo + width))
+
+
 def _sampled_gradients(model, lo, width, rng, per_box=40):
     d = lo.shape[1]
     pts = lo[:, None, :] + rng.uniform(size=(len(lo), per_box, d)) * width[:, None, :]
@@ -39,14 +51,7 @@ def _sampled_gradients(model, lo, width, rng, per_box=40):
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("model", list(_models()), ids=["features", "groupsort", "relu", "sequential-relu"])
 def test_forms_contain_sampled_derivatives_pointwise(model, dtype, rng):
-    with torch.no_grad():  # larger weights: more undecided pairs, a harder test
-        for name, p in model.named_parameters():
-            if name.endswith("original"):
-                p.mul_(3)
-    d = model.in_features if hasattr(model, "in_features") else model[0].in_features
-    lo = rng.uniform(0, 6, size=(240, d))
-    width = rng.choice([1e-3, 0.05, 0.5], size=(240, 1)) * np.ones((1, d))
-    centre, half = box_centres(lo, lo + width)
+    lo, width, centre, half = _inflated_boxes(model, 240, rng)
     forms = network_derivative_forms(model, centre, half, dtype=dtype)
     pts, g = _sampled_gradients(model, lo, width, rng)
     affine = forms.centre[:, None, :] + np.einsum("nkj,npj->npk", forms.generators, pts - centre[:, None, :])
@@ -75,6 +80,27 @@ def test_float32_and_float64_forms_agree(rng):
     wb = np.subtract(*b.intervals(half)[::-1])
     # float32 pays its rounding in the radius (and a pair at the edge may become undecided): wider, barely
     assert np.median(wb / wa) >= 1.0 and np.median(wb / wa) < 1.01
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
+@pytest.mark.parametrize("model", list(_models()), ids=["features", "groupsort", "relu", "sequential-relu"])
+def test_fused_kernel_computes_the_torch_step(model, dtype, rng):
+    """The numba pass (default) and the torch step give the same forms: equal centres and generators
+    (decided pairs are copied, undecided ones averaged), radii within a few roundings."""
+    from lipsurrogate.bounds import _pair_kernel
+    from lipsurrogate.bounds.affine import _forms
+    from lipsurrogate.bounds.network import extract_chain
+
+    assert _pair_kernel.HAVE_KERNEL  # numba is a dependency
+    _, _, centre, half = _inflated_boxes(model, 300, rng)
+    chain = extract_chain(model)
+    fused = _forms(model, chain, centre, half, dtype, fused=True)
+    step = _forms(model, chain, centre, half, dtype, fused=False)
+    tol = 1e-5 if dtype == torch.float32 else 1e-12
+    for a, b in zip(fused[:2], step[:2]):  # centres, generators
+        np.testing.assert_allclose(a, b, rtol=tol, atol=tol * np.abs(b).max())
+    np.testing.assert_allclose(fused[2], step[2], rtol=100 * tol)
+    assert np.median(fused[2] / step[2]) == pytest.approx(1.0, abs=tol)
 
 
 def test_unsupported_networks_are_refused():

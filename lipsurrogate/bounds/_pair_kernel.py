@@ -1,0 +1,204 @@
+r"""The GroupSort(2) / ReLU step of the affine derivative forms, fused in one numba pass.
+
+:func:`lipsurrogate.bounds.affine._pair` states the step in torch: about fifty whole-array
+operations per layer, each one a pass over ``(n, d + 1, d + 1, width)`` numbers, so memory traffic,
+not arithmetic, sets the speed (profiled: nine tenths of the propagation time outside the matrix
+products). :func:`pair_forms` computes the same formulas for one box and one pair of units at a
+time, with the box's forms in cache, and also returns the three per-row maxima that the next
+layer's rounding bound needs.
+
+**Same proof.** Every formula is the one of ``_pair`` (theory/cell-bounds.md section 12), term
+for term, with the unit roundoff ``u`` of the *storage* dtype. The arithmetic is float64 (inputs
+are converted exactly) and each result is rounded once to the storage dtype: a chain of ``k``
+float64 operations followed by one rounding to float32 is within
+:math:`(1 + 2^{-24})(1 + 2^{-53})^k - 1 \le (k + 1) 2^{-24}` relative of the exact value, inside
+what the same chain evaluated in float32 may err and what ``_pair``'s margins (``8 u`` and
+``(1 + 8u)`` factors per formula) are built to cover. With float64 storage the operations and
+their order are those of the torch code. The decisions ``lo >= 0`` / ``hi <= 0`` use an enclosure
+``qc +- qrad`` whose rounding term ``eta`` covers the storage dtype's rounding, so a more accurate
+``qc`` only decides soundly. Tests: ``tests/bounds/test_affine.py`` (the kernel against the torch
+step, and enclosures of sampled derivatives).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+try:  # numba comes with py-pde; without it the torch step is used
+    import numba
+except ImportError:  # pragma: no cover - exercised only where numba is missing
+    numba = None
+
+__all__ = ["HAVE_KERNEL", "pair_forms"]
+
+HAVE_KERNEL = numba is not None
+
+
+def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R, top_c, top_m, top_r):  # noqa: N803
+    n, rows, cols, _ = P.shape
+    h = half_units
+    for i in _prange(n):
+        sb_ = np.empty(cols - 1)
+        for b in range(1, cols):
+            sb_[b - 1] = np.float64(s[i, b - 1])
+        mass0 = np.zeros(h)
+        qspread = np.zeros(h)
+        # per pair: max = va a + vb b (+ shift), min = wa a + wb b (- shift) for the value row; da, db and
+        # ea, eb likewise for the derivative rows; decided pairs get 0/1 coefficients (exact copies)
+        va, vb, wa, wb = np.empty(h), np.empty(h), np.empty(h), np.empty(h)
+        da, db, ea, eb = np.empty(h), np.empty(h), np.empty(h), np.empty(h)
+        shift, rfac, radd = np.empty(h), np.empty(h), np.empty(h)
+        und = np.empty(h, dtype=np.bool_)
+        for b in range(1, cols):
+            sb = sb_[b - 1]
+            for j in range(h):
+                pa = np.float64(P[i, 0, b, j])
+                pb = 0.0 if relu else np.float64(P[i, 0, b, j + h])
+                mass0[j] += abs(pa) * sb + abs(pb) * sb
+                qspread[j] += abs(pa - pb) * sb
+        for j in range(h):
+            ca = np.float64(P[i, 0, 0, j])
+            cb = 0.0 if relu else np.float64(P[i, 0, 0, j + h])
+            ra0 = np.float64(R[i, 0, j])
+            rb0 = 0.0 if relu else np.float64(R[i, 0, j + h])
+            qc = ca - cb
+            eta = 8 * u * (abs(ca) + abs(cb) + mass0[j] + ra0 + rb0)
+            qrad = qspread[j] * (1 + 8 * u) + ra0 + rb0 + eta
+            lo = qc - qrad
+            hi = qc + qrad
+            if lo >= 0:
+                und[j] = False
+                va[j], vb[j], wa[j], wb[j] = 1.0, 0.0, 0.0, 1.0
+                da[j], db[j], ea[j], eb[j] = 1.0, 0.0, 0.0, 1.0
+                shift[j], rfac[j], radd[j] = 0.0, 1.0, 0.0
+            elif hi <= 0:
+                und[j] = False
+                va[j], vb[j], wa[j], wb[j] = 0.0, 1.0, 1.0, 0.0
+                da[j], db[j], ea[j], eb[j] = 0.0, 1.0, 1.0, 0.0
+                shift[j], rfac[j], radd[j] = 0.0, 1.0, 0.0
+            else:
+                und[j] = True
+                lam = min(max(hi / (hi - lo), 0.0), 1.0)
+                mu = max(-lam * lo, hi * (1 - lam)) * (1 + 4 * u)
+                va[j], vb[j], wa[j], wb[j] = lam, 1 - lam, 1 - lam, lam
+                da[j], db[j], ea[j], eb[j] = 0.5, 0.5, 0.5, 0.5
+                shift[j], rfac[j] = mu / 2, 1 + 8 * u
+                radd[j] = 8 * u * (abs(ca) + abs(cb) + mass0[j] + ra0 + rb0 + mu) + tiny
+        # value row
+        for b in range(cols):
+            for j in range(h):
+                pa = np.float64(P[i, 0, b, j])
+                pb = 0.0 if relu else np.float64(P[i, 0, b, j + h])
+                sh = shift[j] if b == 0 else 0.0
+                if relu:
+                    out_P[i, 0, b, j] = va[j] * pa + vb[j] * pb + sh
+                else:
+                    out_P[i, 0, b, j + h] = va[j] * pa + vb[j] * pb + sh
+                    out_P[i, 0, b, j] = wa[j] * pa + wb[j] * pb - sh
+        for j in range(h):
+            ra0 = np.float64(R[i, 0, j])
+            rb0 = 0.0 if relu else np.float64(R[i, 0, j + h])
+            if relu:
+                out_R[i, 0, j] = (va[j] * ra0 + vb[j] * rb0 + shift[j]) * rfac[j] + radd[j]
+            else:
+                out_R[i, 0, j + h] = (va[j] * ra0 + vb[j] * rb0 + shift[j]) * rfac[j] + radd[j]
+                out_R[i, 0, j] = (wa[j] * ra0 + wb[j] * rb0 + shift[j]) * rfac[j] + radd[j]
+        # derivative rows
+        massa = np.empty(h)
+        jump = np.empty(h)
+        for a in range(1, rows):
+            for j in range(h):
+                massa[j] = 0.0
+                jump[j] = 0.0
+            for b in range(cols):
+                sb = 1.0 if b == 0 else sb_[b - 1]
+                for j in range(h):
+                    pa = np.float64(P[i, a, b, j])
+                    pb = 0.0 if relu else np.float64(P[i, a, b, j + h])
+                    if relu:
+                        out_P[i, a, b, j] = da[j] * pa + db[j] * pb
+                    else:
+                        out_P[i, a, b, j + h] = da[j] * pa + db[j] * pb
+                        out_P[i, a, b, j] = ea[j] * pa + eb[j] * pb
+                    jump[j] += abs(pa - pb) * sb
+                    if b > 0:
+                        massa[j] += abs(pa) * sb + abs(pb) * sb
+            for j in range(h):
+                rra = np.float64(R[i, a, j])
+                rrb = 0.0 if relu else np.float64(R[i, a, j + h])
+                pa0 = np.float64(P[i, a, 0, j])
+                pb0 = 0.0 if relu else np.float64(P[i, a, 0, j + h])
+                hull_r = (rra + rrb + 0.5 * jump[j]) * (1 + 4 * u) + (8 * u * (abs(pa0) + abs(pb0) + massa[j] + rra + rrb) + tiny)
+                rmax = hull_r if und[j] else da[j] * rra + db[j] * rrb
+                if relu:
+                    out_R[i, a, j] = rmax
+                else:
+                    out_R[i, a, j + h] = rmax
+                    out_R[i, a, j] = hull_r if und[j] else ea[j] * rra + eb[j] * rrb
+        # maxima for the next layer
+        w_out = h if relu else 2 * h
+        for a in range(rows):
+            tc = 0.0
+            tr = 0.0
+            for jo in range(w_out):
+                tc = max(tc, abs(np.float64(out_P[i, a, 0, jo])))
+                tr = max(tr, np.float64(out_R[i, a, jo]))
+            m = np.zeros(w_out)
+            for b in range(1, cols):
+                sb = sb_[b - 1]
+                for jo in range(w_out):
+                    m[jo] += abs(np.float64(out_P[i, a, b, jo])) * sb
+            tm = 0.0
+            for jo in range(w_out):
+                tm = max(tm, m[jo])
+            top_c[i, a] = tc
+            top_m[i, a] = tm
+            top_r[i, a] = tr
+
+
+
+if HAVE_KERNEL:
+    _prange = numba.prange
+    _kernel = numba.njit(parallel=True, cache=True, nogil=True)(_pair_forms_py)
+else:  # pragma: no cover
+    _prange = range
+    _kernel = None
+
+
+def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool):  # noqa: N803
+    r"""The forms after a GroupSort(2) (units ``j`` and ``j + w/2`` paired) or ReLU layer.
+
+    Parameters
+    ----------
+    P : ndarray, shape (n, d + 1, d + 1, w), float32 or float64
+        Rows (value, :math:`\partial_1`, ...), columns (centre, generator_1, ...), units last.
+    R : ndarray, shape (n, d + 1, w)
+        Radii (non-negative, same dtype).
+    s : ndarray, shape (n, d)
+        Half-widths of the boxes (same dtype, rounded up).
+    relu : bool
+        ReLU (the pair ``(z, 0)``, output width ``w``) instead of GroupSort(2).
+
+    Returns
+    -------
+    P_out, R_out : ndarrays
+        The **certified** forms after the activation (same formulas as ``affine._pair``).
+    top_centre, top_mass, top_radius : ndarrays, shape (n, d + 1), float64
+        Per row, the maxima over units of :math:`|c|`, :math:`\sum_b |G_b| s_b` and the radius of
+        the output (the next layer's rounding bound).
+    """
+    if not HAVE_KERNEL:  # pragma: no cover
+        raise RuntimeError("numba is not installed: use the torch step.")
+    dtype = P.dtype
+    u = 2.0**-53 if dtype == np.float64 else 2.0**-24
+    tiny = 1e-300 if dtype == np.float64 else 1e-30
+    n, rows, cols, w = P.shape
+    if not relu and w % 2:
+        raise ValueError(f"GroupSort(2) needs an even width. Got {w}.")
+    half_units = w if relu else w // 2
+    out_P = np.empty_like(P)
+    out_R = np.empty_like(R)
+    top = np.empty((3, n, rows))
+    _kernel(P, R, np.ascontiguousarray(s, dtype=dtype), half_units, bool(relu), u, tiny, out_P, out_R,
+            top[0], top[1], top[2])
+    return out_P, out_R, top[0], top[1], top[2]

@@ -44,9 +44,9 @@ VARIANTS = {
         ("1 x 1 x 2, affine", [1, 1, 2], "affine", True),
         ("1 x 1 x 1, affine", 1, "affine", True)],
     4: [("2 x 2 x 2 x 2, both, torch step (old default)", 2, "both", False),
-        ("2 x 2 x 2 x 2, both (default)", 2, "both", True),
+        ("2 x 2 x 2 x 2, both", 2, "both", True),
         ("1 x 1 x 4 x 4, both", [1, 1, 4, 4], "both", True),
-        ("1 x 1 x 2 x 2, both", [1, 1, 2, 2], "both", True),
+        ("1 x 1 x 2 x 2, both (new default)", [1, 1, 2, 2], "both", True),
         ("1 x 1 x 2 x 2, affine", [1, 1, 2, 2], "affine", True)],
 }
 

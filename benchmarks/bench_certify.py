@@ -37,6 +37,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 
@@ -104,11 +105,8 @@ def main(argv=None) -> None:
 
         step = [block] * 3 if np.isscalar(block) else list(block)
         lo, hi, shape = block_boxes(edges, step)
-        _pair_kernel.HAVE_KERNEL = fused and _pair_kernel.numba is not None
-        try:
+        with contextlib.nullcontext() if fused else _pair_kernel.disabled():
             out = _error_slopes(model, reference, lo, hi, box, method)[1].reshape(*shape, 3)
-        finally:
-            _pair_kernel.HAVE_KERNEL = _pair_kernel.numba is not None
         for axis, k in enumerate(step):
             out = np.repeat(out, k, axis=axis)
         return out

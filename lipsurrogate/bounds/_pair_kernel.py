@@ -3,9 +3,10 @@ r"""The GroupSort(2) / ReLU step of the affine derivative forms, fused in one nu
 :func:`lipsurrogate.bounds.affine._pair` states the step in torch: about fifty whole-array
 operations per layer, each one a pass over ``(n, d + 1, d + 1, width)`` numbers, so memory traffic,
 not arithmetic, sets the speed (profiled: nine tenths of the propagation time outside the matrix
-products). :func:`pair_forms` computes the same formulas for one box and one pair of units at a
-time, with the box's forms in cache, and also returns the three per-row maxima that the next
-layer's rounding bound needs.
+products). :func:`pair_forms` computes the same formulas one box at a time (the box's forms stay
+in cache, the units are the inner, vectorised loops), and also returns the three per-row maxima
+that the next layer's rounding bound needs. :func:`disabled` switches back to the torch step
+(benchmarks compare the two).
 
 **Same proof.** Every formula is the one of ``_pair`` (theory/cell-bounds.md section 12), term
 for term, with the unit roundoff ``u`` of the *storage* dtype. The arithmetic is float64 (inputs
@@ -22,6 +23,8 @@ step, and enclosures of sampled derivatives).
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 try:  # numba comes with py-pde; without it the torch step is used
@@ -29,9 +32,22 @@ try:  # numba comes with py-pde; without it the torch step is used
 except ImportError:  # pragma: no cover - exercised only where numba is missing
     numba = None
 
-__all__ = ["HAVE_KERNEL", "pair_forms"]
+__all__ = ["HAVE_KERNEL", "ENABLED", "disabled", "pair_forms"]
 
 HAVE_KERNEL = numba is not None
+ENABLED = HAVE_KERNEL
+"""Whether :func:`~lipsurrogate.bounds.affine.network_derivative_forms` uses this kernel (see :func:`disabled`)."""
+
+
+@contextlib.contextmanager
+def disabled():
+    """Inside the block the affine forms use the torch pair step (same formulas; slower)."""
+    global ENABLED
+    previous, ENABLED = ENABLED, False
+    try:
+        yield
+    finally:
+        ENABLED = previous
 
 
 def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R, top_c, top_m, top_r):  # noqa: N803

@@ -284,7 +284,7 @@ def _forms(model, chain, xc, s, dtype=torch.float64, fused=True):
     act = chain.activation
     # float32: the stored weights W32 = fl(W) move W z by at most u32 |W| |z| <= u32 rows (max|z|)
     u_conv = 0.0 if dtype == torch.float64 else 2.0**-24
-    fused = fused and _pair_kernel.HAVE_KERNEL
+    fused = fused and _pair_kernel.ENABLED
     # rounding of W P (centres and generators): gamma rows_o (max|centre| + max sum_j |gen_j| s_j)
     slack = P[:, :, 0].abs().amax(-1) + _mass(P, s_t).amax(-1)  # (n, a)
     r_max = R.amax(-1)

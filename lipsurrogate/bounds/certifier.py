@@ -328,7 +328,7 @@ def certify(
         Cells per axis that share one slope range (a *block*): one number for every axis, or one per
         axis (e.g. ``(1, 1, 4)``: single cells in x and y, four in t); 0 uses global constants only.
         Smaller blocks give tighter ranges (fewer GroupSort pairs undecided, theory/cell-bounds.md
-        section 12) for more propagations; an axis whose cell count the block does not divide
+        sections 4 and 12) for more propagations; an axis whose cell count the block does not divide
         uses single cells.
     refine_budget : int
         Error evaluations for adaptive refinement; 0 for none.

@@ -90,7 +90,7 @@ def _guarantee_stats(rows: list[dict]) -> dict:
 
 
 def guarantee_rows(table: dict, models=None) -> list[list]:
-    """Rows of the interpolation-guarantee table (logit units, seeds' means; see
+    """Rows of the interpolation-guarantee table (network output f, not the logit f / tau; seeds' means; see
     :func:`~lipsurrogate.tasks.hepmass.interpolation_guarantee`): model, protocol, held-out mass,
     neighbours, certified slope per TeV, certified half-widths from each neighbour, certified
     interval width (max, median), measured change from each neighbour (max, median), the measured

@@ -285,7 +285,8 @@ def certify(run_dir, *, model=None, progress: bool = False, cells=None, **where)
             raise ConfigurationError(f"Certificate grids need 3 positive cell counts. Got {cells}.")
         results[name] = certify_network(
             model, reference, config["domain"], cells, local_block=config.get("local_block", 2),
-            slopes=config.get("slopes", "auto"), refine_budget=int(config.get("refine_budget", 0)) if name == "fine" else 0, progress=progress, **where)
+            slopes=config.get("slopes", "auto"), refine_budget=int(config.get("refine_budget", 0)) if name == "fine" else 0,
+            progress=progress, **where)
     fine, coarse = results["fine"], results["coarse"]
     fine.document["coarse"] = {key: coarse.document[key] for key in
                                ("bound", "ladder", "bound_global_constants", "naive_bound", "grid", "seconds")}

@@ -432,7 +432,9 @@ def interpolation_guarantee(model, test: HepmassData, inputs: ModelInputs, held_
     and :math:`f(x; m_b)` alone. The mass is in GeV on both sides: the model takes it in GeV and
     normalises it inside (:class:`MassEncoding`), and the certificate's box is in GeV.
     :math:`f` is the network output (the classifier's logit is :math:`f / \tau`), evaluated in
-    float64 (``model.plain_float64()``).
+    float64 (``model.plain_float64()``). The interval is certified *given* those float64 values of
+    :math:`f(x; m_a)` and :math:`f(x; m_b)`: their own evaluation rounding (about :math:`10^{-13}`
+    relative) is not carried into it, and the violation count allows :math:`10^{-10}` relative for it.
 
     Parameters
     ----------
@@ -568,7 +570,8 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
                 "bound on |d logit / d mass| per GeV over the data box (float64 interval propagation); "
                 "'sampled_mass_slope_max' is an estimate from random pairs and must not exceed it; in "
                 "'interpolation_guarantee' the 'certified_*' and 'segment_width_*' numbers are bounds (network "
-                "output units), the 'measured_*' and 'position_*' numbers are measured on every test event.",
+                "output units) given the float64 values of f at the neighbouring masses (their evaluation rounding, "
+                "about 1e-13 relative, is not carried), the 'measured_*' and 'position_*' numbers are measured on every test event.",
         "source": source, "quick": bool(quick), "config": {k: v for k, v in asdict(cfg).items()},
         "masses": masses, "train_masses_interpolation": train_masses, "held_out": cfg.held_out,
         "held_out_single": cfg.held_out_single, "eval_masses": eval_masses,

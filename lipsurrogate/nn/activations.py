@@ -29,12 +29,18 @@ class GroupSort(nn.Module):
     -----
     Note [pairing for group_size=2]
         With ``group_size=2``, unit ``i`` is paired with unit ``i + n/2`` (the two halves of the
-        layer) rather than with its neighbour, and min/max are written as
-        ``a - relu(a - b)`` and ``b + relu(a - b)``. This is the same function as sorting
-        adjacent pairs up to a fixed permutation of units, which the following linear layer
-        absorbs, and it is about 4x faster on CPU than strided min/max. The relu form can round
-        differently from ``min``/``max`` in floating point; :meth:`exact` evaluates the same
-        function with ``torch.minimum``/``torch.maximum`` and is what certification uses.
+        layer) rather than with its neighbour. This is the same function as sorting adjacent
+        pairs up to a fixed permutation of units, which the following linear layer absorbs, and
+        the halves are contiguous blocks of each row, which strided pairs are not.
+    Note [one pass each way]
+        For ``group_size=2`` the forward pass writes ``min(a, b)`` and ``max(a, b)`` straight into
+        the two halves of the output (exact: no rounding, the same values as :meth:`exact`) and
+        keeps ``a - b``; the backward pass routes each upstream gradient to the input that won,
+        ``da = g_min + [a > b] (g_max - g_min)``, ``db = g_max - [a > b] (g_max - g_min)``, with
+        one ``threshold_backward`` (the ReLU's own backward kernel). At ties ``a = b`` it returns
+        the gradient of ``(min, max) = (a, b)``, a valid element of the Clarke subdifferential.
+        Measured (4096 x 128, CPU): 0.35x the time of the autograd graph of the relu form
+        ``(a - relu(a - b), b + relu(a - b))`` that it replaced, forward and backward together.
     """
 
     def __init__(self, group_size: int | None = 2) -> None:
@@ -61,9 +67,7 @@ class GroupSort(nn.Module):
         width = x.shape[-1]
         self.check_width(width)
         if self.group_size == 2:
-            a, b = x.chunk(2, dim=-1)
-            d = torch.relu(a - b)
-            return torch.cat([a - d, b + d], dim=-1)
+            return _PairSort.apply(x)
         return self._sort(x, width)
 
     def exact(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,6 +85,33 @@ class GroupSort(nn.Module):
         shape = x.shape
         grouped = x.reshape(*shape[:-1], width // self.group_size, self.group_size)
         return torch.sort(grouped, dim=-1).values.reshape(shape)
+
+
+class _PairSort(torch.autograd.Function):
+    """``(min(a, b), max(a, b))`` of the two halves ``a, b`` of the last dimension, with a hand-written
+    backward pass (Note [one pass each way] of :class:`GroupSort`)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=-1)
+        half = a.shape[-1]
+        out = torch.empty_like(x)
+        torch.minimum(a, b, out=out[..., :half])
+        torch.maximum(a, b, out=out[..., half:])
+        ctx.save_for_backward(a - b)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        (difference,) = ctx.saved_tensors
+        grad_min, grad_max = grad.chunk(2, dim=-1)
+        half = grad_min.shape[-1]
+        # [a > b] (g_max - g_min): the ReLU's backward kernel with a - b as its input
+        moved = torch.ops.aten.threshold_backward(grad_max - grad_min, difference, 0)
+        out = torch.empty_like(grad)
+        torch.add(grad_min, moved, out=out[..., :half])
+        torch.sub(grad_max, moved, out=out[..., half:])
+        return out
 
 
 ACTIVATIONS = ("groupsort", "fullsort", "relu")

@@ -180,18 +180,24 @@ def train_deeponet(
     batch_samples: int = 16,
     batch_points: int = 1024,
     lr: float = 3e-3,
+    loss="mse",
     seed: int = 0,
     progress: bool = True,
 ) -> dict:
-    """Mean-squared-error training on random (sample, point) blocks of a family.
+    """Train on random (sample, point) blocks of a family.
 
     ``sensors`` (S, m), ``points`` (P, d), ``values`` (S, P): each step draws ``batch_samples``
     input functions and ``batch_points`` query points and fits the whole block (one branch and one
-    trunk pass). Adam with a cosine schedule; returns the loss history.
+    trunk pass). ``loss`` is a name or callable of :func:`lipsurrogate.train.loop.resolve_loss`
+    (``"mse"``, ``"l8"``: the :math:`L_8` norm of the block's residual, towards the max error that
+    a certificate bounds). Adam with a cosine schedule; returns the loss history.
     """
     from tqdm.auto import tqdm
 
+    from ..train.loop import resolve_loss
     from .norms import project_weights_
+
+    loss_fn = resolve_loss(loss)
 
     S, P = values.shape
     if sensors.shape[0] != S or points.shape[0] != P:
@@ -205,15 +211,15 @@ def train_deeponet(
     for step in tqdm(range(steps), desc="deeponet training", disable=not progress, leave=False):
         si = torch.randint(0, S, (min(batch_samples, S),), generator=g)
         pi = torch.randint(0, P, (min(batch_points, P),), generator=g)
-        loss = torch.mean((model.forward_grid(sensors[si], points[pi]) - values[si][:, pi]) ** 2)
+        value = loss_fn(model.forward_grid(sensors[si], points[pi]), values[si][:, pi])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        value.backward()
         opt.step()
         project_weights_(model)
         sched.step()
         if step % 10 == 0 or step == steps - 1:
             history["steps"].append(step)
-            history["losses"].append(float(loss.detach()))
+            history["losses"].append(float(value.detach()))
     model.eval()
     history["seconds"] = time.perf_counter() - start
     return history

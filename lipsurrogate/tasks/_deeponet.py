@@ -77,7 +77,7 @@ def train_operator(cfg, lip_u: list, out_dir: Path, progress: bool) -> tuple[Lip
     )
     history = train_deeponet(model, sensors[:n_train], points, values[:n_train], steps=cfg.operator_steps,
                              batch_samples=cfg.batch_samples, batch_points=cfg.operator_batch_points, lr=cfg.operator_lr,
-                             seed=cfg.seed, progress=progress)
+                             loss=cfg.operator_loss, seed=cfg.seed, progress=progress)
     with torch.no_grad():
         held = values[n_train:]
         pred = model.forward_grid(sensors[n_train:], points)

@@ -42,3 +42,27 @@ def test_bad_group_size(bad):
 def test_width_not_divisible():
     with pytest.raises(ConfigurationError, match="divisible"):
         GroupSort(3)(torch.zeros(2, 8))
+
+
+def test_pair_forward_is_exact_min_max_in_float32(torch_gen):
+    """The training forward of GroupSort(2) is the certified function itself, bit for bit."""
+    x = torch.randn(300, 64, generator=torch_gen)
+    gs = GroupSort(2)
+    assert torch.equal(gs(x), gs.exact(x))
+
+
+def test_pair_backward_routes_each_gradient_to_the_winner(torch_gen):
+    x = torch.randn(7, 10, generator=torch_gen, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(GroupSort(2), (x,))
+    # against autograd through exact min/max (no ties in random data); g_min + (g_max - g_min)
+    # rounds once, so the two agree to an ulp of the gradients
+    g = torch.randn(3, 5, 8, generator=torch_gen, dtype=torch.float64)
+    z = torch.randn(3, 5, 8, generator=torch_gen, dtype=torch.float64, requires_grad=True)
+    (ours,) = torch.autograd.grad(GroupSort(2)(z), z, g)
+    (reference,) = torch.autograd.grad(GroupSort(2).exact(z), z, g)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-15)
+    # at a tie the gradient is that of (min, max) = (a, b): finite, and it sums to the upstream total
+    tie = torch.zeros(1, 4, dtype=torch.float64, requires_grad=True)
+    up = torch.tensor([[1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
+    (grad,) = torch.autograd.grad(GroupSort(2)(tie), tie, up)
+    assert torch.equal(grad, up)

@@ -86,6 +86,24 @@ def test_bad_configurations_are_refused():
         model.branch_constants([[0, 1]])
     with pytest.raises(ConfigurationError, match="values must be"):
         train_deeponet(model, torch.zeros(3, 16), torch.zeros(5, 3), torch.zeros(4, 5), steps=1, progress=False)
+    with pytest.raises(ConfigurationError, match="'loss'"):
+        train_deeponet(model, torch.zeros(3, 16), torch.zeros(5, 3), torch.zeros(3, 5), steps=1, loss="huber",
+                       progress=False)
+
+
+def test_deeponet_training_uses_the_loss_it_is_given():
+    model = _model()
+    seen, values = [], []
+
+    def max_error(outputs, targets):
+        seen.append(tuple(outputs.shape))
+        values.append(float((outputs - targets).abs().max()))
+        return (outputs - targets).abs().max()
+
+    history = train_deeponet(model, torch.randn(6, 16), torch.randn(7, 3), torch.randn(6, 7), steps=3, batch_samples=4,
+                             batch_points=5, loss=max_error, progress=False)
+    assert seen == [(4, 5)] * 3  # one (samples, points) block per step
+    assert history["losses"] == [values[0], values[2]]  # steps 0 and 2 (the last): that loss, not the MSE
 
 
 def test_specialised_network_is_the_operator_for_one_input_and_its_constants_hold(rng):

@@ -43,6 +43,7 @@ def test_trained_classifier_is_certified_monotone_and_lipschitz(fitted, trigger_
     bounds = fitted.certified_bounds()
     std = x.std(axis=0)
     lam = fitted.lipschitz
+    assert lam == 1.0  # the default (chosen by validation in issue 18); the bounds below use it
     for j, c in enumerate(MONOTONIC):
         lo, hi = bounds.partial_lower[0, j], bounds.partial_upper[0, j]
         if c == 1:
@@ -173,7 +174,7 @@ def test_estimators_work_without_scikit_learn(tmp_path):
         "rng = np.random.default_rng(0); x = rng.normal(size=(400, 3)); y = (x[:, 0] > 0).astype(int)\n"
         "clf = LipschitzClassifier(hidden=(8, 8), steps=100, lr=0.03, random_state=0, monotonic_constraints=[1, 0, 0])\n"
         "assert clf.fit(x, y) is clf and clf.score(x, y) > 0.9\n"
-        "assert clf.get_params()['lipschitz'] == 2.0 and clf.set_params(lipschitz=1.0).lipschitz == 1.0\n"
+        "assert clf.get_params()['lipschitz'] == 1.0 and clf.set_params(lipschitz=2.0).lipschitz == 2.0\n"
         "try:\n    clf.predict(x[:, :2])\nexcept ValueError as e:\n    print(e)\n"
         "try:\n    LipschitzClassifier().predict(x)\nexcept ValueError as e:\n    print(type(e).__name__)\n"
     )

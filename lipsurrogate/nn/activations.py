@@ -98,14 +98,21 @@ class _PairSort(torch.autograd.Function):
         out = torch.empty_like(x)
         torch.minimum(a, b, out=out[..., :half])
         torch.maximum(a, b, out=out[..., half:])
-        ctx.save_for_backward(a - b)
+        ctx.save_for_backward(x, a - b)
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        (difference,) = ctx.saved_tensors
+        x, difference = ctx.saved_tensors
         grad_min, grad_max = grad.chunk(2, dim=-1)
         half = grad_min.shape[-1]
+        if torch.is_grad_enabled():
+            # double backward (PINN residuals differentiate f' again, also in x): differentiable ops
+            # on the saved input, so the graph reaches x; threshold_backward's derivative in its
+            # input is 0, exact almost everywhere (the routing is piecewise constant in x)
+            a, b = x.chunk(2, dim=-1)
+            moved = torch.ops.aten.threshold_backward(grad_max - grad_min, a - b, 0)
+            return torch.cat([grad_min + moved, grad_max - moved], dim=-1)
         # [a > b] (g_max - g_min): the ReLU's backward kernel with a - b as its input
         moved = torch.ops.aten.threshold_backward(grad_max - grad_min, difference, 0)
         out = torch.empty_like(grad)

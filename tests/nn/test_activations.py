@@ -66,3 +66,15 @@ def test_pair_backward_routes_each_gradient_to_the_winner(torch_gen):
     up = torch.tensor([[1.0, 2.0, 3.0, 4.0]], dtype=torch.float64)
     (grad,) = torch.autograd.grad(GroupSort(2)(tie), tie, up)
     assert torch.equal(grad, up)
+
+
+def test_pair_gradient_can_be_differentiated_again(torch_gen):
+    """PINN residuals backpropagate through df/dx: the hand-written backward is itself differentiable."""
+    x = torch.randn(5, 6, generator=torch_gen, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(6, generator=torch_gen, dtype=torch.float64, requires_grad=True)
+    (g,) = torch.autograd.grad((GroupSort(2)(x * w)).sum(), x, create_graph=True)
+    (ours,) = torch.autograd.grad((g**2).sum(), w)
+    (gr,) = torch.autograd.grad((GroupSort(2).exact(x * w)).sum(), x, create_graph=True)
+    (reference,) = torch.autograd.grad((gr**2).sum(), w)
+    torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
+    assert torch.autograd.gradgradcheck(GroupSort(2), (x.detach().requires_grad_(),))

@@ -106,6 +106,26 @@ def build_lipsurrogate(norm: str, enforce: str = "reparametrize") -> nn.Module:
     )
 
 
+class ReluFormGroupSort(GroupSort):
+    """GroupSort(2) as lipsurrogate trained it before 2026-12-03: ``(a - relu(a - b), b + relu(a - b))``
+    through autograd (five elementwise passes each way); the baseline of the one-pass function."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=-1)
+        d = torch.relu(a - b)
+        return torch.cat([a - d, b + d], dim=-1)
+
+
+def with_relu_form_groupsort(model: nn.Module) -> nn.Module:
+    """``model`` with every GroupSort(2) replaced by :class:`ReluFormGroupSort` (same function)."""
+    for name, child in model.named_children():
+        if isinstance(child, GroupSort) and child.group_size == 2:
+            setattr(model, name, ReluFormGroupSort(2))
+        else:
+            with_relu_form_groupsort(child)
+    return model
+
+
 def build_torchlip() -> nn.Module:
     """Return a deel-torchlip network: ``SpectralLinear`` (Bjorck on) + ``GroupSort2``."""
     from deel import torchlip
@@ -144,6 +164,11 @@ def make_cases() -> list[BenchCase]:
             "lipsurrogate l1-column",
             "LipschitzMLP, per-column l1 norm (Eq. 2.8), reparametrized, GroupSort2",
             build_lipsurrogate("l1-column"),
+        ),
+        BenchCase(
+            "lipsurrogate l1-column, relu-form GroupSort",
+            "the same, GroupSort(2) through autograd as a - relu(a - b), b + relu(a - b) (before 2026-12-03)",
+            with_relu_form_groupsort(build_lipsurrogate("l1-column")),
         ),
         BenchCase(
             "lipsurrogate l1",

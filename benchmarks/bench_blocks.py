@@ -21,14 +21,11 @@ Run: ``python benchmarks/bench_blocks.py [--cases heat2d,heat2d-mse,heat2d-kappa
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import time
-from pathlib import Path
 
 import numpy as np
-import torch
 
 import bench_tight
 from _markdown import header, write
@@ -55,12 +52,7 @@ VARIANTS = {
 def main() -> None:
     from lipsurrogate.bounds import _pair_kernel, certify
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {list(CASES)}")
-    parser.add_argument("--work", type=Path, default=Path("benchmarks/.block_runs"), help="where fitted runs are kept")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "blocks.md")
-    args = parser.parse_args()
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    args = bench_tight.arguments(__doc__.splitlines()[0], CASES, ".block_runs", "blocks.md")
     rows = []
     for case in args.cases.split(","):
         run = bench_tight._fit(case, args.work, CASES)

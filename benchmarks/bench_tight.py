@@ -101,15 +101,21 @@ def _per_cell_tightness(cert, model, reference, rng) -> float:
     return float(np.median(cert.cells.per_cell.reshape(-1) / np.maximum(best, 1e-300)))
 
 
+def arguments(description: str, cases, work: str, out: str) -> argparse.Namespace:
+    """The command line of a slope benchmark (``--cases``, ``--work``, ``--out``); sets torch's threads to at most 2."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--cases", default=",".join(cases), help=f"comma-separated, from {list(cases)}")
+    parser.add_argument("--work", type=Path, default=Path("benchmarks") / work, help="where fitted runs are kept")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / out)
+    args = parser.parse_args()
+    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    return args
+
+
 def main() -> None:
     from lipsurrogate.bounds import certify
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cases", default=",".join(CASES), help=f"comma-separated, from {list(CASES)}")
-    parser.add_argument("--work", type=Path, default=Path("benchmarks/.tight_runs"), help="where fitted runs are kept")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "tight.md")
-    args = parser.parse_args()
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    args = arguments(__doc__.splitlines()[0], CASES, ".tight_runs", "tight.md")
     rows = []
     cache_file = args.work / "results.json"
     cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}

@@ -35,7 +35,7 @@ class GroupSort(nn.Module):
     Note [one pass each way]
         For ``group_size=2`` the forward pass writes ``min(a, b)`` and ``max(a, b)`` straight into
         the two halves of the output (exact: no rounding, the same values as :meth:`exact`) and
-        keeps ``a - b``; the backward pass routes each upstream gradient to the input that won,
+        keeps its input; the backward pass routes each upstream gradient to the input that won,
         ``da = g_min + [a > b] (g_max - g_min)``, ``db = g_max - [a > b] (g_max - g_min)``, with
         one ``threshold_backward`` (the ReLU's own backward kernel). At ties ``a = b`` it returns
         the gradient of ``(min, max) = (a, b)``, a valid element of the Clarke subdifferential.
@@ -98,23 +98,21 @@ class _PairSort(torch.autograd.Function):
         out = torch.empty_like(x)
         torch.minimum(a, b, out=out[..., :half])
         torch.maximum(a, b, out=out[..., half:])
-        ctx.save_for_backward(x, a - b)
+        ctx.save_for_backward(x)
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
-        x, difference = ctx.saved_tensors
+        (x,) = ctx.saved_tensors
+        a, b = x.chunk(2, dim=-1)
         grad_min, grad_max = grad.chunk(2, dim=-1)
-        half = grad_min.shape[-1]
-        if torch.is_grad_enabled():
-            # double backward (PINN residuals differentiate f' again, also in x): differentiable ops
-            # on the saved input, so the graph reaches x; threshold_backward's derivative in its
-            # input is 0, exact almost everywhere (the routing is piecewise constant in x)
-            a, b = x.chunk(2, dim=-1)
-            moved = torch.ops.aten.threshold_backward(grad_max - grad_min, a - b, 0)
+        # [a > b] (g_max - g_min): the ReLU's backward kernel with a - b as its input; differentiable
+        # in grad and (with derivative 0, exact almost everywhere) in x, so a double backward
+        # (PINN residuals differentiate f' again) reaches x through the saved input
+        moved = torch.ops.aten.threshold_backward(grad_max - grad_min, a - b, 0)
+        if torch.is_grad_enabled():  # double backward: no out= (autograd does not record it)
             return torch.cat([grad_min + moved, grad_max - moved], dim=-1)
-        # [a > b] (g_max - g_min): the ReLU's backward kernel with a - b as its input
-        moved = torch.ops.aten.threshold_backward(grad_max - grad_min, difference, 0)
+        half = grad_min.shape[-1]
         out = torch.empty_like(grad)
         torch.add(grad_min, moved, out=out[..., :half])
         torch.sub(grad_max, moved, out=out[..., half:])

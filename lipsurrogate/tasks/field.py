@@ -76,8 +76,8 @@ class FieldConfig:
     steps: int = 3000
     batch_size: int = 2048
     lr: float = 3e-3
-    # L8 trains for the max error that the certificate bounds (2026-12-03, seed 0, level-1 bound, % of
-    # max|u|, MSE -> L8): burgers1d 4.36 -> 3.1, allen-cahn1d 3.5 -> 1.5, advection1d 73.1 -> 66.8
+    # L8: towards the max error the certificate bounds; lower bounds on every generated case
+    # (benchmarks/results/loss.md)
     loss: str = "l8"
     local_block: int | list = 1
     refine_budget: int = 200_000

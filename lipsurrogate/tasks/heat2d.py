@@ -95,8 +95,7 @@ class Heat2DConfig:
     batch_samples: int = 32
     operator_steps: int = 4000
     operator_lr: float = 1e-2
-    # the operator keeps the MSE: with "l8" (the surrogate's loss) its held-out relative RMSE was 45%
-    # against 3%, and the unseen-IC bound 41.3% of max|u| against 13.8% (2026-12-03, seed 0)
+    # not the surrogate's L8: the operator trains far worse with it (benchmarks/results/loss.md)
     operator_loss: str = "mse"
     operator_batch_points: int = 2048
     seed: int = 0

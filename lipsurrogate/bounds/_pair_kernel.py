@@ -50,7 +50,8 @@ def disabled():
         ENABLED = previous
 
 
-def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R, top_c, top_m, top_r):  # noqa: N803
+def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R, top_c, top_m, top_r,  # noqa: N803
+                   want_ranges, q_range, e_range):
     n, rows, cols, _ = P.shape
     h = half_units
     for i in _prange(n):
@@ -82,6 +83,9 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R, top_c, top_
             qrad = qspread[j] * (1 + 8 * u) + ra0 + rb0 + eta
             lo = qc - qrad
             hi = qc + qrad
+            if want_ranges:
+                q_range[0, i, j] = lo
+                q_range[1, i, j] = hi
             if lo >= 0:
                 und[j] = False
                 va[j], vb[j], wa[j], wb[j] = 1.0, 0.0, 0.0, 1.0
@@ -122,10 +126,12 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R, top_c, top_
         # derivative rows
         massa = np.empty(h)
         jump = np.empty(h)
+        spread = np.empty(h)
         for a in range(1, rows):
             for j in range(h):
                 massa[j] = 0.0
                 jump[j] = 0.0
+                spread[j] = 0.0
             for b in range(cols):
                 sb = 1.0 if b == 0 else sb_[b - 1]
                 for j in range(h):
@@ -136,15 +142,23 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R, top_c, top_
                     else:
                         out_P[i, a, b, j + h] = da[j] * pa + db[j] * pb
                         out_P[i, a, b, j] = ea[j] * pa + eb[j] * pb
-                    jump[j] += abs(pa - pb) * sb
+                    gap = abs(pa - pb) * sb
+                    jump[j] += gap
                     if b > 0:
                         massa[j] += abs(pa) * sb + abs(pb) * sb
+                        spread[j] += gap
             for j in range(h):
                 rra = np.float64(R[i, a, j])
                 rrb = 0.0 if relu else np.float64(R[i, a, j + h])
                 pa0 = np.float64(P[i, a, 0, j])
                 pb0 = 0.0 if relu else np.float64(P[i, a, 0, j + h])
                 hull_r = (rra + rrb + 0.5 * jump[j]) * (1 + 4 * u) + (8 * u * (abs(pa0) + abs(pb0) + massa[j] + rra + rrb) + tiny)
+                if want_ranges:  # e = da - db in (pa0 - pb0) + sum_b (pa_b - pb_b) delta_b +- (rra + rrb)
+                    ec = pa0 - pb0
+                    erad = (spread[j] * (1 + 8 * u) + rra + rrb
+                            + 8 * (cols + 2) * u * (abs(pa0) + abs(pb0) + massa[j] + rra + rrb) + tiny)
+                    e_range[0, a - 1, i, j] = ec - erad
+                    e_range[1, a - 1, i, j] = ec + erad
                 rmax = hull_r if und[j] else da[j] * rra + db[j] * rrb
                 if relu:
                     out_R[i, a, j] = rmax
@@ -181,7 +195,7 @@ else:  # pragma: no cover
     _kernel = None
 
 
-def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool):  # noqa: N803
+def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool, ranges: bool = False):  # noqa: N803
     r"""The forms after a GroupSort(2) (units ``j`` and ``j + w/2`` paired) or ReLU layer.
 
     Parameters
@@ -194,6 +208,10 @@ def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool):  # noqa
         Half-widths of the boxes (same dtype, rounded up).
     relu : bool
         ReLU (the pair ``(z, 0)``, output width ``w``) instead of GroupSort(2).
+    ranges : bool
+        Also return the certified ranges of every pair's :math:`q = a - b` and
+        :math:`\partial_k a - \partial_k b` on the boxes (the backward bounds' input,
+        ``theory/cell-bounds.md`` section 14).
 
     Returns
     -------
@@ -202,6 +220,11 @@ def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool):  # noqa
     top_centre, top_mass, top_radius : ndarrays, shape (n, d + 1), float64
         Per row, the maxima over units of :math:`|c|`, :math:`\sum_b |G_b| s_b` and the radius of
         the output (the next layer's rounding bound).
+    q_range : ndarray, shape (2, n, w/2), float64
+        Only with ``ranges``: lower and upper **bounds** of :math:`a - b` (the enclosure that
+        decides the order).
+    e_range : ndarray, shape (2, d, n, w/2), float64
+        Only with ``ranges``: lower and upper **bounds** of :math:`\partial_k a - \partial_k b`.
     """
     if not HAVE_KERNEL:  # pragma: no cover
         raise RuntimeError("numba is not installed: use the torch step.")
@@ -211,10 +234,16 @@ def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool):  # noqa
     n, rows, cols, w = P.shape
     if not relu and w % 2:
         raise ValueError(f"GroupSort(2) needs an even width. Got {w}.")
+    if ranges and relu:
+        raise ValueError("Pair ranges exist for GroupSort(2) only, not for ReLU.")
     half_units = w if relu else w // 2
     out_P = np.empty_like(P)
     out_R = np.empty_like(R)
     top = np.empty((3, n, rows))
+    q_range = np.empty((2, n, half_units) if ranges else (2, 0, 0))
+    e_range = np.empty((2, rows - 1, n, half_units) if ranges else (2, 0, 0, 0))
     _kernel(P, R, np.ascontiguousarray(s, dtype=dtype), half_units, bool(relu), u, tiny, out_P, out_R,
-            top[0], top[1], top[2])
+            top[0], top[1], top[2], bool(ranges), q_range, e_range)
+    if ranges:
+        return out_P, out_R, top[0], top[1], top[2], q_range, e_range
     return out_P, out_R, top[0], top[1], top[2]

@@ -1,0 +1,327 @@
+r"""Backward (CROWN-style) linear bounds on a GroupSort network's derivatives over a box.
+
+The forward affine forms (:mod:`~lipsurrogate.bounds.affine`) must pick one symmetric relaxation
+per undecided GroupSort pair before they know how the pair's tangent will be used downstream;
+their radii then travel through :math:`|W|`. Going backward from the output, the coefficient
+that multiplies each pair's tangent is known, and the relaxation can be chosen for its sign.
+``theory/cell-bounds.md`` section 14 has the argument; in short, along input :math:`x_k` the
+tangent :math:`\dot v` of every layer obeys
+
+.. math::
+
+    \dot z_l = W_l \dot v_{l-1}, \qquad
+    \dot v_l = (\dot a - t,\; \dot b + t), \quad t = H(a - b)\,(\dot a - \dot b),
+
+with :math:`(a, b)` the two halves of :math:`z_l` and H the step (any value in [0, 1] at ties:
+every Clarke derivative is covered). For a coefficient vector :math:`(\alpha, \beta)` on
+:math:`\dot v_l` and :math:`\gamma = \beta - \alpha`,
+:math:`\alpha \cdot (\dot a - t) + \beta \cdot (\dot b + t) = \alpha \cdot \dot a + \beta \cdot \dot b + \gamma \cdot t`,
+and on the box, with :math:`q = a - b \in [q_l, q_u]` and :math:`e = \dot a - \dot b \in [e_l, e_u]`
+(certified intervals from the forward forms):
+
+* decided pairs (:math:`q_l \ge 0` or :math:`q_u \le 0`): :math:`t = e` or :math:`t = 0` exactly;
+* undecided pairs: :math:`\gamma t \le \mathrm{relu}(\gamma e) \le \lambda \gamma e + \mu` for
+  :math:`\gamma e \in [y_l, y_u]`, any :math:`\lambda \in [0, 1]` and
+  :math:`\mu = \max(0, -\lambda y_l, (1 - \lambda) y_u)` (the chord :math:`\lambda = y_u / (y_u - y_l)`
+  when :math:`y_l < 0 < y_u`).
+
+So :math:`\alpha \cdot \dot v_l \le c \cdot \dot z_l + \sum \mu` with
+:math:`c = (\alpha + \lambda\gamma, \beta - \lambda\gamma)`, and :math:`c \cdot \dot z_l = (W_l^T c) \cdot \dot v_{l-1}`:
+one vector-matrix product per layer. At the input the tangent of the features is an affine form
+:math:`D_k + H_k \delta \pm \sigma_k` in :math:`\delta = x - x_c`, so the result is a **linear**
+bound :math:`\partial_k f(x) \le C_k + g_k \cdot \delta` over the box (and a lower one from
+:math:`-f`), which keeps its cancellation with the reference's form in
+:func:`~lipsurrogate.bounds.affine.error_slopes`.
+
+Every floating-point step is a computed number used as an exact choice; what differs from the
+exact algebra (the coefficients' rounding, Higham's :math:`\gamma_n` of each product with
+:math:`W_l`, the sums) is bounded by the rounding bound times the certified magnitude of the tangent
+it multiplies and added to the constant (section 14). The bounds are **certified** for the
+computed float64 numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+try:  # numba comes with py-pde; without it the numpy step is used
+    import numba
+except ImportError:  # pragma: no cover
+    numba = None
+
+__all__ = ["LayerRanges", "TangentBounds", "disabled", "layer_ranges", "tangent_bounds"]
+
+ACTIVE = True
+"""Whether :func:`~lipsurrogate.bounds.affine.error_slopes` uses these bounds (see :func:`disabled`)."""
+
+
+@contextlib.contextmanager
+def disabled():
+    """Inside the block the error's slopes come from the forward forms alone (the certifier before
+    2026-12-03; benchmarks and tests compare the two). Both ways are certified."""
+    global ACTIVE
+    previous, ACTIVE = ACTIVE, False
+    try:
+        yield
+    finally:
+        ACTIVE = previous
+
+_U = 2.0**-53
+_TINY = 1e-300
+
+
+def _gamma(n: int) -> float:
+    """Higham's :math:`\\gamma_n = n u / (1 - n u)` for float64, rounded up generously."""
+    return 1.01 * n * _U / (1 - n * _U)
+
+
+@dataclass(frozen=True)
+class LayerRanges:
+    """Certified ranges at one hidden layer, for every box (from the forward forms).
+
+    Attributes
+    ----------
+    q_lower, q_upper : ndarray, shape (n, h)
+        :math:`a - b` of every GroupSort pair (values).
+    e_lower, e_upper : ndarray, shape (d, n, h)
+        :math:`\\partial_k a - \\partial_k b` of every pair, per input k.
+    """
+
+    q_lower: np.ndarray
+    q_upper: np.ndarray
+    e_lower: np.ndarray
+    e_upper: np.ndarray
+
+
+def layer_ranges(P: torch.Tensor, R: torch.Tensor, s: np.ndarray) -> LayerRanges:  # noqa: N803
+    r"""Intervals of the pair differences :math:`q = a - b` and :math:`\partial_k a - \partial_k b` from packed forms.
+
+    ``P[n, r, b, unit]``: row r = 0 the value, r = 1..d the derivatives; column b = 0 the centre,
+    b = 1..d the generators; ``R[n, r, unit]`` the radii (``affine._pack``'s layout), in the forms'
+    dtype (float32 or float64, unit roundoff u). The difference of two forms is enclosed by its own
+    form (generators subtract): :math:`Q_c \pm (\sum_j |Q_j| s_j + R_a + R_b)`. Each entry of Q is one
+    correctly rounded subtraction (error at most :math:`u|Q|`) and the sums have at most d + 3
+    terms, so a margin of :math:`8(d + 3)u(|Q_c| + \text{spread})` covers the evaluation; s is
+    rounded up to the dtype first (a larger box only widens the enclosure).
+    """
+    h = P.shape[-1] // 2
+    d = P.shape[2] - 1
+    u = _U if P.dtype == torch.float64 else 2.0**-24
+    tiny = _TINY if P.dtype == torch.float64 else 1e-30
+    half = torch.from_numpy(np.asarray(s, dtype=np.float64))
+    half = half if P.dtype == torch.float64 else half.to(P.dtype) * (1 + 4 * u)
+    Q = P[..., :h] - P[..., h:]
+    spread = torch.einsum("nrbw,nb->nrw", Q[:, :, 1:].abs(), half) + R[..., :h] + R[..., h:]
+    centre = Q[:, :, 0]
+    reach = spread + (8 * (d + 3) * u) * (centre.abs() + spread) + tiny
+    lower, upper = (centre - reach).double().numpy(), (centre + reach).double().numpy()
+    return LayerRanges(lower[:, 0], upper[:, 0], np.moveaxis(lower[:, 1:], 1, 0), np.moveaxis(upper[:, 1:], 1, 0))
+
+
+@dataclass(frozen=True)
+class TangentBounds:
+    r"""Linear bounds :math:`L_k + g^L_k \cdot \delta \le \partial_k f(x) \le U_k + g^U_k \cdot \delta` on boxes.
+
+    All arrays have a leading box axis n; ``*_centre`` (n, d), ``*_slope`` (n, d, d) with
+    ``[i, k, j]`` multiplying :math:`\delta_j = x_j - x_{c,j}`. **Certified** for almost every x
+    in each box (every rounding error is inside the constants).
+    """
+
+    lower_centre: np.ndarray
+    lower_slope: np.ndarray
+    upper_centre: np.ndarray
+    upper_slope: np.ndarray
+
+    def intervals(self, half: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Certified ``(lower, upper)`` of each :math:`\\partial_k f` over the boxes of half-widths ``half``."""
+        return _concretise(self.lower_centre, self.lower_slope, half, -1), \
+            _concretise(self.upper_centre, self.upper_slope, half, 1)
+
+
+def _concretise(centre, slope, half, sign):
+    """``centre + sign * sum_j |slope_j| half_j`` rounded outwards (the extreme of the linear bound over the box)."""
+    reach = np.einsum("nkj,nj->nk", np.abs(slope), half)
+    margin = 4 * (half.shape[1] + 2) * _U * (np.abs(centre) + reach) + _TINY
+    return centre + sign * (reach + margin)
+
+
+def tangent_bounds(weights, records, inputs, half: np.ndarray) -> TangentBounds:
+    r"""Backward linear bounds of every :math:`\partial_k f` of a GroupSort(2) chain on boxes.
+
+    Parameters
+    ----------
+    weights : list of ndarray
+        The chain's float64 weight matrices :math:`W_1, \dots, W_m` (``W_m`` of one row).
+    records : list of LayerRanges
+        One per hidden layer, in order (:func:`layer_ranges` of the forward forms).
+    inputs : (D, H, sigma)
+        The first layer's input tangents as forms: ``D[n, unit, k]``, ``H[n, unit, k, j]``,
+        ``sigma[n, unit, k]`` (``affine._input_forms``).
+    half : ndarray, shape (n, d)
+        Half-widths of the boxes.
+
+    Returns
+    -------
+    TangentBounds
+
+    Notes
+    -----
+    All 2d bounds (upper and lower, every input) run as one batch: the coefficient vectors are
+    stacked as ``(2, d, n, width)`` so that each layer is one matrix product.
+    """
+    D, H, sigma = inputs  # noqa: N806
+    n, _, d = D.shape
+    feature_abs = np.abs(D) + np.einsum("nwkj,nj->nwk", np.abs(H), half) + sigma  # |dv_0| per input k
+    magnitudes = _tangent_magnitudes(weights, feature_abs.max(axis=0).T)  # (layers, d, w): |dz| bounds
+    y = np.stack([np.broadcast_to(sign * weights[-1][0], (d, n, weights[-1].shape[1])) for sign in (1.0, -1.0)])
+    const = np.zeros((2, d, n))
+    for i in range(len(weights) - 2, -1, -1):
+        r = records[i]
+        h = r.q_lower.shape[1]
+        w = weights[i]
+        below = magnitudes[i - 1] if i > 0 else feature_abs.max(axis=0).T  # (d, width of the layer below)
+        below = _pair_hull(below) if i > 0 else below
+        rows = np.abs(w) @ below.T  # (w, d): bounds sum_j |W_oj| |dv_j| per output unit o and input k
+        if ENABLED:
+            c, terms, c_rows = _relax_kernel(y.reshape(2 * d, n, -1), r.q_lower, r.q_upper, r.e_lower, r.e_upper,
+                                             magnitudes[i], rows, d)
+            c, terms, c_rows = c.reshape(2, d, n, -1), terms.reshape(2, d, n), c_rows.reshape(2, d, n)
+        else:
+            c, terms, c_rows = _relax(y[..., :h], y[..., h:], r, magnitudes[i][None, :, None, :], rows)
+        y = (c.reshape(-1, c.shape[-1]) @ w).reshape(2, d, n, -1)  # on dv_{i-1}; |exact - y| <= gamma |c| |W|
+        product_err = _gamma(max(w.shape) + 2) * c_rows
+        const = const + (terms + product_err) * (1 + 4 * (2 * h + 4) * _U)
+    # at the features: y . (D_k + H_k delta +- sigma_k)
+    centre = np.einsum("sknw,nwk->skn", y, D)
+    lin = np.einsum("sknw,nwkj->sknj", y, H)
+    m = y.shape[-1] + 2
+    ay = np.abs(y)
+    err = _gamma(m) * (np.einsum("sknw,nwk->skn", ay, np.abs(D))
+                       + np.einsum("sknw,nwkj,nj->skn", ay, np.abs(H), half))
+    const = const + (np.einsum("sknw,nwk->skn", ay, sigma) + err) * (1 + 4 * m * _U)
+    top = centre + const
+    top = top + 4 * _U * (np.abs(centre) + const) + _TINY  # the sign * f' <= top + lin . delta of every box
+    up_c, lo_c = np.moveaxis(top[0], 0, 1), np.moveaxis(top[1], 0, 1)  # (n, d)
+    up_g, lo_g = np.moveaxis(lin[0], 0, 1), np.moveaxis(lin[1], 0, 1)  # (n, d, d)
+    return TangentBounds(-lo_c, -lo_g, up_c, up_g)
+
+
+def _relax_kernel(y, q_lower, q_upper, e_lower, e_upper, dz, rows, d):  # pragma: no cover - compiled
+    """:func:`_relax` one number at a time (same formulas, same order of operations per element),
+    in parallel over (bound, box)."""
+    s_count, n, w = y.shape
+    h = w // 2
+    c = np.empty_like(y)
+    terms = np.zeros((s_count, n))
+    c_rows = np.zeros((s_count, n))
+    for idx in _prange(s_count * n):
+        sk = idx // n
+        i = idx - sk * n
+        k = sk % d
+        acc_mu = 0.0
+        acc_err = 0.0
+        acc_rows = 0.0
+        for j in range(h):
+            alpha = y[sk, i, j]
+            beta = y[sk, i, j + h]
+            g = beta - alpha
+            el = e_lower[k, i, j]
+            eu = e_upper[k, i, j]
+            p1 = g * el
+            p2 = g * eu
+            eta = 3 * _U * abs(g) * max(abs(el), abs(eu)) + _TINY
+            yl = min(p1, p2) - eta
+            yu = max(p1, p2) + eta
+            if q_lower[i, j] >= 0:
+                lam = 1.0
+                mu = 0.0
+            elif q_upper[i, j] <= 0:
+                lam = 0.0
+                mu = 0.0
+            else:
+                if yl >= 0:
+                    lam = 1.0
+                elif yu <= 0:
+                    lam = 0.0
+                else:
+                    span = yu - yl
+                    lam = min(max(yu / (span if span > 0 else 1.0), 0.0), 1.0)
+                mu = max(0.0, max(-lam * yl, (1 - lam) * yu)) * (1 + 4 * _U)
+            lg = lam * g
+            ca = alpha + lg
+            cb = beta - lg
+            c[sk, i, j] = ca
+            c[sk, i, j + h] = cb
+            err = 4 * _U * (abs(alpha) + abs(beta) + 2 * abs(lg))
+            acc_mu += mu
+            acc_err += err * (dz[k, j] + dz[k, j + h])
+            acc_rows += abs(ca) * rows[j, k] + abs(cb) * rows[j + h, k]
+        terms[sk, i] = acc_mu + acc_err
+        c_rows[sk, i] = acc_rows
+    return c, terms, c_rows
+
+
+if numba is not None:
+    _prange = numba.prange
+    _relax_kernel = numba.njit(parallel=True, cache=True, nogil=True)(_relax_kernel)
+else:  # pragma: no cover
+    _prange = range
+
+ENABLED = numba is not None
+"""Whether :func:`tangent_bounds` uses the compiled relaxation step (else the numpy one; same formulas)."""
+
+
+def _relax(alpha, beta, r: LayerRanges, dz, rows):
+    r"""One pair layer backwards (section 14): coefficients on :math:`\dot z`, the constants added and
+    :math:`\sum_o |c_o|\,\mathrm{rows}_{ok}` (the product's rounding bound, before :math:`\gamma`).
+
+    ``alpha``, ``beta``: the coefficients on the pair's two outputs, shape (2, d, n, h); ``dz``:
+    bounds on :math:`|\partial_k z|` of the layer's units, broadcastable to (2, d, n, w); ``rows``
+    (w, d): :math:`\sum_j |W_{oj}|\,|\partial_k v_j|` bounds per unit o of the layer.
+    """
+    h = alpha.shape[-1]
+    g = beta - alpha  # |gamma - g| <= u |g| for the exact gamma = beta - alpha
+    el, eu = r.e_lower[None], r.e_upper[None]
+    p1, p2 = g * el, g * eu
+    eta = 3 * _U * np.abs(g) * np.maximum(np.abs(el), np.abs(eu)) + _TINY
+    yl, yu = np.minimum(p1, p2) - eta, np.maximum(p1, p2) + eta  # gamma e in [yl, yu]
+    up, down = r.q_lower >= 0, r.q_upper <= 0
+    undecided = ~(up | down)
+    chord = np.clip(yu / np.where(yu - yl > 0, yu - yl, 1.0), 0.0, 1.0)
+    lam = np.where(undecided, np.where(yl >= 0, 1.0, np.where(yu <= 0, 0.0, chord)), up.astype(np.float64))
+    mu = np.where(undecided, np.maximum(0.0, np.maximum(-lam * yl, (1 - lam) * yu)) * (1 + 4 * _U), 0.0)
+    lg = lam * g
+    c = np.concatenate([alpha + lg, beta - lg], -1)
+    # the exact coefficients alpha + lam gamma, beta - lam gamma differ from the computed ones by at
+    # most u |lam g| (gamma vs g) + u |lam g| (the product) + u |c| (the sum), times |dz| on the box
+    err = 4 * _U * (np.abs(alpha) + np.abs(beta) + 2 * np.abs(lg))
+    terms = mu.sum(-1) + (err * (dz[..., :h] + dz[..., h:])).sum(-1)
+    c_rows = np.einsum("sknw,wk->skn", np.abs(c), rows)
+    return c, terms, c_rows
+
+
+def _tangent_magnitudes(weights, feature_abs):
+    r"""Bounds on :math:`|\partial_k z_l|` of every unit of every hidden layer, valid on all the boxes.
+
+    ``feature_abs`` (d, w_0) bounds the input tangents; :math:`|\dot z_l| \le |W_l|\,|\dot v_{l-1}|`
+    and a pair's output tangents lie in the hull of its inputs'. Crude (they only scale the
+    rounding terms, which are :math:`O(u)`), rounded up by :math:`(1 + \gamma)` per layer.
+    """
+    out = []
+    below = feature_abs
+    for w in weights[:-1]:
+        z = (below @ np.abs(w).T) * (1 + _gamma(w.shape[1] + 2)) + _TINY
+        out.append(z)
+        below = _pair_hull(z)
+    return out
+
+
+def _pair_hull(tangent_abs: np.ndarray) -> np.ndarray:
+    """A GroupSort pair's output tangents lie in the hull of its input tangents: max of the two bounds, both outputs."""
+    h = tangent_abs.shape[-1] // 2
+    m = np.maximum(tangent_abs[..., :h], tangent_abs[..., h:])
+    return np.concatenate([m, m], -1)

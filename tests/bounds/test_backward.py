@@ -1,0 +1,232 @@
+"""Backward linear bounds on the network's derivatives (theory/cell-bounds.md section 14)."""
+
+import copy
+
+import numpy as np
+import pytest
+import torch
+
+from lipsurrogate.bounds import HeatSolution, backward
+from lipsurrogate.bounds.affine import box_centres, error_slopes, network_derivative_forms
+from lipsurrogate.data.heat import random_periodic_modes
+from lipsurrogate.nn import FeatureLipschitzMLP, LipschitzMLP, to_plain
+
+
+def _features(seed=1):
+    return FeatureLipschitzMLP(3, 1, (32, 32, 32), periods=[2 * np.pi, 2 * np.pi, None], harmonics=3,
+                               offset=[0, 0, 0.5], scale=[1, 1, 2], input_budget=[3, 3, 1], seed=seed)
+
+
+def _models():
+    yield _features()
+    yield LipschitzMLP(2, 1, (16, 16, 16), lipschitz=3.0, seed=2)
+
+
+def _inflate(model, factor=3.0):
+    """More undecided pairs: a harder test."""
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("original"):
+                p.mul_(factor)
+    return model
+
+
+def _boxes(d, n, rng, widths=(1e-3, 0.05, 0.5)):
+    lo = rng.uniform(0, 6, size=(n, d))
+    width = rng.choice(widths, size=(n, 1)) * np.ones((1, d))
+    return lo, width
+
+
+def _gradients(model, pts):
+    n, m, d = pts.shape
+    x = torch.tensor(pts.reshape(-1, d), requires_grad=True)
+    (g,) = torch.autograd.grad(to_plain(model).double()(x).sum(), x)
+    return g.numpy().reshape(n, m, d)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("model", list(_models()), ids=["features", "groupsort"])
+def test_backward_bounds_contain_sampled_gradients_pointwise(model, dtype, rng):
+    model = _inflate(copy.deepcopy(model))
+    d = model.in_features
+    lo, width = _boxes(d, 240, rng)
+    centre, half = box_centres(lo, lo + width)
+    _, tb = network_derivative_forms(model, centre, half, dtype=dtype, with_backward=True)
+    pts = lo[:, None, :] + rng.uniform(size=(len(lo), 40, d)) * width[:, None, :]
+    g = _gradients(model, pts)
+    delta = pts - centre[:, None, :]
+    upper = tb.upper_centre[:, None, :] + np.einsum("nkj,npj->npk", tb.upper_slope, delta)
+    lower = tb.lower_centre[:, None, :] + np.einsum("nkj,npj->npk", tb.lower_slope, delta)
+    assert np.all(g <= upper) and np.all(g >= lower)  # the linear bounds hold pointwise
+    low, up = tb.intervals(half)
+    assert np.all(g >= low[:, None]) and np.all(g <= up[:, None])
+
+
+def test_backward_is_tighter_than_the_forward_forms(rng):
+    model = _features()
+    lo = rng.uniform(0, 5, size=(400, 3))
+    centre, half = box_centres(lo, lo + np.array([2 * np.pi / 64, 2 * np.pi / 64, 1 / 16]))
+    forms, tb = network_derivative_forms(model, centre, half, with_backward=True)
+    flo, fhi = forms.intervals(half)
+    blo, bhi = tb.intervals(half)
+    assert np.median((bhi - blo) / (fhi - flo)) < 0.9
+
+
+def test_tiny_boxes_give_the_exact_gradient(rng):
+    """Every pair is decided on a tiny box: the bounds pinch the gradient (only rounding terms remain)."""
+    model = _features()
+    centre = rng.uniform(0.5, 5, size=(50, 3))
+    half = np.full((50, 3), 1e-10)
+    # float64 forms: float32 radii (1e-6 relative) would leave near-ties undecided
+    _, tb = network_derivative_forms(model, centre, half, dtype=torch.float64, with_backward=True)
+    low, up = tb.intervals(half)
+    g = _gradients(model, centre[:, None, :])[:, 0]
+    assert np.all(low <= g) and np.all(g <= up)
+    assert np.max(up - low) < 1e-8
+
+
+def test_a_shrunk_bound_is_caught_by_the_sampled_check(rng):
+    """The pointwise containment check above has teeth: on small boxes, where the linear bounds hug
+    the gradient, moving each upper bound's constant down by a tenth of the box's bound width puts
+    sampled gradients above it in most boxes."""
+    model = _features()
+    lo, width = _boxes(3, 100, rng, widths=(1e-4,))
+    centre, half = box_centres(lo, lo + width)
+    _, tb = network_derivative_forms(model, centre, half, dtype=torch.float64, with_backward=True)
+    low, up = tb.intervals(half)
+    pts = lo[:, None, :] + rng.uniform(size=(100, 20, 3)) * width[:, None, :]
+    g = _gradients(model, pts)
+    delta = pts - centre[:, None, :]
+    upper = tb.upper_centre[:, None, :] + np.einsum("nkj,npj->npk", tb.upper_slope, delta)
+    assert np.all(g <= upper)
+    shrunk = upper - 0.1 * (up - low)[:, None, :] - 1e-12
+    caught = np.any(g > shrunk, axis=(1, 2))
+    assert caught.mean() > 0.5
+
+
+def test_compiled_step_equals_the_numpy_step(rng, monkeypatch):
+    model = _inflate(_features())
+    lo, width = _boxes(3, 60, rng)
+    centre, half = box_centres(lo, lo + width)
+    _, fast = network_derivative_forms(model, centre, half, with_backward=True)
+    monkeypatch.setattr(backward, "ENABLED", False)
+    _, slow = network_derivative_forms(model, centre, half, with_backward=True)
+    for name in ("lower_centre", "lower_slope", "upper_centre", "upper_slope"):
+        np.testing.assert_allclose(getattr(fast, name), getattr(slow, name), rtol=1e-12, atol=1e-14)
+
+
+def test_relu_networks_have_no_backward_bounds(rng):
+    model = LipschitzMLP(2, 1, (16, 16), lipschitz=3.0, activation="relu", seed=3)
+    centre, half = box_centres(np.zeros((4, 2)), np.full((4, 2), 0.1))
+    forms, tb = network_derivative_forms(model, centre, half, with_backward=True)
+    assert tb is None and forms.centre.shape == (4, 2)
+
+
+def _heat_problem(rng):
+    """A heat reference, a small Fourier-feature network and the (x, y, t) box."""
+    ref = HeatSolution(random_periodic_modes(rng, n_modes=3, k_max=2), 0.05)
+    model = FeatureLipschitzMLP(3, 1, (32, 32), periods=[2 * np.pi, 2 * np.pi, None], harmonics=2,
+                                offset=[0, 0, 0.5], scale=[1, 1, 2], input_budget=[6, 6, 2], seed=5)
+    return ref, model, np.array([[0, 2 * np.pi], [0, 2 * np.pi], [0, 1.0]])
+
+
+def test_error_slopes_with_backward_contain_samples_and_only_tighten(rng):
+    ref, model, box = _heat_problem(rng)
+    lo = box[:, 0] + rng.uniform(size=(200, 3)) * (box[:, 1] - box[:, 0] - 0.1)
+    hi = lo + 0.1
+    elo, ehi = error_slopes(model, ref, lo, hi, box)
+    pts = lo[:, None, :] + rng.uniform(size=(200, 30, 3)) * 0.1
+    x = torch.tensor(pts.reshape(-1, 3), requires_grad=True)
+    (g,) = torch.autograd.grad((to_plain(model).double()(x)[:, 0] - ref.torch(x)).sum(), x)
+    g = g.numpy().reshape(200, 30, 3)
+    assert np.all(g >= elo[:, None]) and np.all(g <= ehi[:, None])
+    flo, fhi = error_slopes(model, ref, lo, hi, box, backward=False)
+    assert np.all(elo >= flo) and np.all(ehi <= fhi)
+    assert np.median((ehi - elo) / (fhi - flo)) < 0.95
+
+
+def _pair_samples(model, pts):
+    """Sampled :math:`q = a - b` and :math:`\\partial_k q` of every GroupSort pair of every hidden layer."""
+    plain = to_plain(model).double()
+    body = plain.net.body if hasattr(plain, "net") else plain.body
+    linears = [m for m in body if isinstance(m, torch.nn.Linear)][:-1]
+    seen = []
+    hooks = [m.register_forward_hook(lambda _m, _i, out: seen.append(out)) for m in linears]
+    n, m, d = pts.shape
+    x = torch.tensor(pts.reshape(-1, d), requires_grad=True)
+    plain(x)
+    for hook in hooks:
+        hook.remove()
+    out = []
+    for z in seen:
+        h = z.shape[1] // 2
+        q = z[:, :h] - z[:, h:]
+        e = torch.stack([torch.autograd.grad(q[:, j].sum(), x, retain_graph=True)[0] for j in range(h)], -1)
+        out.append((q.detach().numpy().reshape(n, m, h), e.numpy().reshape(n, m, d, h)))
+    return out
+
+
+@pytest.mark.parametrize("fused", [True, False], ids=["kernel", "torch-step"])
+@pytest.mark.parametrize("model", list(_models()), ids=["features", "groupsort"])
+def test_layer_ranges_contain_sampled_pair_differences(model, fused, rng, monkeypatch):
+    """The ranges of a - b and d(a - b)/dx_k that the backward pass reads, from the fused kernel
+    (default) and from the torch step's :func:`layer_ranges`, hold at sampled points of each box."""
+    from lipsurrogate.bounds import _pair_kernel
+    from lipsurrogate.bounds.affine import _forms
+    from lipsurrogate.bounds.network import extract_chain
+
+    model = _inflate(copy.deepcopy(model))
+    monkeypatch.setattr(_pair_kernel, "ENABLED", fused)
+    d = model.in_features
+    lo, width = _boxes(d, 120, rng)
+    centre, half = box_centres(lo, lo + width)
+    record = {}
+    _forms(model, extract_chain(model), centre, half, torch.float32, record=record)
+    pts = lo[:, None, :] + rng.uniform(size=(len(lo), 25, d)) * width[:, None, :]
+    for r, (q, e) in zip(record["layers"], _pair_samples(model, pts)):
+        assert np.all(q >= r.q_lower[:, None]) and np.all(q <= r.q_upper[:, None])
+        e_lower, e_upper = np.moveaxis(r.e_lower, 0, 1), np.moveaxis(r.e_upper, 0, 1)  # (n, d, h)
+        assert np.all(e >= e_lower[:, None]) and np.all(e <= e_upper[:, None])
+    assert len(record["layers"]) == len(extract_chain(model).weights) - 1
+
+
+def test_kernel_ranges_match_the_torch_step(rng):
+    """Both enclosures come from the same forms: they differ by rounding margins only."""
+    from lipsurrogate.bounds import _pair_kernel
+    from lipsurrogate.bounds.affine import _forms
+    from lipsurrogate.bounds.network import extract_chain
+
+    model = _inflate(_features())
+    lo, width = _boxes(3, 100, rng)
+    centre, half = box_centres(lo, lo + width)
+    fused, step = {}, {}
+    _forms(model, extract_chain(model), centre, half, torch.float64, record=fused)
+    with _pair_kernel.disabled():
+        _forms(model, extract_chain(model), centre, half, torch.float64, record=step)
+    for a, b in zip(fused["layers"], step["layers"]):
+        for name in ("q_lower", "q_upper", "e_lower", "e_upper"):
+            x, y = getattr(a, name), getattr(b, name)
+            np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-9 * np.abs(y).max())
+
+
+def test_certify_uses_the_backward_bounds_on_its_blocks(rng):
+    """With the backward bounds (the default for GroupSort(2) networks) every cell's bound is at most
+    the forms-only one and smaller on most cells, every cell still holds at sampled points, and the
+    certificate says where they were used."""
+    from lipsurrogate.bounds import certify
+    from lipsurrogate.bounds.cells import locate_cells
+
+    ref, model, box = _heat_problem(rng)
+    kwargs = dict(box=box, cells=[16, 16, 8], local_block=(1, 1, 2), slopes="affine")
+    with backward.disabled():
+        forms = certify(model, ref, **kwargs)
+    tight = certify(model, ref, **kwargs)
+    assert forms.document["backward_bounds"] is None and "section 14" in tight.document["backward_bounds"]
+    before, after = forms.cells.per_cell, tight.cells.per_cell
+    assert np.all(after <= before) and np.mean(after < before) > 0.5
+    pts = rng.uniform([0, 0, 0], [2 * np.pi, 2 * np.pi, 1.0], size=(5000, 3))
+    with torch.no_grad():
+        err = np.abs(to_plain(model).double()(torch.from_numpy(pts))[:, 0].numpy() - ref.values(pts)[0])
+    assert np.all(err <= after[locate_cells(pts, tight.cells.edges)])
+    refined = certify(model, ref, **kwargs, refine_budget=5000)
+    assert refined.bound <= tight.bound

@@ -1,22 +1,28 @@
-"""Slope blocks and the fused pair step (issues 16 and 17): bound, per-cell tightness and seconds.
+"""Slope blocks, the fused pair step and the backward bounds (issues 16 and 17): bound, per-cell tightness, seconds.
 
 The error's slope range is bounded once per *block* of cells (theory/cell-bounds.md sections
 4 and 12). Small boxes leave fewer GroupSort pairs undecided, so the affine forms tighten much
-faster than linearly as the block shrinks, but there are more blocks to propagate. This
-benchmark certifies the same trained networks with:
+faster than linearly as the block shrinks, but there are more blocks to propagate. The backward
+linear bounds (section 14) choose each undecided pair's relaxation for the sign of its
+coefficient and are intersected with the forward forms' range. This benchmark certifies the same
+trained networks with:
 
-* the old default: blocks of 2 cells per axis, ``slopes="both"``, the torch pair step;
-* the same with the fused numba pair step (``lipsurrogate/bounds/_pair_kernel.py``; same formulas);
-* blocks per axis (``local_block=(1, 1, 4)``: single cells in x and y, 4 in t; the new heat2d
-  default), ``(1, 1, 2)`` and single cells, affine forms;
+* the default before 2026-12-03: blocks of 2 cells per axis, ``slopes="both"``, the torch pair
+  step, forward forms only (the ratio column's baseline);
+* the default of 2026-12-03: small blocks, forward forms only (``backward.disabled()``);
+* the default now: the same blocks with the backward bounds (refinement's children use the
+  forms alone);
+* other blocks and slope methods with the backward bounds;
 
 each with the run's grid and refinement budget, one after the other in this process (so the
-seconds are comparable: the ratio column divides by the old default's measured in the same run).
-Cases: ``heat2d`` (the default fit, L_8 loss), ``heat2d-mse`` (the same with the MSE loss) and
-``heat2d-kappa`` (4 inputs). Every bound is certified; observed errors are measurements.
+seconds are comparable: the ratio column divides by the first variant's measured in the same run).
+Cases: ``heat2d`` (the default fit, L_8 loss), ``heat2d-mse`` (the same with the MSE loss),
+``heat2d-kappa`` (4 inputs, the default fit, L_8 loss) and ``heat2d-kappa-mse`` (the same with
+the MSE loss, its default before the backward bounds). Every bound is certified; observed errors
+are measurements.
 
-Run: ``python benchmarks/bench_blocks.py [--cases heat2d,heat2d-mse,heat2d-kappa] [--work DIR]``
-(about 15 minutes on 2 cores; fitted runs are kept in ``--work``).
+Run: ``python benchmarks/bench_blocks.py [--cases heat2d,heat2d-mse,heat2d-kappa,heat2d-kappa-mse] [--work DIR]``
+(about 30 minutes on 2 cores; fitted runs are kept in ``--work``).
 """
 
 from __future__ import annotations
@@ -34,23 +40,24 @@ CASES = {
     "heat2d": ("heat2d", {}),
     "heat2d-mse": ("heat2d", {"loss": "mse"}),
     "heat2d-kappa": ("heat2d-kappa", {}),
+    "heat2d-kappa-mse": ("heat2d-kappa", {"loss": "mse"}),
 }
-VARIANTS = {
-    3: [("2 x 2 x 2, both, torch step (old default)", 2, "both", False),
-        ("2 x 2 x 2, both", 2, "both", True),
-        ("1 x 1 x 4, affine (new default)", [1, 1, 4], "affine", True),
-        ("1 x 1 x 2, affine", [1, 1, 2], "affine", True),
-        ("1 x 1 x 1, affine", 1, "affine", True)],
-    4: [("2 x 2 x 2 x 2, both, torch step (old default)", 2, "both", False),
-        ("2 x 2 x 2 x 2, both", 2, "both", True),
-        ("1 x 1 x 4 x 4, both", [1, 1, 4, 4], "both", True),
-        ("1 x 1 x 2 x 2, both (new default)", [1, 1, 2, 2], "both", True),
-        ("1 x 1 x 2 x 2, affine", [1, 1, 2, 2], "affine", True)],
+VARIANTS = {  # label, blocks, slopes, fused pair step, backward bounds
+    3: [("2 x 2 x 2, both, torch step, forms only (before 2026-12-03)", 2, "both", False, False),
+        ("1 x 1 x 4, affine, forms only (2026-12-03)", [1, 1, 4], "affine", True, False),
+        ("1 x 1 x 4, affine (default)", [1, 1, 4], "affine", True, True),
+        ("1 x 1 x 8, affine", [1, 1, 8], "affine", True, True),
+        ("1 x 1 x 2, affine", [1, 1, 2], "affine", True, True)],
+    4: [("2 x 2 x 2 x 2, both, torch step, forms only (before 2026-12-03)", 2, "both", False, False),
+        ("1 x 1 x 2 x 2, both, forms only (2026-12-03)", [1, 1, 2, 2], "both", True, False),
+        ("1 x 1 x 2 x 2, both (default)", [1, 1, 2, 2], "both", True, True),
+        ("1 x 1 x 2 x 2, affine", [1, 1, 2, 2], "affine", True, True),
+        ("1 x 1 x 4 x 4, both", [1, 1, 4, 4], "both", True, True)],
 }
 
 
 def main() -> None:
-    from lipsurrogate.bounds import _pair_kernel, certify
+    from lipsurrogate.bounds import _pair_kernel, backward, certify
 
     args = bench_tight.arguments(__doc__.splitlines()[0], CASES, ".block_runs", "blocks.md")
     rows = []
@@ -62,8 +69,9 @@ def main() -> None:
         kwargs.pop("local_block")
         d = len(kwargs["cells"]) if "cells" in kwargs else len(kwargs["edges"])
         baseline = None
-        for label, block, slopes, fused in VARIANTS[d]:
-            with contextlib.nullcontext() if fused else _pair_kernel.disabled():
+        for label, block, slopes, fused, backward_bounds in VARIANTS[d]:
+            with (contextlib.nullcontext() if fused else _pair_kernel.disabled(),
+                  contextlib.nullcontext() if backward_bounds else backward.disabled()):
                 start = time.perf_counter()
                 cert = certify(model, reference, local_block=block, slopes=slopes, **kwargs)
                 seconds = time.perf_counter() - start
@@ -75,13 +83,13 @@ def main() -> None:
                          secs.get("refinement", 0.0), seconds, seconds / baseline))
             print(f"{case:13s} {label:45s} bound {rows[-1][3]:6.2f}%  per-cell {cell:5.2f}  {seconds:6.1f} s "
                   f"({seconds / baseline:.2f}x)", flush=True)
-    lines = header("Slope blocks and the fused pair step (issues 16, 17)", [
+    lines = header("Slope blocks, the fused pair step and the backward bounds (issues 16, 17)", [
         "same trained network per case (seed 0, the task's default grid and refinement budget); only the "
-        "certifier's blocks, slope method and pair step change; every bound is certified",
+        "certifier's blocks, slope method, pair step and backward bounds change; every bound is certified",
         "observed = the run's verification max error (dense + random + adversarial: a lower bound on the true max)",
         "per-cell = median over cells of bound / largest sampled error in the cell (vertices + 8 random points)",
-        "seconds: slope ranges (local constants), refinement, whole certificate; ratio = whole / the old default's, "
-        "measured one after the other in this run",
+        "seconds: slope ranges (local constants), refinement, whole certificate; ratio = whole / the first "
+        "variant's, measured one after the other in this run",
     ])
     lines += ["| case | blocks, slopes | before refinement | bound | observed | tightness | per-cell median | "
               "slopes s | refinement s | certificate s | ratio |",

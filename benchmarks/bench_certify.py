@@ -99,14 +99,14 @@ def main(argv=None) -> None:
     reference = HeatSolution(modes, 0.05)
     box = np.array([[e[0], e[-1]] for e in edges])
 
-    def local_constants(block=2, method="interval", fused=True):
+    def local_constants(block=2, method="interval", fused=True, backward=False):
         # per-cell constants as certify(..., local_block=block) builds them: one range per block
         from lipsurrogate.bounds import _pair_kernel
 
         step = [block] * 3 if np.isscalar(block) else list(block)
         lo, hi, shape = block_boxes(edges, step)
         with contextlib.nullcontext() if fused else _pair_kernel.disabled():
-            out = _error_slopes(model, reference, lo, hi, box, method)[1].reshape(*shape, 3)
+            out = _error_slopes(model, reference, lo, hi, box, method, backward=backward)[1].reshape(*shape, 3)
         for axis, k in enumerate(step):
             out = np.repeat(out, k, axis=axis)
         return out
@@ -116,6 +116,7 @@ def main(argv=None) -> None:
     _, t_affine = timed(lambda: local_constants(method="affine"))
     _, t_both = timed(lambda: local_constants(method="both"))
     _, t_affine_114 = timed(lambda: local_constants(block=(1, 1, 4), method="affine"))
+    _, t_backward_114 = timed(lambda: local_constants(block=(1, 1, 4), method="affine", backward=True))
     from lipsurrogate.bounds import certify
 
     _, t_certify_old = timed(lambda: certify(model, reference, box, [128, 128, 32], local_block=2, slopes="both",
@@ -137,9 +138,10 @@ def main(argv=None) -> None:
         ("local slopes on 2x2x2 blocks, affine forms, torch pair step", n_cells, t_affine_torch),
         ("local slopes on 2x2x2 blocks, affine forms (fused pair step)", n_cells, t_affine),
         ("local slopes on 2x2x2 blocks, affine and interval (old default)", n_cells, t_both),
-        ("local slopes on 1x1x4 blocks, affine forms (heat2d default)", n_cells, t_affine_114),
+        ("local slopes on 1x1x4 blocks, affine forms (heat2d default until 2026-12-07)", n_cells, t_affine_114),
+        ("local slopes on 1x1x4 blocks, affine forms and backward bounds (heat2d default)", n_cells, t_backward_114),
         ("whole certificate, old heat2d settings (2x2x2 blocks, both)", n_cells, t_certify_old),
-        ("whole certificate, heat2d settings (1x1x4 blocks, affine)", n_cells, t_certify),
+        ("whole certificate, heat2d settings (1x1x4 blocks, affine, backward bounds)", n_cells, t_certify),
     ]
     lines = ["| stage | items | seconds | items per second | time / network forward |", "|---|---:|---:|---:|---:|"]
     for name, n, sec in rows:

@@ -220,7 +220,7 @@ def _with_crown(model):
 
     original = certifier._error_slopes
 
-    def slopes(model_, reference, lo, hi, box, method="both", backward=False):
+    def slopes(model_, reference, lo, hi, box, method="both", backward=True):
         # "both" spelled out: the original's "both" looks up _error_slopes by name, which is this function now
         a_lo, a_hi = error_slopes(model_, reference, lo, hi, box, backward=backward)
         i_lo, i_hi = original(model_, reference, lo, hi, box, "interval")
@@ -279,8 +279,8 @@ def main() -> None:
             ratios = np.median((up - low) / sampled, 0)
             lines.append(f"| {name} | " + " | ".join(f"{r:.2f}x" for r in ratios) + f" | {ok} | {n_blocks / sec:,.1f} |")
             print(f"{case} {name:28s} widths {np.round(ratios, 2)} contains {ok} {n_blocks / sec:.1f} blocks/s", flush=True)
-        old = certifier._error_slopes(model, reference, lo, hi, box, "both")
-        both = certifier._error_slopes(model, reference, lo, hi, box, "both", backward=True)
+        old = certifier._error_slopes(model, reference, lo, hi, box, "both", backward=False)
+        both = certifier._error_slopes(model, reference, lo, hi, box, "both")
         u_lo, u_hi = reference.derivative_intervals(lo, hi, box)
         c_lo, c_hi, _ = ranges["auto_LiRPA CROWN"]
         crown = np.maximum(both[0], c_lo - u_hi), np.minimum(both[1], c_hi - u_lo)

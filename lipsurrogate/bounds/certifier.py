@@ -209,7 +209,7 @@ the 4-input heat2d-kappa net), so the default takes their intersection."""
 
 
 def _error_slopes(model, reference: Reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarray,
-                  method: str = "affine", backward: bool = False):
+                  method: str = "affine", backward: bool = True):
     """Certified signed ranges of :math:`\\partial_k (f - u)` on each box: the network's range minus the reference's.
 
     Networks that :func:`~lipsurrogate.bounds.affine.supports_forms` accepts use the affine forms
@@ -413,9 +413,9 @@ def certify(
             portable = _portable(model) if scheduler is not None else model
             use_slopes = functools.partial(_error_slopes, portable, reference, box=box, method=slopes)
             if slopes in ("affine", "both") and supports_backward(model):
-                # the blocks get the backward bounds too; refinement's children, where nearly every
+                # the blocks get the backward bounds; refinement's children, where nearly every
                 # GroupSort pair is decided, the forms alone (measured: the same bound, less time)
-                use_slopes, refine_slopes = functools.partial(use_slopes, backward=True), use_slopes
+                refine_slopes = functools.partial(use_slopes, backward=False)
     cells_per_axis = [len(x) - 1 for x in edges]
     steps = [k if (use_slopes is not None and n % k == 0) else 1 for n, k in zip(cells_per_axis, blocks or [1] * d)]
     job = {"edges": edges, "lipschitz": L, "steps": steps, "slopes": use_slopes,

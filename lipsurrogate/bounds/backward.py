@@ -62,7 +62,7 @@ ACTIVE = True
 @contextlib.contextmanager
 def disabled():
     """Inside the block the error's slopes come from the forward forms alone (the certifier before
-    2026-12-03; benchmarks and tests compare the two). Both ways are certified."""
+    2026-12-07; benchmarks and tests compare the two). Both ways are certified."""
     global ACTIVE
     previous, ACTIVE = ACTIVE, False
     try:

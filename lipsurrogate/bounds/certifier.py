@@ -402,7 +402,7 @@ def certify(
     if lip_u.shape != (d,) or not np.all(np.isfinite(lip_u)) or np.any(lip_u < 0):
         raise CertificationError(f"The reference's constants must be {d} finite non-negative numbers. Got {lip_u.tolist()}.")
     L = lip_f + lip_u
-    local_note, use_slopes, refine_slopes = "not computed (local_block = 0)", None, None
+    local_note, use_slopes, backward = "not computed (local_block = 0)", None, False
     if blocks is not None:
         try:
             network_intervals(model, box[None, :, 0], box[None, :, 1])
@@ -412,14 +412,14 @@ def certify(
             local_note = f"{SLOPE_METHODS[slopes]}; on blocks of {' x '.join(map(str, blocks))} cells"
             portable = _portable(model) if scheduler is not None else model
             use_slopes = functools.partial(_error_slopes, portable, reference, box=box, method=slopes)
-            if slopes in ("affine", "both") and supports_backward(model):
-                # the blocks get the backward bounds; refinement's children, where nearly every
-                # GroupSort pair is decided, the forms alone (measured: the same bound, less time)
-                refine_slopes = functools.partial(use_slopes, backward=False)
+            backward = slopes in ("affine", "both") and supports_backward(model)
     cells_per_axis = [len(x) - 1 for x in edges]
     steps = [k if (use_slopes is not None and n % k == 0) else 1 for n, k in zip(cells_per_axis, blocks or [1] * d)]
     job = {"edges": edges, "lipschitz": L, "steps": steps, "slopes": use_slopes,
-           "refine_slopes": refine_slopes or use_slopes, "errors": functools.partial(_errors, chain, reference)}
+           # refinement's children, where nearly every GroupSort pair is decided, use the forms alone
+           # (measured: the same bound, less time; theory/cell-bounds.md section 14)
+           "refine_slopes": functools.partial(use_slopes, backward=False) if backward else use_slopes,
+           "errors": functools.partial(_errors, chain, reference)}
     tiles = plan_tiles(cells_per_axis, steps, tile_cells or DEFAULT_TILE_CELLS)
     shape = tuple(len(x) for x in edges)
     per_cell, naive = np.empty(cells_per_axis), np.empty(cells_per_axis)
@@ -480,7 +480,7 @@ def certify(
         "slopes": slopes if blocks is not None else None,
         "blocks": steps if blocks is not None else None,
         "backward_bounds": ("on every slope block (theory/cell-bounds.md section 14); refinement's children use "
-                            "the forward forms alone" if refine_slopes is not None else None),
+                            "the forward forms alone" if backward else None),
         "refinement": refinement.summary() if refinement is not None else None,
         "per_cell": summary["per_cell"],
         "max_vertex_error": summary["max_vertex_error"],

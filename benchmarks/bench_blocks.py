@@ -12,10 +12,15 @@ trained networks with:
 * the default of 2026-12-03: small blocks, forward forms only (``backward.disabled()``);
 * the default now: the same blocks with the backward bounds (refinement's children use the
   forms alone);
-* other blocks and slope methods with the backward bounds;
+* other blocks and slope methods with the backward bounds; for the 4-input case also finer
+  certificate grids whose blocks keep the physical size of the earlier ones (the slope ranges
+  cost the same, the cells' half-widths halve; cheap since the per-cell program is compiled);
 
-each with the run's grid and refinement budget, one after the other in this process (so the
-seconds are comparable: the ratio column divides by the first variant's measured in the same run).
+each with the run's refinement budget, one after the other in this process (so the seconds are
+comparable: the ratio column divides by the first variant's measured in the same run). The first
+variant also takes the numpy path of the per-cell program (``_lp_kernel.disabled()``), as before
+2026-12-07; every variant uses today's refinement (which spends the budget that is left on the
+largest boxes when a whole round does not fit).
 Cases: ``heat2d`` (the default fit, L_8 loss), ``heat2d-mse`` (the same with the MSE loss),
 ``heat2d-kappa`` (4 inputs, the default fit, L_8 loss) and ``heat2d-kappa-mse`` (the same with
 the MSE loss, its default before the backward bounds). Every bound is certified; observed errors
@@ -42,22 +47,29 @@ CASES = {
     "heat2d-kappa": ("heat2d-kappa", {}),
     "heat2d-kappa-mse": ("heat2d-kappa", {"loss": "mse"}),
 }
-VARIANTS = {  # label, blocks, slopes, fused pair step, backward bounds
-    3: [("2 x 2 x 2, both, torch step, forms only (before 2026-12-03)", 2, "both", False, False),
-        ("1 x 1 x 4, affine, forms only (2026-12-03)", [1, 1, 4], "affine", True, False),
-        ("1 x 1 x 4, affine (default)", [1, 1, 4], "affine", True, True),
-        ("1 x 1 x 8, affine", [1, 1, 8], "affine", True, True),
-        ("1 x 1 x 2, affine", [1, 1, 2], "affine", True, True)],
-    4: [("2 x 2 x 2 x 2, both, torch step, forms only (before 2026-12-03)", 2, "both", False, False),
-        ("1 x 1 x 2 x 2, both, forms only (2026-12-03)", [1, 1, 2, 2], "both", True, False),
-        ("1 x 1 x 2 x 2, both (default)", [1, 1, 2, 2], "both", True, True),
-        ("1 x 1 x 2 x 2, affine", [1, 1, 2, 2], "affine", True, True),
-        ("1 x 1 x 4 x 4, both", [1, 1, 4, 4], "both", True, True)],
+VARIANTS = {  # label, cells (None: the run's), blocks, slopes, fused pair step, backward bounds, compiled LP
+    3: [("2 x 2 x 2, both, torch step, forms only (before 2026-12-03)", None, 2, "both", False, False, False),
+        ("1 x 1 x 4, affine, forms only (2026-12-03)", None, [1, 1, 4], "affine", True, False, True),
+        ("1 x 1 x 4, affine (default)", None, [1, 1, 4], "affine", True, True, True),
+        ("1 x 1 x 8, affine", None, [1, 1, 8], "affine", True, True, True),
+        ("1 x 1 x 2, affine", None, [1, 1, 2], "affine", True, True, True)],
+    4: [("64 x 64 x 16 x 8 cells, 2 x 2 x 2 x 2, both, torch step, forms only (before 2026-12-03)",
+         [64, 64, 16, 8], 2, "both", False, False, False),
+        ("64 x 64 x 16 x 8 cells, 1 x 1 x 2 x 2, both (default until 2026-12-07)",
+         [64, 64, 16, 8], [1, 1, 2, 2], "both", True, True, True),
+        ("128 x 128 x 16 x 8 cells, 2 x 2 x 2 x 2, both (default)", [128, 128, 16, 8], [2, 2, 2, 2], "both",
+         True, True, True),
+        ("128 x 128 x 16 x 8 cells, 2 x 2 x 2 x 2, affine", [128, 128, 16, 8], [2, 2, 2, 2], "affine", True, True,
+         True),
+        ("128 x 128 x 16 x 16 cells, 2 x 2 x 2 x 4, both", [128, 128, 16, 16], [2, 2, 2, 4], "both", True, True,
+         True),
+        ("128 x 128 x 32 x 16 cells, 2 x 2 x 4 x 4, both", [128, 128, 32, 16], [2, 2, 4, 4], "both", True, True,
+         True)],
 }
 
 
 def main() -> None:
-    from lipsurrogate.bounds import _pair_kernel, backward, certify
+    from lipsurrogate.bounds import _lp_kernel, _pair_kernel, backward, certify
 
     args = bench_tight.arguments(__doc__.splitlines()[0], CASES, ".block_runs", "blocks.md")
     rows = []
@@ -69,11 +81,13 @@ def main() -> None:
         kwargs.pop("local_block")
         d = len(kwargs["cells"]) if "cells" in kwargs else len(kwargs["edges"])
         baseline = None
-        for label, block, slopes, fused, backward_bounds in VARIANTS[d]:
+        for label, cells, block, slopes, fused, backward_bounds, compiled_lp in VARIANTS[d]:
+            grid = dict(kwargs, cells=cells) if cells is not None else kwargs
             with (contextlib.nullcontext() if fused else _pair_kernel.disabled(),
-                  contextlib.nullcontext() if backward_bounds else backward.disabled()):
+                  contextlib.nullcontext() if backward_bounds else backward.disabled(),
+                  contextlib.nullcontext() if compiled_lp else _lp_kernel.disabled()):
                 start = time.perf_counter()
-                cert = certify(model, reference, local_block=block, slopes=slopes, **kwargs)
+                cert = certify(model, reference, local_block=block, slopes=slopes, **grid)
                 seconds = time.perf_counter() - start
             baseline = baseline or seconds
             cell = bench_tight._per_cell_tightness(cert, model, reference, np.random.default_rng(1))
@@ -84,8 +98,8 @@ def main() -> None:
             print(f"{case:13s} {label:45s} bound {rows[-1][3]:6.2f}%  per-cell {cell:5.2f}  {seconds:6.1f} s "
                   f"({seconds / baseline:.2f}x)", flush=True)
     lines = header("Slope blocks, the fused pair step and the backward bounds (issues 16, 17)", [
-        "same trained network per case (seed 0, the task's default grid and refinement budget); only the "
-        "certifier's blocks, slope method, pair step and backward bounds change; every bound is certified",
+        "same trained network per case (seed 0, the task's refinement budget); only the certifier's grid (4 inputs), "
+        "blocks, slope method, pair step, backward bounds and per-cell program change; every bound is certified",
         "observed = the run's verification max error (dense + random + adversarial: a lower bound on the true max)",
         "per-cell = median over cells of bound / largest sampled error in the cell (vertices + 8 random points)",
         "seconds: slope ranges (local constants), refinement, whole certificate; ratio = whole / the first "

@@ -13,6 +13,9 @@ Stages timed on the same grid (128 x 128 x 32 cells, 129 x 129 x 33 vertices) wi
     consistency check included.
 ``exact LP kernel``
     :func:`lipsurrogate.bounds.cell_lp.exact_abs_bounds` alone on 1M cells.
+``signed per-cell program``
+    :func:`lipsurrogate.bounds.cell_lp.signed_abs_bounds` (the program every cell with local
+    slopes runs) on random 3-D and 4-D cells, compiled (``_lp_kernel``) and on the numpy path.
 ``local constants (interval propagation)``
     :func:`lipsurrogate.bounds.local.network_derivative_intervals` plus the solution's derivative
     intervals (:class:`~lipsurrogate.bounds.HeatSolution`), combined as the certifier does
@@ -93,6 +96,17 @@ def main(argv=None) -> None:
     rng = np.random.default_rng(2)
     kernel_e, kernel_a = rng.normal(size=(1_000_000, 8)), rng.uniform(size=(1_000_000, 3))
     _, t_kernel = timed(lambda: exact_abs_bounds(kernel_e, 1e-12, kernel_a))
+    from lipsurrogate.bounds import _lp_kernel
+    from lipsurrogate.bounds.cell_lp import signed_abs_bounds
+
+    def signed(d, n, compiled=True):
+        e, s = rng.normal(size=(n, 2**d)), rng.uniform(0, 0.05, size=(n, d))
+        lo = rng.normal(size=(n, d))
+        with contextlib.nullcontext() if compiled else _lp_kernel.disabled():
+            signed_abs_bounds(e[:8], 1e-12, s[:8], lo[:8], lo[:8] + 0.5)  # compiled before timing
+            return timed(lambda: signed_abs_bounds(e, 1e-12, s, lo, lo + rng.uniform(size=(n, d))))[1]
+
+    t_signed = {(d, c): signed(d, n, c) for d, n in ((3, 1_000_000), (4, 200_000)) for c in (True, False)}
     from lipsurrogate.bounds.certifier import _error_slopes
     from lipsurrogate.bounds.tiles import block_boxes
 
@@ -133,6 +147,11 @@ def main(argv=None) -> None:
         ("per-cell pair bound (closed form) + consistency check", n_cells, t_pairs),
         ("exact per-cell bound (LP) + closed form + consistency check", n_cells, t_exact),
         ("exact LP kernel alone, 1M random cells", 1_000_000, t_kernel),
+        ("signed per-cell program (slope ranges), 3-D, compiled pass, 1M random cells", 1_000_000, t_signed[3, True]),
+        ("the same, numpy path (before 2026-12-07)", 1_000_000, t_signed[3, False]),
+        ("signed per-cell program, 4-D (256 dual vertices), compiled pass, 200k random cells", 200_000,
+         t_signed[4, True]),
+        ("the same, numpy path (before 2026-12-07)", 200_000, t_signed[4, False]),
         ("local constants (intervals) on 2x2x2 blocks", n_cells, t_local),
         ("local constants per cell (intervals, sample)", sample, t_local_cells),
         ("local slopes on 2x2x2 blocks, affine forms, torch pair step", n_cells, t_affine_torch),

@@ -23,9 +23,11 @@ step, and enclosures of sampled derivatives).
 
 from __future__ import annotations
 
-import contextlib
+import sys
 
 import numpy as np
+
+from ._switch import flag_off
 
 try:  # numba comes with py-pde; without it the torch step is used
     import numba
@@ -39,15 +41,9 @@ ENABLED = HAVE_KERNEL
 """Whether :func:`~lipsurrogate.bounds.affine.network_derivative_forms` uses this kernel (see :func:`disabled`)."""
 
 
-@contextlib.contextmanager
 def disabled():
     """Inside the block the affine forms use the torch pair step (same formulas; slower)."""
-    global ENABLED
-    previous, ENABLED = ENABLED, False
-    try:
-        yield
-    finally:
-        ENABLED = previous
+    return flag_off(sys.modules[__name__], "ENABLED")
 
 
 def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R, top_c, top_m, top_r,  # noqa: N803

@@ -42,7 +42,7 @@ computed float64 numbers.
 
 from __future__ import annotations
 
-import contextlib
+import sys
 from dataclasses import dataclass
 
 import numpy as np
@@ -53,22 +53,19 @@ try:  # numba comes with py-pde; without it the numpy step is used
 except ImportError:  # pragma: no cover
     numba = None
 
+from ._switch import flag_off
+
 __all__ = ["LayerRanges", "TangentBounds", "disabled", "layer_ranges", "tangent_bounds"]
 
 ACTIVE = True
 """Whether :func:`~lipsurrogate.bounds.affine.error_slopes` uses these bounds (see :func:`disabled`)."""
 
 
-@contextlib.contextmanager
 def disabled():
     """Inside the block the error's slopes come from the forward forms alone (the certifier before
     2026-12-07; benchmarks and tests compare the two). Both ways are certified."""
-    global ACTIVE
-    previous, ACTIVE = ACTIVE, False
-    try:
-        yield
-    finally:
-        ACTIVE = previous
+    return flag_off(sys.modules[__name__], "ACTIVE")
+
 
 _U = 2.0**-53
 _TINY = 1e-300

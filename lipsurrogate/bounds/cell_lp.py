@@ -41,6 +41,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import _lp_kernel
+
 __all__ = ["dual_vertices", "exact_abs_bounds", "exact_upper_bounds", "signed_abs_bounds", "signed_upper_bounds",
            "slope_centre_radius", "vertex_signs"]
 
@@ -208,8 +210,7 @@ def signed_upper_bounds(values: np.ndarray, half_spans: np.ndarray, centre: np.n
     if nv != 2**d or s.shape != (N, d) or c.shape != (N, d) or r.shape != (N, d):
         raise ValueError(f"Expected values (N, 2^d) and half_spans, centre, radius (N, d). Got {values.shape}, "
                          f"{s.shape}, {c.shape}, {r.shape}.")
-    coef_e, _ = dual_vertices(d)
-    m = coef_e @ vertex_signs(d)  # (J, d), |m| <= 1
+    coef_e, m = _signed_duals(d)
     lin = np.vstack([coef_e.T, m.T])  # (2^d + d, J)
     out = np.empty(N)
     for a in range(0, N, chunk):
@@ -224,17 +225,37 @@ def signed_upper_bounds(values: np.ndarray, half_spans: np.ndarray, centre: np.n
     return out + 2 * (nv + 3 * d + 6) * _U * scale
 
 
+@lru_cache(maxsize=None)
+def _signed_duals(d: int) -> tuple[np.ndarray, np.ndarray]:
+    r"""The dual vertices :math:`\lambda_j` (J, 2^d) and their stored :math:`m_j = \sum_v \lambda_{jv} \sigma_v` (J, d)."""
+    coef_e, _ = dual_vertices(d)
+    m = coef_e @ vertex_signs(d)  # |m| <= 1
+    coef_e.flags.writeable = m.flags.writeable = False
+    return coef_e, m
+
+
+@lru_cache(maxsize=None)
+def _sparse_signed_duals(d: int):
+    return _lp_kernel.sparse_duals(*_signed_duals(d))
+
+
 def signed_abs_bounds(errors: np.ndarray, margins: np.ndarray, half_spans: np.ndarray, slope_lower: np.ndarray,
                       slope_upper: np.ndarray) -> np.ndarray:
     r"""Certified bound of :math:`|e|` per cell from vertex errors and signed slope ranges of :math:`e`.
 
     ``slope_lower`` / ``slope_upper`` (N, d) enclose :math:`\partial_k e` on each cell; the upper
     program uses :math:`\hat e_v + m_v` and the slopes as given, the lower one
-    :math:`m_v - \hat e_v` and the negated slopes (:func:`signed_upper_bounds`).
+    :math:`m_v - \hat e_v` and the negated slopes (:func:`signed_upper_bounds`). Both programs run
+    in one compiled pass where numba is installed (:mod:`~lipsurrogate.bounds._lp_kernel`: the same
+    terms and margin, ``theory/cell-bounds.md`` section 11).
     """
     errors = np.asarray(errors, dtype=np.float64)
     margins = np.broadcast_to(np.asarray(margins, dtype=np.float64), errors.shape)
     centre, radius = slope_centre_radius(slope_lower, slope_upper)
+    d = centre.shape[-1] if centre.ndim == 2 else -1
+    if _lp_kernel.ENABLED and 1 <= d <= 4 and errors.shape == (len(centre), 2**d):
+        s = np.broadcast_to(np.asarray(half_spans, dtype=np.float64), centre.shape)
+        return _lp_kernel.signed_abs_kernel(errors, margins, s, centre, radius, _sparse_signed_duals(d))
     upper = signed_upper_bounds(errors + margins, half_spans, centre, radius)
     lower = signed_upper_bounds(margins - errors, half_spans, -centre, radius)
     return np.maximum(upper, lower)

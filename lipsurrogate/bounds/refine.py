@@ -13,8 +13,9 @@ largest bound of the boxes that cover it, so the refined certificate is a
 :class:`~lipsurrogate.bounds.cells.CellCertificate` on the same grid and every consumer
 (verification, ``predict(..., with_bound=True)``) uses it unchanged.
 
-Stops when the bound reaches ``target``, when the next round would exceed the evaluation
-``budget``, after ``max_rounds``, or after two rounds that improved the bound by less than 0.1%
+When the boxes above the threshold need more evaluations than the ``budget`` has left, the
+round splits only the largest of them that fit (the threshold rises to the bound of the first box
+left out) and is the last. Stops when the bound reaches ``target``, when the budget is spent, after ``max_rounds``, or after two rounds that improved the bound by less than 0.1%
 (the largest bound then sits where the error itself is largest). Every child runs the consistency check with the global
 constants, so a wrong constant is caught where the grid is finest.
 """
@@ -259,7 +260,18 @@ def refine_boxes(
         if n_split == 0:
             break
         if evaluations + n_split * per_split > budget:
-            break
+            # not all of them: spend what is left on the largest, the threshold rising to the
+            # bound of the first box left out (the global bound can fall at most to it)
+            room = (budget - evaluations) // per_split
+            if room == 0:
+                break
+            candidates = np.concatenate([base[new_base], leaf_bound[split_leaves]])
+            threshold = float(np.partition(candidates, n_split - room - 1)[n_split - room - 1])
+            new_base = new_base[base[new_base] > threshold]
+            split_leaves = split_leaves[leaf_bound[split_leaves] > threshold]
+            n_split = len(new_base) + len(split_leaves)
+            if n_split == 0:
+                break
         # boxes to split: fresh base boxes, then existing leaves
         blo, bhi = lo[new_base], hi[new_base]
         slo_ = np.concatenate([base_slo[new_base], leaf_slo[split_leaves]])

@@ -100,7 +100,7 @@ TASK_OPTIONS: dict[str, list] = {
         _opt("--modes", int, "Fourier modes of the initial condition [4]", dest="n_modes"),
         _opt("--k-max", int, "largest |k| of the initial condition [3]"),
         *_TRAINING,
-        _opt("--cert-cells", int_list, "certificate cells in x,y,t,kappa [64,64,16,8]"),
+        _opt("--cert-cells", int_list, "certificate cells in x,y,t,kappa [128,128,16,8]"),
         *_CERTIFICATE,
     ],
     "field": [

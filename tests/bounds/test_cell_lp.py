@@ -208,3 +208,83 @@ def test_signed_bound_covers_admissible_functions_by_dense_sampling(rng):
         values = e(-vertex_signs(d) * s)
         bound = signed_upper_bounds(values[None], s[None], c[None], r[None])[0]
         assert e(grid * s).max() <= bound + 1e-12
+
+
+def _random_signed_cells(rng, n, d):
+    """Vertex errors, margins, half-spans and slope ranges of mixed scales; some ranges keep their sign."""
+    scale = rng.choice([1e-6, 1.0, 1e4], size=(n, 1))
+    e = rng.normal(size=(n, 2**d)) * scale
+    m = rng.random((n, 2**d)) * 1e-3 * scale
+    s = rng.uniform(0, 1, (n, d)) * rng.choice([1e-3, 1.0], size=(n, 1))
+    lo = rng.normal(size=(n, d)) * scale
+    hi = lo + rng.random((n, d)) * rng.choice([0.0, 0.1, 3.0], size=(n, 1)) * scale
+    return e, m, s, lo, hi
+
+
+@pytest.mark.parametrize("d", [1, 2, 3, 4])
+def test_compiled_signed_program_matches_the_numpy_path_within_its_margin(rng, d):
+    """The numba pass (theory/cell-bounds.md section 11, `_lp_kernel`) computes the numpy path's terms in
+    another order, without the zero weights: the two differ by less than the margin each adds."""
+    from lipsurrogate.bounds import _lp_kernel
+    from lipsurrogate.bounds.cell_lp import signed_abs_bounds, slope_centre_radius
+
+    if not _lp_kernel.HAVE_KERNEL:
+        pytest.skip("numba is not installed: there is only the numpy path")
+    e, m, s, lo, hi = _random_signed_cells(rng, 3000, d)
+    compiled = signed_abs_bounds(e, m, s, lo, hi)
+    with _lp_kernel.disabled():
+        plain = signed_abs_bounds(e, m, s, lo, hi)
+    c, r = slope_centre_radius(lo, hi)
+    margin = 2 * (2**d + 3 * d + 6) * 2.0**-53 * (np.abs(e).max(1) + m.max(1) + 3 * (s * (r + np.abs(c))).sum(1))
+    assert np.all(np.abs(compiled - plain) <= margin)
+    assert np.mean(compiled == plain) < 1  # the two paths really are different code
+
+
+@pytest.mark.parametrize("d", [2, 3])
+def test_compiled_signed_program_is_above_the_exact_rational_optimum(rng, d):
+    """Both programs of `signed_abs_bounds`, evaluated in exact rationals over the dual vertices
+    (recovered as fractions), never exceed the compiled float64 result."""
+    from fractions import Fraction
+
+    from lipsurrogate.bounds.cell_lp import signed_abs_bounds
+
+    coef_e, _ = dual_vertices(d)
+    lams = [[Fraction(v).limit_denominator(64) for v in row] for row in coef_e]
+    sigma = vertex_signs(d)
+    ms = [[sum(lam * int(sg) for lam, sg in zip(row, sigma[:, k])) for k in range(d)] for row in lams]
+    e, mar, s, lo, hi = _random_signed_cells(rng, 30, d)
+    bound = signed_abs_bounds(e, mar, s, lo, hi)
+    for i in range(len(e)):
+        # the enclosure [c - r, c + r] of the code, in exact arithmetic
+        c = [(Fraction(float(a)) + Fraction(float(b))) / 2 for a, b in zip(lo[i], hi[i])]
+        r = [max(Fraction(float(b)) - ck, ck - Fraction(float(a))) for a, b, ck in zip(lo[i], hi[i], c)]
+        sk = [Fraction(float(x)) for x in s[i]]
+        best = []
+        for sign in (1, -1):
+            vals = [sign * Fraction(float(ev)) + Fraction(float(mv)) for ev, mv in zip(e[i], mar[i])]
+            best.append(min(
+                sum(lam * v for lam, v in zip(row, vals))
+                + sum(sk[k] * (r[k] + sign * c[k] * mk[k] + abs(r[k] * mk[k] + sign * c[k])) for k in range(d))
+                for row, mk in zip(lams, ms)))
+        assert Fraction(float(bound[i])) >= max(best)
+
+
+def test_compiled_signed_bound_covers_sampled_functions():
+    """|e| sampled densely on the cell never exceeds the compiled bound of its vertex values (d = 2)."""
+    rng = np.random.default_rng(7)
+    d = 2
+    grid = np.stack(np.meshgrid(*[np.linspace(-1, 1, 81)] * d, indexing="ij"), -1).reshape(-1, d)
+    from lipsurrogate.bounds.cell_lp import signed_abs_bounds
+
+    for _ in range(30):
+        s = rng.uniform(0.1, 1, d)
+        c, r = rng.normal(size=d), rng.uniform(0, 0.5, d)
+        phase, freq, shift = rng.uniform(0, 6, d), rng.uniform(0.2, 3, d), rng.normal() * 0.3
+
+        def e(w):
+            return w @ c + (r * np.sin(w * freq + phase) / freq).sum(-1) + shift
+
+        values = e(-vertex_signs(d) * s)
+        bound = signed_abs_bounds(values[None], np.zeros((1, 2**d)), s[None], (c - r)[None], (c + r)[None])[0]
+        assert np.abs(e(grid * s)).max() <= bound + 1e-12
+        assert bound < np.abs(values).max() + ((np.abs(c) + r) * s).sum() + 1e-12  # and it is not vacuous

@@ -77,6 +77,38 @@ def test_float64_evaluation_error_bound_holds_against_extended_precision(rng):
     del gs
 
 
+def test_fourier_feature_network_evaluation_bound_holds_against_extended_precision(rng):
+    """The feature networks take the identity input map (offset 0, scale 1: no rounding) and the
+    in-place GroupSort with its max |h| from the halves; checked against 80-bit arithmetic."""
+    from lipsurrogate.nn.features import FeatureLipschitzMLP
+
+    model = FeatureLipschitzMLP(3, 1, (64, 64, 64), periods=[2 * np.pi, 2 * np.pi, None], harmonics=2,
+                                offset=[0, 0, 0.5], scale=[1, 1, 2.0], input_budget=[3.0, 3.0, 1.0], seed=4)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))  # move away from the initialisation
+    chain = extract_chain(model)
+    assert np.all(chain.in_offset == 0) and np.all(chain.in_scale == 1)
+    x = rng.uniform(-10, 10, size=(2000, 3))
+    values, errors = evaluate_float64(chain, x)
+    feats = chain.feature_map.__self__
+    xl = x.astype(np.longdouble)
+    phase = xl @ feats.frequencies.numpy().astype(np.longdouble).T
+    rest = (xl[:, feats.passthrough] - feats.offset.numpy()[feats.passthrough].astype(np.longdouble)) \
+        * feats.scale.numpy()[feats.passthrough].astype(np.longdouble)
+    h = np.concatenate([np.cos(phase), np.sin(phase), rest], axis=1)
+    for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
+        h = h @ w.astype(np.longdouble).T + b.astype(np.longdouble)
+        if i < len(chain.weights) - 1:
+            a, c = np.split(h, 2, axis=1)
+            h = np.concatenate([np.minimum(a, c), np.maximum(a, c)], axis=1)
+    if chain.out_scale is not None:
+        h = h * chain.out_scale.astype(np.longdouble)
+    actual = np.abs(values.astype(np.longdouble) - h).astype(np.float64)
+    assert np.all(actual <= errors)
+    assert np.any(actual > 0) and np.all(errors < 1e-11)
+
+
 def _longdouble_chain(chain, x):
     """The chain in 80-bit extended precision (ReLU hidden layers, out_scale), for the tests."""
     h = (x.astype(np.longdouble) - chain.in_offset.astype(np.longdouble)) * chain.in_scale.astype(np.longdouble)

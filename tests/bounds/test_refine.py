@@ -47,6 +47,26 @@ def test_refinement_stops_at_the_target_and_within_budget():
     assert small.evaluations == 0 and small.bound_after == cert.bound
 
 
+def test_a_round_larger_than_the_budget_splits_the_largest_boxes_that_fit(rng):
+    """When every box above the threshold would overrun the budget, the largest that fit are split:
+    the bound falls, the evaluations stay within the budget, and the bound still holds everywhere."""
+    d = 2
+    freq = np.array([2.0, 3.0])
+
+    def f(x):
+        return 0.3 * np.sin(x @ freq) + 0.05 * x[:, 0]
+
+    edges = [np.linspace(0, 1, 17)] * d
+    cert = cell_bounds(_grid_values(f, edges), edges, 0.3 * freq + [0.05, 0.0], margin=1e-15)
+    above = int((cert.per_cell > 0.9 * cert.bound).sum())
+    budget = 9 * max(1, above // 3)  # a third of the first round (9 points per split in 2-D)
+    result = refine_certificate(cert, lambda p: (f(p), 1e-15), budget=budget)
+    assert above > 3 and result.evaluations <= budget and result.rounds >= 1
+    assert result.bound_after < result.bound_before
+    pts = rng.uniform(0, 1, size=(50_000, d))
+    assert np.all(np.abs(f(pts)) <= result.certificate.per_cell[locate_cells(pts, edges)])
+
+
 def test_local_constants_callback_is_used(rng):
     edges = [np.linspace(0, 1, 5)] * 2
 

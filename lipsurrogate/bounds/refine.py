@@ -15,8 +15,10 @@ largest bound of the boxes that cover it, so the refined certificate is a
 
 When the boxes above the threshold need more evaluations than the ``budget`` has left, the
 round splits only the largest of them that fit (the threshold rises to the bound of the first box
-left out) and is the last. Stops when the bound reaches ``target``, when the budget is spent, after ``max_rounds``, or after two rounds that improved the bound by less than 0.1%
-(the largest bound then sits where the error itself is largest). Every child runs the consistency check with the global
+left out). Stops when the bound reaches ``target``, when the budget is spent, after
+``max_rounds`` (32: the budget is the real limit; rounds that split few boxes are cheap), or after
+two rounds that improved the bound by less than 0.1% (the largest bound then sits where the error
+itself is largest). Every child runs the consistency check with the global
 constants, so a wrong constant is caught where the grid is finest.
 """
 
@@ -105,7 +107,7 @@ def refine_certificate(
     local_slopes: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
     target: float | None = None,
     budget: int = 200_000,
-    max_rounds: int = 8,
+    max_rounds: int = 32,
     dominance: float = DOMINANCE,
     floor: float | None = None,
     progress: bool = False,
@@ -214,7 +216,7 @@ def refine_boxes(
     local_slopes: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None,
     target: float | None = None,
     budget: int = 200_000,
-    max_rounds: int = 8,
+    max_rounds: int = 32,
     dominance: float = DOMINANCE,
     progress: bool = False,
 ) -> RefinedBoxes:

@@ -89,6 +89,7 @@ TASK_OPTIONS: dict[str, list] = {
                               "family of other initial conditions, specialised to this one [mlp]",
              choices=["mlp", "deeponet"]),
         _opt("--family-samples", int, "deeponet: initial conditions in the training family [400]"),
+        _opt("--operator-steps", int, "deeponet: training steps of the operator [12000]"),
     ],
     "heat2d-kappa": [
         _opt("--grid", int, "py-pde cells per axis [48]"),

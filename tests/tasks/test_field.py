@@ -91,3 +91,12 @@ def test_bad_configurations_are_refused(tmp_path):
     with pytest.raises(ConfigurationError, match="single samples only"):
         generate_expression("advection1d", samples=2, reference=True, progress=False)
     assert not (tmp_path / "a").exists()
+
+
+def test_burgers1d_trains_longer_by_default_unless_told_or_quick():
+    from lipsurrogate.tasks.field import SOURCE_STEPS, FieldConfig
+
+    assert FieldConfig.from_options(False, 0, {"source": "burgers1d"}).steps == SOURCE_STEPS["burgers1d"] == 6000
+    assert FieldConfig.from_options(False, 0, {"source": "allen-cahn1d"}).steps == FieldConfig().steps == 3000
+    assert FieldConfig.from_options(False, 0, {"source": "burgers1d", "steps": 1234}).steps == 1234
+    assert FieldConfig.from_options(True, 0, {"source": "burgers1d"}).steps == FieldConfig.quick().steps

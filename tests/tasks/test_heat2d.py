@@ -140,7 +140,8 @@ def test_unknown_option_is_refused(tmp_path):
 
 def test_deeponet_run_certifies_the_operator_on_an_unseen_initial_condition(tmp_path):
     out = tmp_path / "don"
-    assert main(["fit", "heat2d", "--quick", "--model", "deeponet", "--no-progress", "--out", str(out)]) == 0
+    assert main(["fit", "heat2d", "--quick", "--model", "deeponet", "--operator-steps", "200", "--no-progress",
+                 "--out", str(out)]) == 0
     for name in ["operator.safetensors", "operator.json", "operator_fit.json", "model.safetensors", "certificate.json",
                  "verification.json", "report.html"]:
         assert (out / name).is_file(), name
@@ -153,6 +154,7 @@ def test_deeponet_run_certifies_the_operator_on_an_unseen_initial_condition(tmp_
     pts = np.array([[1.0, 2.0, 0.3], [4.0, 0.5, 0.9]])
     values, bounds = s.predict(pts, with_bound=True)
     config = json.loads((out / "config.json").read_text())
+    assert config["operator_steps"] == 200  # the command line's, not the quick default (300)
     modes = HeatModes.from_json(config["initial_condition_modes"])
     u = modes.solution(pts[:, 0], pts[:, 1], pts[:, 2], config["diffusivity"])
     assert np.all(np.abs(values - u) <= bounds)

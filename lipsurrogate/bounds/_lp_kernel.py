@@ -32,16 +32,12 @@ import sys
 
 import numpy as np
 
-from ._switch import flag_off
-
-try:  # numba comes with py-pde; without it the numpy path is used
-    import numba
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    numba = None
+from ._compiled import HAVE_NUMBA, flag_off, parallel_kernel
+from ._compiled import prange as _prange
 
 __all__ = ["HAVE_KERNEL", "ENABLED", "disabled", "signed_abs_kernel", "sparse_duals"]
 
-HAVE_KERNEL = numba is not None
+HAVE_KERNEL = HAVE_NUMBA  # without numba the numpy path is used
 ENABLED = HAVE_KERNEL
 """Whether :func:`~lipsurrogate.bounds.cell_lp.signed_abs_bounds` uses this kernel (see :func:`disabled`)."""
 
@@ -113,12 +109,7 @@ def _signed_abs_py(errors, margins, s, c, r, index, weight, size, m, slack, out)
         out[i] = max(best_up, best_low)
 
 
-if HAVE_KERNEL:
-    _prange = numba.prange
-    _kernel = numba.njit(parallel=True, cache=True, nogil=True)(_signed_abs_py)
-else:  # pragma: no cover
-    _prange = range
-    _kernel = None
+_kernel = parallel_kernel(_signed_abs_py)
 
 
 def signed_abs_kernel(errors: np.ndarray, margins: np.ndarray, half_spans: np.ndarray, centre: np.ndarray,

@@ -27,16 +27,12 @@ import sys
 
 import numpy as np
 
-from ._switch import flag_off
-
-try:  # numba comes with py-pde; without it the torch step is used
-    import numba
-except ImportError:  # pragma: no cover - exercised only where numba is missing
-    numba = None
+from ._compiled import HAVE_NUMBA, flag_off, parallel_kernel
+from ._compiled import prange as _prange
 
 __all__ = ["HAVE_KERNEL", "ENABLED", "disabled", "pair_forms"]
 
-HAVE_KERNEL = numba is not None
+HAVE_KERNEL = HAVE_NUMBA  # without numba the torch step is used
 ENABLED = HAVE_KERNEL
 """Whether :func:`~lipsurrogate.bounds.affine.network_derivative_forms` uses this kernel (see :func:`disabled`)."""
 
@@ -183,12 +179,7 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R, top_c, top_
 
 
 
-if HAVE_KERNEL:
-    _prange = numba.prange
-    _kernel = numba.njit(parallel=True, cache=True, nogil=True)(_pair_forms_py)
-else:  # pragma: no cover
-    _prange = range
-    _kernel = None
+_kernel = parallel_kernel(_pair_forms_py)
 
 
 def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool, ranges: bool = False):  # noqa: N803

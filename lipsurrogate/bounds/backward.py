@@ -48,12 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-try:  # numba comes with py-pde; without it the numpy step is used
-    import numba
-except ImportError:  # pragma: no cover
-    numba = None
-
-from ._switch import flag_off
+from ._compiled import HAVE_NUMBA, flag_off, parallel_kernel
+from ._compiled import prange as _prange
 
 __all__ = ["LayerRanges", "TangentBounds", "disabled", "layer_ranges", "tangent_bounds"]
 
@@ -262,13 +258,10 @@ def _relax_kernel(y, q_lower, q_upper, e_lower, e_upper, dz, rows, d):  # pragma
     return c, terms, c_rows
 
 
-if numba is not None:
-    _prange = numba.prange
-    _relax_kernel = numba.njit(parallel=True, cache=True, nogil=True)(_relax_kernel)
-else:  # pragma: no cover
-    _prange = range
+if HAVE_NUMBA:  # without numba the numpy step is used
+    _relax_kernel = parallel_kernel(_relax_kernel)
 
-ENABLED = numba is not None
+ENABLED = HAVE_NUMBA
 """Whether :func:`tangent_bounds` uses the compiled relaxation step (else the numpy one; same formulas)."""
 
 

@@ -192,3 +192,30 @@ def test_blocks_per_axis_are_certified_and_smaller_blocks_are_tighter(rng):
     for bad in ((1, 2), (1, 0, 1), -1, (1, 1, 2.5)):
         with pytest.raises(ConfigurationError, match="local_block"):
             certify(model, ref, box, [16, 16, 8], local_block=bad)
+
+
+def test_refinement_without_the_childrens_own_slopes_is_certified_and_says_so(rng, monkeypatch):
+    """``refine_slopes=False``: no slope range is computed during refinement (each child keeps its
+    cell's), the refined bound still holds at sampled points, never below the sampled maximum, and
+    the certificate states which way it went."""
+    import lipsurrogate.bounds.certifier as certifier_module
+
+    net = _trained_sequential(GroupSort(2))
+    calls = []
+    original = certifier_module._error_slopes
+
+    def counted(*args, **kwargs):
+        calls.append(len(args[2]))
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(certifier_module, "_error_slopes", counted)
+    own = certify(net, REFERENCE, BOX, cells=24, refine_budget=4000)
+    n_own = len(calls)
+    kept = certify(net, REFERENCE, BOX, cells=24, refine_budget=4000, refine_slopes=False)
+    assert len(calls) - n_own < n_own  # the children's calls are gone: only the blocks' remain
+    assert kept.document["refinement"]["evaluations"] > 0 and kept.bound < kept.document["ladder"]["exact_local"]
+    assert "keeps its cell's" in kept.document["refinement_slopes"]
+    assert "own" in own.document["refinement_slopes"]
+    points = rng.uniform(BOX[:, 0], BOX[:, 1], size=(100_000, 2))
+    errors = _sampled_errors(net, points)
+    assert np.all(errors <= kept.cells.per_cell[locate_cells(points, kept.cells.edges)])

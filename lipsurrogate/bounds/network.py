@@ -473,13 +473,14 @@ def evaluate_float64(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.
     h = torch.from_numpy(np.ascontiguousarray(z))
     eps = torch.from_numpy(z_err.max(axis=1, initial=0.0) * (1 + 2 * _U))  # (n,) l-inf error of h
     layers = _chain_constants(chain)
-    m = torch.from_numpy(np.abs(z).max(axis=1, initial=0.0))  # (n,) max |h_i|, exact
     with torch.no_grad():
         for i, c in enumerate(layers):
+            # max_i |h_i| = max(max_i h_i, -min_i h_i), exact: two reductions, no pass of abs
+            m = torch.maximum(h.amax(dim=1), -h.amin(dim=1)) if h.shape[1] else torch.zeros(len(h), dtype=torch.float64)
             h = torch.addmm(c.bias, h, c.weight.T)
             if i < len(layers) - 1:
                 eps = (c.row_max * eps + c.gamma * (c.row_max * m + c.bias_max)) * (1 + 8 * _U) + c.underflow
-                h, eps, m = _activation_with_error(chain.activation, h, eps)
+                h, eps = _activation_with_error(chain.activation, h, eps)
             else:  # per output: the exact row sums of this layer
                 rows = torch.from_numpy(c.row_sums)[None, :]
                 bias = c.bias.abs()[None, :]
@@ -502,30 +503,18 @@ def evaluate_float64(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.
     return out, out_err * (1 + 8 * _U)
 
 
-def _activation_with_error(activation, y: torch.Tensor, eps: torch.Tensor):
-    r"""The activation of ``y``, the l-inf error bound after it (the activations are 1-Lipschitz) and
-    the exact :math:`\max_i |h_i|` per row of the result (the next layer's rounding bound needs it)."""
+def _activation_with_error(activation, y: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The activation of ``y`` and the l-inf error bound after it (the activations are 1-Lipschitz)."""
     if isinstance(activation, nn.ReLU):
-        h = torch.clamp_min(y, 0.0)
-        return h, eps, h.amax(dim=1)
+        return torch.clamp_min(y, 0.0), eps
     if isinstance(activation, nn.Tanh):
         # tanh is 1-Lipschitz: the input error passes through. torch's float64 tanh (SLEEF's
         # 1-ulp kernel or libm) is within a few ulps; we allow 32 ulps of the value
         # (ulp(v) <= 2u|v|) plus the smallest subnormal (theory/cell-bounds.md section 9)
         values = torch.tanh(y)
-        top = values.abs().amax(dim=1)
-        return values, eps + 64 * _U * top + 2.0**-1074, top
+        return values, eps + 64 * _U * values.abs().amax(dim=1) + 2.0**-1074
     if isinstance(activation, GroupSort):
-        if activation.group_size == 2 and y.shape[1] % 2 == 0:
-            # min and max of the two halves written in place of a concatenation; a pair's min and
-            # max are two of its inputs, so max |h| is the larger of max(max half) and -min(min half)
-            half = y.shape[1] // 2
-            h = torch.empty_like(y)
-            torch.minimum(y[:, :half], y[:, half:], out=h[:, :half])
-            torch.maximum(y[:, :half], y[:, half:], out=h[:, half:])
-            return h, eps, torch.maximum(h[:, half:].amax(dim=1), -h[:, :half].amin(dim=1))
-        h = activation.exact(y)
-        return h, eps, h.abs().amax(dim=1)
+        return activation.exact(y, out=torch.empty_like(y)), eps
     raise CertificationError(f"Unsupported activation {activation!r} in a certified chain.")
 
 

@@ -70,14 +70,24 @@ class GroupSort(nn.Module):
             return _PairSort.apply(x)
         return self._sort(x, width)
 
-    def exact(self, x: torch.Tensor) -> torch.Tensor:
-        """The same function as :meth:`forward`, written with exact min/max (no rounding)."""
+    def exact(self, x: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The same function as :meth:`forward`, written with exact min/max (no rounding).
+
+        With ``out`` (same shape as ``x``; not for tensors that need gradients) the result is
+        written there, the two halves of a pair layer in place instead of a concatenation.
+        """
         width = x.shape[-1]
         self.check_width(width)
         if self.group_size == 2:
             a, b = x.chunk(2, dim=-1)
-            return torch.cat([torch.minimum(a, b), torch.maximum(a, b)], dim=-1)
-        return self._sort(x, width)
+            if out is None:
+                return torch.cat([torch.minimum(a, b), torch.maximum(a, b)], dim=-1)
+            half = width // 2
+            torch.minimum(a, b, out=out[..., :half])
+            torch.maximum(a, b, out=out[..., half:])
+            return out
+        result = self._sort(x, width)
+        return result if out is None else out.copy_(result)
 
     def _sort(self, x: torch.Tensor, width: int) -> torch.Tensor:
         if self.group_size is None:

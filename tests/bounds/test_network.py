@@ -79,7 +79,7 @@ def test_float64_evaluation_error_bound_holds_against_extended_precision(rng):
 
 def test_fourier_feature_network_evaluation_bound_holds_against_extended_precision(rng):
     """The feature networks take the identity input map (offset 0, scale 1: no rounding) and the
-    in-place GroupSort with its max |h| from the halves; checked against 80-bit arithmetic."""
+    in-place GroupSort and max |h| from two reductions; checked against 80-bit arithmetic."""
     from lipsurrogate.nn.features import FeatureLipschitzMLP
 
     model = FeatureLipschitzMLP(3, 1, (64, 64, 64), periods=[2 * np.pi, 2 * np.pi, None], harmonics=2,

@@ -78,3 +78,12 @@ def test_pair_gradient_can_be_differentiated_again(torch_gen):
     (reference,) = torch.autograd.grad((gr**2).sum(), w)
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-12)
     assert torch.autograd.gradgradcheck(GroupSort(2), (x.detach().requires_grad_(),))
+
+
+@pytest.mark.parametrize("group_size", [2, 4])
+def test_exact_writes_into_out_the_same_values(group_size):
+    x = torch.randn(64, 16, dtype=torch.float64)
+    gs = GroupSort(group_size)
+    out = torch.full_like(x, float("nan"))
+    assert gs.exact(x, out=out) is out
+    assert torch.equal(out, gs.exact(x))

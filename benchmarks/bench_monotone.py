@@ -459,6 +459,56 @@ def _classification_round(data: ClassificationData, tr, te, seed: int, steps, cr
     return scores
 
 
+LMN_PROTOCOL = ("LipschitzClassifier, defaults but no early stopping, scored as the LMN code scores: best test "
+                "accuracy over epochs and 50 thresholds (optimistic; for comparison only)")
+
+
+def _lmn_protocol_round(data: ClassificationData, tr, te, seed: int, steps) -> tuple:
+    """The defaults without early stopping, scored the way ``niklasnolte/monotonic_tests/compas.py`` scores.
+
+    That script keeps, over all epochs, the best **test** accuracy over the thresholds
+    ``linspace(0, 1, 50)`` on the predicted probability. Here the same network and training as
+    the defaults (early stopping off, so the training part is not split), the test rows scored
+    after every epoch (every ``ceil(n_train / batch_size)`` steps) at those 50 thresholds. Returns
+    (that maximum, the final model's accuracy at 0.5, violations, fit seconds, steps): the first
+    number selects on the test rows and is not an estimate of accuracy on new data.
+    """
+    import torch
+
+    import lipsurrogate.train as training
+    from lipsurrogate import LipschitzClassifier
+
+    x_tr, x_te = _prepare_split(data, tr, te)
+    y_tr, y_te = data.y[tr], data.y[te]
+    x_test = torch.tensor(x_te, dtype=torch.float32)
+    thresholds = np.linspace(0, 1, 50)
+    classifier = LipschitzClassifier(monotonic_constraints=data.monotone, random_state=seed, early_stopping=False,
+                                     **({"steps": steps} if steps != "auto" else {}))
+    per_epoch = -(-len(y_tr) // classifier.batch_size)
+    best = [0.0]
+    plain_train = training.train
+
+    def scored_train(*args, callback=None, **kwargs):
+        def score(step, model):
+            if (step + 1) % per_epoch < 10:  # the callback runs every 10 steps: once per epoch
+                with torch.no_grad():
+                    p = torch.sigmoid(model(x_test)).numpy().reshape(-1)
+                best[0] = max(best[0], max(100.0 * float(np.mean((p > t) == y_te)) for t in thresholds))
+            return bool(callback(step, model)) if callback is not None else False
+        return plain_train(*args, callback=score, **kwargs)
+
+    start = time.perf_counter()
+    training.train = scored_train
+    try:
+        classifier.fit(x_tr, y_tr)
+    finally:
+        training.train = plain_train
+    seconds = time.perf_counter() - start
+    final = 100.0 * float(np.mean(classifier.predict(x_te) == y_te))
+    bad = violations(lambda z: classifier.predict_proba(z)[:, 1], x_te, data.monotone, np.random.default_rng(100 + seed))
+    return best[0], final, bad, seconds, classifier.n_iter_
+
+
 def _score_rows(results: dict, digits: int) -> list[str]:
     """One markdown row per model: score mean +- sample std over the rounds, per round, violations, fit seconds."""
     lines = []
@@ -523,10 +573,19 @@ def run_classification(data: ClassificationData, splits: int, steps) -> list[str
                 fixed.setdefault(name, []).append(score)
             print(f"{data.name} fixed split, seed {seed}: "
                   + ", ".join(f"{k} {v[-1][0]:.1f}" for k, v in fixed.items()), file=sys.stderr)
+        protocol = [_lmn_protocol_round(data, tr, te, seed, steps) for seed in range(splits)]
+        fixed[LMN_PROTOCOL] = [(best, bad, seconds, n) for best, _, bad, seconds, n in protocol]
+        fixed["the same networks, scored honestly (final weights, threshold 0.5)"] = [
+            (final, bad, seconds, n) for _, final, bad, seconds, n in protocol]
         lines += ["### The published split", "", f"{data.fixed_split_note}; seeds 0-{splits - 1} on this one split.",
                   ""]
         lines += _accuracy_table(fixed, data.published, "per seed")
-        lines += ["", _against_lmn(fixed, data.published), ""]
+        lines += ["", _against_lmn(fixed, data.published), "",
+                  ("The LMN figure is the best test accuracy over 2,000 epochs and 50 decision thresholds "
+                   "(`niklasnolte/monotonic_tests`, `compas.py`: `acc = max(acc, acci)` over `torch.linspace(0, 1, 50)` "
+                   "after every epoch), a selection on the test rows; Runje & Shankaranarayana's is the best epoch "
+                   "of early stopping on the test rows, best 5 of 10 runs. The row scored the LMN way shows what "
+                   "that selection is worth on our networks; the defaults never see the test rows."), ""]
     return lines
 
 

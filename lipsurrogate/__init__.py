@@ -12,7 +12,7 @@ nn
     Lipschitz layers, weight norms, GroupSort, monotonic residual, heads, Fourier features,
     conditioning, DeepONet, save/load (safetensors + JSON).
 train
-    Training loop, losses, MDMM constraints, PINN residuals, balanced sampling, streaming, DDP.
+    Training loop, losses, MDMM constraints, PINN residuals, the pair-stability penalty, balanced sampling, streaming, DDP.
 bounds
     **Certified** Lipschitz constants from the weights (float64), float64 evaluation with error
     bounds, per-cell certificates, local constants, refinement, verification.

@@ -25,6 +25,9 @@ _AT_LEAST = {
 _FRACTIONS = {"test_fraction", "signal_fraction", "background_rate"}
 """Real options that must lie strictly between 0 and 1; every other real option must be > 0."""
 
+_NON_NEGATIVE = {"stability"}
+"""Real options that may be 0 (weights of optional penalties: 0 turns them off)."""
+
 _MIN_CERT_CELLS = 2
 """Cells per axis of a certificate grid, at least."""
 
@@ -67,6 +70,9 @@ def check_config(cfg) -> None:
             if name in _FRACTIONS:
                 if not 0 < value < 1:
                     raise ConfigurationError(f"{_flag(name)} must lie strictly between 0 and 1. Got {value}.")
+            elif name in _NON_NEGATIVE:
+                if not (math.isfinite(value) and value >= 0):
+                    raise ConfigurationError(f"{_flag(name)} must be a finite number >= 0. Got {value}.")
             elif not (math.isfinite(value) and value > 0):
                 raise ConfigurationError(f"{_flag(name)} must be a finite number > 0. Got {value}.")
         elif isinstance(value, (list, tuple)) and value and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
@@ -137,10 +143,12 @@ def verify_run(run_dir, model, reference, config: dict, density=None, seed=None)
     return document
 
 
-def fit_and_certify(module, model, points, target, cfg, out_dir, times: dict, progress: bool, fit_kind: str):
+def fit_and_certify(module, model, points, target, cfg, out_dir, times: dict, progress: bool, fit_kind: str,
+                    regularizer=None):
     """Train ``model`` on (points, target), save it, then the module's certify, verify and report.
 
-    Writes ``model.*``, ``training.json``, ``fit.json`` and ``timings.json`` into ``out_dir`` and
+    ``regularizer`` (e.g. :class:`~lipsurrogate.train.stability.PairStability`) is added to the
+    training loss. Writes ``model.*``, ``training.json``, ``fit.json`` and ``timings.json`` into ``out_dir`` and
     returns ``(fit_stats, certificate, verification)``.
     """
     from .._io import write_json
@@ -149,7 +157,7 @@ def fit_and_certify(module, model, points, target, cfg, out_dir, times: dict, pr
     start = time.perf_counter()
     history = train(model, points, target, getattr(cfg, "loss", "mse"), steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr,
                     seed=cfg.seed, progress=progress, description=f"{module.__name__.rsplit('.', 1)[-1]} training",
-                    threads="auto")
+                    threads="auto", regularizer=regularizer)
     write_json(out_dir / "training.json", history.to_dict())
     return certify_trained(module, model, points, target, out_dir, times, progress, fit_kind, start)
 

@@ -37,6 +37,7 @@ from ..data.generators import heat2d
 from ..data.heat import HeatModes
 from ..exceptions import ConfigurationError, ModelFileError
 from ..nn import FeatureLipschitzMLP, load_model
+from ..train.stability import PairStability, block_half_widths
 from ._common import check_blocks, config_from_options, fit_and_certify, stage, verify_run
 
 __all__ = ["Heat2DKappaConfig", "run", "certify", "verify", "report"]
@@ -64,11 +65,19 @@ class Heat2DKappaConfig:
     batch_size: int = 4096
     lr: float = 3e-3
     loss: str = "l8"  # with the backward slope bounds L8 certifies tighter: benchmarks/results/blocks.md
+    # weight of the pair-stability penalty over the certificate's slope blocks (lipsurrogate.train.stability;
+    # benchmarks/results/loss.md); 0 = off
+    stability: float = 0.03
+    stability_points: int = 256
+    stability_every: int = 4
     # finer cells in x and y with blocks of the earlier physical size: the slope ranges cost the same,
     # the cells' half-widths halve (benchmarks/results/blocks.md)
     cert_cells: list = field(default_factory=lambda: [128, 128, 16, 8])
     local_block: int | list = field(default_factory=lambda: [2, 2, 2, 2])
-    refine_budget: int = 400_000
+    # refinement without the children's own slopes costs about 8 microseconds an evaluation: 5M
+    # evaluations take about 40 s and bring the bound from 4.63% to 3.97% of max|u| (400,000 until
+    # 2026-12-07; benchmarks/results/loss.md)
+    refine_budget: int = 5_000_000
     # the children's own slope ranges do not lower this bound (5.10% either way) and cost 22 s
     # (theory/cell-bounds.md section 5)
     refine_slopes: bool = False
@@ -137,9 +146,13 @@ def run(out_dir, *, seed: int = 0, quick: bool = False, progress: bool = True, *
     K, T, X, Y = np.meshgrid(kappas, ds.t.values, ds.x.values, ds.y.values, indexing="ij")
     points = torch.tensor(np.stack([X.ravel(), Y.ravel(), T.ravel(), K.ravel()], 1), dtype=torch.float32)
     values = torch.tensor(ds.u.values.reshape(-1, 1), dtype=torch.float32)
+    regularizer = None
+    if cfg.stability > 0:
+        regularizer = PairStability(domain, block_half_widths(domain, cfg.cert_cells, cfg.local_block or 1),
+                                    weight=cfg.stability, batch_size=cfg.stability_points, every=cfg.stability_every)
     fit_stats, certificate, verification = fit_and_certify(
         sys.modules[__name__], model, points, values, cfg, out_dir, times, progress,
-        "measured on the training grid (all diffusivities) against the py-pde data")
+        "measured on the training grid (all diffusivities) against the py-pde data", regularizer=regularizer)
     u_max = fit_stats["u_max"]
     summary = {
         "solver_max_error": float(ds.attrs["solver_max_error"]), "fit_rmse": fit_stats["rmse"], "u_max": u_max,

@@ -101,6 +101,8 @@ TASK_OPTIONS: dict[str, list] = {
         _opt("--modes", int, "Fourier modes of the initial condition [4]", dest="n_modes"),
         _opt("--k-max", int, "largest |k| of the initial condition [3]"),
         *_TRAINING,
+        _opt("--stability", float, "weight of the pair-stability penalty over the certificate's slope blocks "
+                                   "(trains for a tighter certificate); 0 = off [0.03]"),
         _opt("--cert-cells", int_list, "certificate cells in x,y,t,kappa [128,128,16,8]"),
         *_CERTIFICATE,
     ],

@@ -12,6 +12,10 @@ constraints
 pinn
     :func:`pde_residual` and :class:`PhysicsTerm`: physics-informed residuals on mini-batches of
     collocation points, weighted or as an MDMM constraint.
+stability
+    :class:`~lipsurrogate.train.stability.PairStability`: a penalty on the GroupSort pairs that a
+    certificate block leaves undecided (``train(..., regularizer=...)``), training for a tighter
+    certificate.
 sampling
     :class:`~lipsurrogate.train.sampling.BalancedSampler`: mini-batches balanced by class, signal
     (per mass), background (per process) or both.
@@ -31,6 +35,7 @@ from .constraints import MDMM, Constraint, MDMMResult
 from .device import resolve_device, training_device
 from .loop import LOSSES, TrainingHistory, train
 from .pinn import RESIDUALS, PhysicsTerm, collocation_points, pde_residual
+from .stability import PairStability
 
 __all__ = [
     "Constraint",
@@ -38,6 +43,7 @@ __all__ = [
     "MDMMResult",
     "LOSSES",
     "RESIDUALS",
+    "PairStability",
     "PhysicsTerm",
     "collocation_points",
     "pde_residual",

@@ -8,6 +8,7 @@ from typing import Callable, Sequence
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .device import current_device, resolve_device
 from ..exceptions import ConfigurationError
@@ -83,6 +84,8 @@ class TrainingHistory:
         loss, not the full-data loss) and the learning rate.
     residuals : list
         With a physics term: the mini-batch mean squared PDE residual (an estimate).
+    regularizer_values : list
+        With a ``regularizer``: its value (weight included) on each recorded step (an estimate).
     seconds : float
         Wall-clock training time.
     stopped_at : int or None
@@ -98,6 +101,7 @@ class TrainingHistory:
     losses: list[float] = field(default_factory=list)
     learning_rates: list[float] = field(default_factory=list)
     residuals: list[float] = field(default_factory=list)
+    regularizer_values: list[float] = field(default_factory=list)
     seconds: float = 0.0
     threads: list[list[int]] = field(default_factory=list)
     stopped_at: int | None = None
@@ -110,6 +114,7 @@ class TrainingHistory:
             "losses": self.losses,
             "learning_rates": self.learning_rates,
             "residuals": self.residuals,
+            "regularizer_values": self.regularizer_values,
             "seconds": self.seconds,
             "threads": self.threads,
             "stopped_at": self.stopped_at,
@@ -137,6 +142,7 @@ def train(
     threads: int | str | None = None,
     callback: Callable[[int, nn.Module], bool] | None = None,
     device=None,
+    regularizer: Callable[[nn.Module, torch.Generator], torch.Tensor] | None = None,
 ) -> TrainingHistory:
     """Train ``model`` with Adam on mini-batches drawn with a seeded generator.
 
@@ -185,6 +191,10 @@ def train(
         always. None: the device of an enclosing
         :func:`~lipsurrogate.train.device.training_device` block, else where the model is.
         Batches are drawn by the same seeded CPU generator on every device.
+    regularizer : callable, optional
+        ``regularizer(model, generator) -> scalar`` added to each step's loss, e.g. a
+        :class:`~lipsurrogate.train.stability.PairStability` penalty (drawing its own points with
+        the loop's seeded generator). The history records its value in ``regularizer_values``.
     """
     if isinstance(targets, torch.Tensor):
         targets = (targets,)
@@ -235,11 +245,17 @@ def train(
             idx = idx.to(run_device, non_blocking=True)
             x, ys = inputs[idx], tuple(t[idx] for t in targets)
         optimizer.zero_grad(set_to_none=True)
-        value = loss(model(x), *ys)
-        residual = None
-        if physics is not None:
-            residual = physics.mean_square(model, generator)
-            value = mdmm(value, [residual]).value if mdmm is not None else value + physics.weight * residual
+        # parametrised weights are computed once per step for all the forward passes below
+        with parametrize.cached():
+            value = loss(model(x), *ys)
+            residual = None
+            if physics is not None:
+                residual = physics.mean_square(model, generator)
+                value = mdmm(value, [residual]).value if mdmm is not None else value + physics.weight * residual
+            penalty = None
+            if regularizer is not None:
+                penalty = regularizer(model, generator)
+                value = value + penalty
         if not torch.isfinite(value):
             raise FloatingPointError(f"The training loss became {value.item()} at step {step}.")
         value.backward()
@@ -252,6 +268,8 @@ def train(
             history.learning_rates.append(optimizer.param_groups[0]["lr"])
             if residual is not None:
                 history.residuals.append(float(residual.detach()))
+            if penalty is not None:
+                history.regularizer_values.append(float(penalty.detach()))
             bar.set_postfix(loss=f"{history.losses[-1]:.3g}")
 
     bar = tqdm(range(steps), desc=description, disable=not progress, leave=False)

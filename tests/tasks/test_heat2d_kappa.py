@@ -44,6 +44,19 @@ def test_bound_holds_at_diffusivities_between_the_training_values(run_dir, rng):
     assert np.all(np.abs(f.reshape(-1) - u) <= bound)
 
 
+def test_training_penalises_undecided_pairs_by_default(run_dir, tmp_path):
+    config = json.loads((run_dir / "config.json").read_text())
+    history = json.loads((run_dir / "training.json").read_text())
+    assert config["stability"] > 0 and config["stability_every"] >= 1
+    assert len(history["regularizer_values"]) == len(history["steps"])
+    assert any(v > 0 for v in history["regularizer_values"]) and all(v >= 0 for v in history["regularizer_values"])
+    fit("heat2d-kappa", out=tmp_path / "off", quick=True, progress=False, stability=0.0, steps=20,
+        refine_budget=0, random_points=100, adversarial_starts=0)
+    assert json.loads((tmp_path / "off" / "training.json").read_text())["regularizer_values"] == []
+    with pytest.raises(ConfigurationError, match=r"'stability' \(--stability\) must be a finite number >= 0"):
+        fit("heat2d-kappa", out=tmp_path / "bad", quick=True, progress=False, stability=-1.0)
+
+
 def test_bad_ranges_are_refused(tmp_path):
     with pytest.raises(ConfigurationError, match="kappa_min < kappa_max"):
         fit("heat2d-kappa", out=tmp_path / "a", quick=True, progress=False, kappa_min=0.1, kappa_max=0.05)

@@ -165,3 +165,19 @@ def test_deeponet_run_certifies_the_operator_on_an_unseen_initial_condition(tmp_
 def test_unknown_model_is_refused():
     with pytest.raises(lipsurrogate.exceptions.ConfigurationError, match="'model' of heat2d"):
         heat2d.Heat2DConfig(model="fno")
+
+
+def test_fast_preset_sits_under_the_options_given():
+    from lipsurrogate.cli import build_parser
+    from lipsurrogate.exceptions import ConfigurationError
+
+    cfg = heat2d.Heat2DConfig.from_options(False, 0, {"fast": True, "steps": 7})
+    assert cfg.fast and cfg.hidden == heat2d.FAST["hidden"] and cfg.cert_cells == heat2d.FAST["cert_cells"]
+    assert cfg.steps == 7  # an option given wins over the preset
+    default = heat2d.Heat2DConfig.from_options(False, 0, {})
+    assert not default.fast and default.hidden != heat2d.FAST["hidden"]
+    with pytest.raises(ConfigurationError, match="one of 'quick'"):
+        heat2d.Heat2DConfig.from_options(True, 0, {"fast": True})
+    args = build_parser().parse_args(["fit", "heat2d", "--fast"])
+    assert args.fast is True
+    assert build_parser().parse_args(["fit", "heat2d"]).fast is None

@@ -40,6 +40,7 @@ Usage
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import os
 import platform
@@ -56,7 +57,8 @@ from _markdown import write
 from torch import nn
 
 import lipsurrogate
-from lipsurrogate.nn import GroupSort, LipschitzMLP, project_weights_
+from lipsurrogate._compiled import flag_off
+from lipsurrogate.nn import GroupSort, LipschitzMLP, activations, project_weights_
 
 IN_FEATURES = 3
 OUT_FEATURES = 1
@@ -80,6 +82,7 @@ class BenchCase:
     unavailable: str | None = None
     optimizer: torch.optim.Optimizer | None = None
     round_ms_per_step: list[float] = field(default_factory=list)
+    context: Callable[[], object] | None = None
 
 
 def build_plain_mlp(activation: type[nn.Module] = nn.ReLU) -> nn.Module:
@@ -171,6 +174,12 @@ def make_cases() -> list[BenchCase]:
             with_relu_form_groupsort(build_lipsurrogate("l1-column")),
         ),
         BenchCase(
+            "lipsurrogate l1-column, torch pair step",
+            "the same, GroupSort(2) as torch.minimum / maximum and threshold_backward (before 2026-12-07)",
+            build_lipsurrogate("l1-column"),
+            context=lambda: flag_off(activations, "USE_COMPILED"),
+        ),
+        BenchCase(
             "lipsurrogate l1",
             "LipschitzMLP, l1 operator norm (Eq. 2.7, clip), reparametrized, GroupSort2",
             build_lipsurrogate("l1"),
@@ -219,13 +228,14 @@ def make_cases() -> list[BenchCase]:
 def run_steps(case: BenchCase, inputs: torch.Tensor, targets: torch.Tensor, n_steps: int) -> None:
     """Run ``n_steps`` training steps (forward, backward, Adam, optional projection)."""
     model, optimizer = case.model, case.optimizer
-    for _ in range(n_steps):
-        optimizer.zero_grad(set_to_none=True)
-        loss = nn.functional.mse_loss(model(inputs), targets)
-        loss.backward()
-        optimizer.step()
-        if case.after_step is not None:
-            case.after_step(model)
+    with case.context() if case.context is not None else contextlib.nullcontext():
+        for _ in range(n_steps):
+            optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.mse_loss(model(inputs), targets)
+            loss.backward()
+            optimizer.step()
+            if case.after_step is not None:
+                case.after_step(model)
 
 
 def benchmark(cases: list[BenchCase], n_rounds: int, steps_per_round: int) -> None:

@@ -32,8 +32,8 @@ import sys
 
 import numpy as np
 
-from ._compiled import HAVE_NUMBA, flag_off, parallel_kernel
-from ._compiled import prange as _prange
+from .._compiled import HAVE_NUMBA, flag_off, parallel_kernel
+from .._compiled import prange as _prange
 
 __all__ = ["HAVE_KERNEL", "ENABLED", "disabled", "signed_abs_kernel", "sparse_duals"]
 

@@ -48,8 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._compiled import HAVE_NUMBA, flag_off, parallel_kernel
-from ._compiled import prange as _prange
+from .._compiled import HAVE_NUMBA, flag_off, parallel_kernel
+from .._compiled import prange as _prange
 
 __all__ = ["LayerRanges", "TangentBounds", "disabled", "layer_ranges", "tangent_bounds"]
 

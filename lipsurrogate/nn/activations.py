@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .._compiled import HAVE_NUMBA, parallel_kernel
+from .._compiled import prange as _prange
 from ..exceptions import ConfigurationError
 
 __all__ = ["GroupSort", "ACTIVATIONS", "make_activation"]
@@ -41,6 +43,15 @@ class GroupSort(nn.Module):
         the gradient of ``(min, max) = (a, b)``, a valid element of the Clarke subdifferential.
         Measured (4096 x 128, CPU): 0.35x the time of the autograd graph of the relu form
         ``(a - relu(a - b), b + relu(a - b))`` that it replaced, forward and backward together.
+    Note [compiled pair layer]
+        On contiguous CPU float32/float64 tensors, and where numba is installed, both passes run
+        as one compiled loop over the pairs (:data:`USE_COMPILED`): the forward writes the same
+        min and max (a NaN in a pair gives NaN in both outputs, as ``torch.minimum`` /
+        ``torch.maximum`` do), the backward routes ``g_min`` and ``g_max`` to the winner without
+        arithmetic (``da = g_max`` where ``a > b``; the torch formula's
+        ``g_min + (g_max - g_min)`` rounds). A double backward (PINN residuals) takes the torch
+        formula. Measured (4096 x 128 float32, 2 cores): forward 123 us against 169 us, backward
+        161 us against 549 us (a ReLU's: 83 us and 154 us).
     """
 
     def __init__(self, group_size: int | None = 2) -> None:
@@ -97,23 +108,81 @@ class GroupSort(nn.Module):
         return torch.sort(grouped, dim=-1).values.reshape(shape)
 
 
+USE_COMPILED = HAVE_NUMBA
+"""Whether :class:`GroupSort` pairs run through the compiled loops where they can (Note [compiled pair layer])."""
+
+
+def _pair_sort_rows(x, out):  # pragma: no cover - compiled by numba
+    n, width = x.shape
+    half = width // 2
+    for i in _prange(n):
+        for j in range(half):
+            a = x[i, j]
+            b = x[i, j + half]
+            if a > b:
+                out[i, j] = b
+                out[i, j + half] = a
+            elif a <= b:
+                out[i, j] = a
+                out[i, j + half] = b
+            else:  # a NaN: torch.minimum and torch.maximum give NaN
+                out[i, j] = a + b
+                out[i, j + half] = a + b
+
+
+def _pair_sort_grad_rows(x, grad, out):  # pragma: no cover - compiled by numba
+    n, width = x.shape
+    half = width // 2
+    for i in _prange(n):
+        for j in range(half):
+            if x[i, j] > x[i, j + half]:
+                out[i, j] = grad[i, j + half]
+                out[i, j + half] = grad[i, j]
+            else:
+                out[i, j] = grad[i, j]
+                out[i, j + half] = grad[i, j + half]
+
+
+_PAIR_SORT = parallel_kernel(_pair_sort_rows)
+_PAIR_SORT_GRAD = parallel_kernel(_pair_sort_grad_rows)
+
+
+def _compiled_rows(*tensors: torch.Tensor) -> bool:
+    """Whether the compiled loops can take these tensors (contiguous, CPU, float32/float64, one dtype)."""
+    first = tensors[0]
+    return (USE_COMPILED and _PAIR_SORT is not None and first.dim() >= 1 and first.numel() > 0
+            and first.dtype in (torch.float32, torch.float64)
+            and all(t.device.type == "cpu" and t.is_contiguous() and t.dtype == first.dtype and t.shape == first.shape
+                    for t in tensors))
+
+
 class _PairSort(torch.autograd.Function):
     """``(min(a, b), max(a, b))`` of the two halves ``a, b`` of the last dimension, with a hand-written
-    backward pass (Note [one pass each way] of :class:`GroupSort`)."""
+    backward pass (Notes [one pass each way] and [compiled pair layer] of :class:`GroupSort`)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        out = torch.empty_like(x, memory_format=torch.contiguous_format)
+        ctx.save_for_backward(x)
+        if _compiled_rows(x):
+            width = x.shape[-1]
+            _PAIR_SORT(x.detach().reshape(-1, width).numpy(), out.reshape(-1, width).numpy())
+            return out
         a, b = x.chunk(2, dim=-1)
         half = a.shape[-1]
-        out = torch.empty_like(x)
         torch.minimum(a, b, out=out[..., :half])
         torch.maximum(a, b, out=out[..., half:])
-        ctx.save_for_backward(x)
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         (x,) = ctx.saved_tensors
+        if not torch.is_grad_enabled() and _compiled_rows(x, grad):
+            width = x.shape[-1]
+            out = torch.empty_like(grad)
+            _PAIR_SORT_GRAD(x.detach().reshape(-1, width).numpy(), grad.reshape(-1, width).numpy(),
+                            out.reshape(-1, width).numpy())
+            return out
         a, b = x.chunk(2, dim=-1)
         grad_min, grad_max = grad.chunk(2, dim=-1)
         # [a > b] (g_max - g_min): the ReLU's backward kernel with a - b as its input; differentiable

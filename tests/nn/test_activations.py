@@ -1,8 +1,9 @@
 import pytest
 import torch
 
+from lipsurrogate._compiled import flag_off
 from lipsurrogate.exceptions import ConfigurationError
-from lipsurrogate.nn import GroupSort
+from lipsurrogate.nn import GroupSort, activations
 
 
 @pytest.mark.parametrize("group_size", [2, 3, 4, None])
@@ -87,3 +88,42 @@ def test_exact_writes_into_out_the_same_values(group_size):
     out = torch.full_like(x, float("nan"))
     assert gs.exact(x, out=out) is out
     assert torch.equal(out, gs.exact(x))
+
+
+@pytest.mark.skipif(not activations.USE_COMPILED, reason="numba is not installed (the torch path is tested above)")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_pair_layer_equals_the_torch_path_bit_for_bit(dtype, torch_gen):
+    """Note [compiled pair layer]: same forward values (ties, infinities and NaN included) and the
+    gradient routed to the winner exactly, in both dtypes and for inputs of any leading shape."""
+    x = torch.randn(6, 5, 12, generator=torch_gen, dtype=dtype)
+    x[0, 0, :6] = x[0, 0, 6:]  # ties
+    x[1, 0, 0], x[1, 0, 6], x[1, 1, 1], x[1, 2, 8] = float("inf"), -float("inf"), float("nan"), float("nan")
+    g = torch.randn(6, 5, 12, generator=torch_gen, dtype=dtype)
+    results = {}
+    for compiled in (True, False):
+        z = x.clone().requires_grad_()
+        if compiled:
+            out = GroupSort(2)(z)
+        else:
+            with flag_off(activations, "USE_COMPILED"):
+                out = GroupSort(2)(z)
+        (grad,) = torch.autograd.grad(out, z, g)
+        results[compiled] = (out.detach(), grad)
+    out_c, grad_c = results[True]
+    out_t, grad_t = results[False]
+    assert torch.equal(out_c.isnan(), out_t.isnan()) and torch.equal(out_c.nan_to_num(), out_t.nan_to_num())
+    # the winner takes its gradient exactly; the torch formula g_min + (g_max - g_min) rounds
+    a, b = x.chunk(2, dim=-1)
+    g_min, g_max = g.chunk(2, dim=-1)
+    a_won = a > b
+    expected = torch.cat([torch.where(a_won, g_max, g_min), torch.where(a_won, g_min, g_max)], dim=-1)
+    assert torch.equal(grad_c, expected)
+    torch.testing.assert_close(grad_c, grad_t, rtol=0, atol=4 * torch.finfo(dtype).eps * g.abs().max().item())
+
+
+def test_non_contiguous_and_double_backward_inputs_take_the_torch_path(torch_gen):
+    x = torch.randn(8, 10, generator=torch_gen, dtype=torch.float64).t()  # not contiguous
+    assert not x.is_contiguous()
+    assert torch.equal(GroupSort(2)(x), GroupSort(2).exact(x))
+    z = x.contiguous().requires_grad_()
+    assert torch.autograd.gradgradcheck(GroupSort(2), (z,))

@@ -1,8 +1,9 @@
 """Optional compiled kernels: numba when it is installed (it comes with py-pde), and switching a path off.
 
-The kernels of :mod:`~lipsurrogate.bounds._pair_kernel`, :mod:`~lipsurrogate.bounds._lp_kernel` and
-:mod:`~lipsurrogate.bounds.backward` are plain Python functions whose loops use :data:`prange`;
-:func:`parallel_kernel` compiles them. Without numba every caller takes its torch or numpy path.
+The kernels of :mod:`~lipsurrogate.bounds._pair_kernel`, :mod:`~lipsurrogate.bounds._lp_kernel`,
+:mod:`~lipsurrogate.bounds.backward` and the GroupSort pair layer of :mod:`~lipsurrogate.nn.activations`
+are plain Python functions whose loops use :data:`prange`; :func:`parallel_kernel` compiles them.
+Without numba every caller takes its torch or numpy path.
 """
 
 from __future__ import annotations

@@ -99,8 +99,8 @@ class Heat2DConfig:
     operator_lr: float = 1e-2
     # not the surrogate's L8: the operator trains far worse with it (benchmarks/results/loss.md)
     operator_loss: str = "mse"
-    # 2048 until 2026-12-07: 512 points per initial condition and step train the operator to 8.10% of max|u|
-    # on the unseen initial condition in 126 s end to end, against 7.86% in 218 s (README)
+    # 2048 until 2026-12-07: 512 points per initial condition and step train the operator to 7.7-8.1% of
+    # max|u| on the unseen initial condition in about 130 s end to end, against 7.86% in 218 s (README)
     operator_batch_points: int = 512
     # the FAST settings under the options given (--fast): about 2% of max|u| in about 25 s
     fast: bool = False
@@ -142,8 +142,8 @@ FAST = dict(hidden=[64, 64, 64], steps=1500, batch_size=2048, cert_cells=[96, 96
             refine_budget=100_000, dense_cells=300, random_points=50_000, adversarial_starts=16, adversarial_steps=20)
 """``fit heat2d --fast``: a smaller network (3 x 64), 1,500 steps of 2,048 points, a 96 x 96 x 24
 certificate grid and lighter verification. Measured (seed 0, 2026-12-07): 1.93% of max|u|,
-tightness 1.00, about 25 s over the stages, against 0.98% in about 84 s for the defaults
-(README, "Speed")."""
+tightness 1.00, 26.7 s end to end, against 0.99% in about 87 s for the defaults (README, "The
+main job")."""
 
 
 def exact_solution_of(config: dict) -> tuple[HeatModes, float]:

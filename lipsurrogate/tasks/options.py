@@ -92,7 +92,7 @@ TASK_OPTIONS: dict[str, list] = {
         _opt("--operator-steps", int, "deeponet: training steps of the operator [12000]"),
         ("--fast", {"action": "store_true", "default": None,
                     "help": "a smaller network, shorter training and a coarser certificate: about 2%% of max|u| in "
-                            "about 25 s instead of 1%% in about 84 s (other options still win)"}),
+                            "about 27 s instead of 1%% in about 87 s (other options still win)"}),
     ],
     "heat2d-kappa": [
         _opt("--grid", int, "py-pde cells per axis [48]"),

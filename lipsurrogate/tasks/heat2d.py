@@ -102,7 +102,7 @@ class Heat2DConfig:
     # 2048 until 2026-12-07: 512 points per initial condition and step train the operator to 7.7-8.1% of
     # max|u| on the unseen initial condition in about 130 s end to end, against 7.86% in 218 s (README)
     operator_batch_points: int = 512
-    # the FAST settings under the options given (--fast): about 2% of max|u| in about 25 s
+    # the FAST settings under the options given (--fast): about 2% of max|u| in about 27 s
     fast: bool = False
     seed: int = 0
 

@@ -66,7 +66,7 @@ class Heat2DKappaConfig:
     lr: float = 3e-3
     loss: str = "l8"  # with the backward slope bounds L8 certifies tighter: benchmarks/results/blocks.md
     # weight of the pair-stability penalty over the certificate's slope blocks (lipsurrogate.train.stability;
-    # benchmarks/results/loss.md); 0 = off
+    # benchmarks/results/stability.md); 0 = off
     stability: float = 0.03
     stability_points: int = 256
     stability_every: int = 4
@@ -75,8 +75,8 @@ class Heat2DKappaConfig:
     cert_cells: list = field(default_factory=lambda: [128, 128, 16, 8])
     local_block: int | list = field(default_factory=lambda: [2, 2, 2, 2])
     # refinement without the children's own slopes costs about 8 microseconds an evaluation: 5M
-    # evaluations take about 40 s and bring the bound from 4.63% to 3.97% of max|u| (400,000 until
-    # 2026-12-07; benchmarks/results/loss.md)
+    # evaluations take about 40 s and bring the bound from 4.62% to 3.97% of max|u| (400,000 until
+    # 2026-12-07; benchmarks/results/stability.md)
     refine_budget: int = 5_000_000
     # the children's own slope ranges do not lower this bound (5.10% either way) and cost 22 s
     # (theory/cell-bounds.md section 5)

@@ -16,11 +16,18 @@ cores were measured 33 times slower instead of three (issue 17). The rules here:
   process's own runnable threads), at least 1. Three concurrent runs on two cores then train on
   one thread each and slow down in proportion to the load (``benchmarks/bench_concurrency.py``).
 * :func:`torch_threads` limits torch for one block of work and restores the count after it.
+* :func:`numpy_blas_threads` limits numpy's BLAS pool (OpenBLAS, MKL) for a block; the
+  certifier runs with one BLAS thread and :func:`configure_threads` sets one for the process.
+  numpy's products here are small (a few columns), torch does the large ones, and two pools
+  that spin while they wait on the same two cores made a float64 pass over 549k points up to
+  three times slower (``theory/lipschitz-networks.md`` section 4); the heat2d certificate took
+  32.1 s instead of 36.9 s with one BLAS thread, the same bound.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -30,7 +37,7 @@ from typing import Iterator
 from .exceptions import ConfigurationError
 
 __all__ = ["available_cores", "default_threads", "configure_threads", "threads_for_load", "busy_cores",
-           "torch_threads"]
+           "torch_threads", "numpy_blas_threads", "one_numpy_blas_thread"]
 
 THREAD_VARIABLES = ("LIPSURROGATE_THREADS", "OMP_NUM_THREADS")
 """Environment variables that set the thread count, first match wins."""
@@ -161,6 +168,8 @@ def threads_for_load(environ: dict | None = None, *, cores: int | None = None, b
 def configure_threads(n: int | None = None) -> int:
     """Set torch's intra-op threads (and numba's, where numba is loaded) to ``n`` or :func:`default_threads`.
 
+    numpy's BLAS pool gets one thread (see the module docstring), where threadpoolctl is installed.
+
     numba fixes its pool size when it is first imported, from ``NUMBA_NUM_THREADS``; that variable
     is set here when numba is not loaded yet, and :func:`numba.set_num_threads` is used when it is
     (it can only lower the count below the pool size). Returns the count.
@@ -171,6 +180,7 @@ def configure_threads(n: int | None = None) -> int:
     import torch
 
     torch.set_num_threads(n)
+    _limit_numpy_blas(1)
     numba = sys.modules.get("numba")
     if numba is None:
         os.environ["NUMBA_NUM_THREADS"] = str(n)
@@ -199,3 +209,37 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def _limit_numpy_blas(n: int):
+    """Limit the BLAS libraries that numpy loaded to ``n`` threads; the limiter (None without threadpoolctl)."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl is a dependency; a bare install still runs
+        return None
+    return threadpool_limits(limits=int(n), user_api="blas")
+
+
+@contextlib.contextmanager
+def numpy_blas_threads(n: int | None = 1) -> Iterator[None]:
+    """Run the block with numpy's BLAS pool limited to ``n`` threads, restored after it (None: no change)."""
+    if n is None:
+        yield
+        return
+    limiter = _limit_numpy_blas(n)
+    try:
+        yield
+    finally:
+        if limiter is not None:
+            limiter.restore_original_limits()
+
+
+def one_numpy_blas_thread(function):
+    """Decorator: ``function`` runs inside ``numpy_blas_threads(1)`` (the certifier's entry points)."""
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with numpy_blas_threads(1):
+            return function(*args, **kwargs)
+
+    return wrapper

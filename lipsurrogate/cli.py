@@ -183,8 +183,10 @@ def main(argv: list[str] | None = None) -> int:
 
     previous = {}
     if args.command != "tasks":
+        from ._allocator import tune_malloc
         from ._threads import configure_threads
 
+        tune_malloc()  # large arrays freed and allocated again in loops: keep them in the heap
         try:  # before py-pde loads numba, so that its pool has the right size
             configure_threads()
         except LipsurrogateError as err:

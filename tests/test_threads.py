@@ -62,6 +62,33 @@ def test_busy_cores_subtracts_this_process(tmp_path):
     assert busy_cores(tmp_path / "absent", tasks) == 0  # no /proc: assume idle
 
 
+def test_numpy_blas_threads_limit_and_restore():
+    """configure_threads gives numpy's BLAS pool one thread; numpy_blas_threads limits it for a block
+    and restores it (the certifier runs inside one)."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    from lipsurrogate._threads import numpy_blas_threads
+    from lipsurrogate.bounds import certify
+
+    def blas():
+        return [p["num_threads"] for p in threadpoolctl.threadpool_info() if p["user_api"] == "blas"]
+
+    if not blas():
+        pytest.skip("numpy was built without a BLAS library that threadpoolctl sees")
+    before = blas()
+    limiter = threadpoolctl.threadpool_limits(limits=2, user_api="blas")
+    try:
+        with numpy_blas_threads(1):
+            assert set(blas()) == {1}
+        assert set(blas()) == {2}
+        torch_before = torch.get_num_threads()
+        configure_threads(torch_before)
+        assert set(blas()) == {1}
+        assert certify.__wrapped__ is not None  # the certifier's entry point runs with one BLAS thread
+    finally:
+        limiter.restore_original_limits()
+        threadpoolctl.threadpool_limits(limits=max(before), user_api="blas")
+
+
 def test_configure_and_scoped_threads_restore():
     before = torch.get_num_threads()
     try:

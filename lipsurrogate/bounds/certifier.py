@@ -42,6 +42,7 @@ from .._version import __version__
 from ..exceptions import CertificationError, ConfigurationError, ModelFileError
 from .._dask import check_scheduler
 from .._validation import positive_int
+from .._threads import one_numpy_blas_thread
 from .affine import error_slopes, supports_backward, supports_forms
 from .cells import CellCertificate
 from .local import network_intervals
@@ -292,6 +293,7 @@ def _refine(cert: CellCertificate, found: list, floor: float, job: dict, budget:
                             boxes.refined, cert.bound, float(refined.max()), boxes.history)
 
 
+@one_numpy_blas_thread
 def certify(
     model,
     reference: Reference,

@@ -34,7 +34,7 @@ from torch import nn
 
 from ..exceptions import CertificationError
 from ..nn._utils import eval_mode
-from ..nn.activations import GroupSort
+from ..nn.activations import GroupSort, pair_sort_with_abs_max_
 from ..nn.features import FeatureLipschitzMLP
 from ..nn.mlp import LipschitzMLP
 
@@ -48,6 +48,11 @@ __all__ = [
 ]
 
 _U = 2.0**-53  # unit roundoff of float64
+
+ROWS_PER_BLOCK = 8192
+"""Points that :func:`evaluate_float64` carries through all layers at once. Its hidden vectors
+(8 MiB for 128 units) then stay in cache between the matrix product, the activation and the
+rounding bound; 65,536 rows at a time were measured 1.3 to 3 times slower for the same arithmetic."""
 
 
 @dataclass
@@ -460,6 +465,19 @@ def evaluate_float64(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.
         raise CertificationError(
             f"Expected points of shape (n, {chain.in_features}). Got {x.shape} instead."
         )
+    if len(x) <= ROWS_PER_BLOCK:
+        return _evaluate_block(chain, x)
+    values = errors = None
+    for start in range(0, len(x), ROWS_PER_BLOCK):
+        v, e = _evaluate_block(chain, x[start : start + ROWS_PER_BLOCK])
+        if values is None:
+            values, errors = np.empty((len(x), v.shape[1])), np.empty((len(x), e.shape[1]))
+        values[start : start + len(v)], errors[start : start + len(v)] = v, e
+    return values, errors
+
+
+def _evaluate_block(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`evaluate_float64` on one block of rows (already validated)."""
     x_err = np.zeros_like(x)
     if chain.feature_map is not None:
         x, x_err = chain.feature_map(x)
@@ -474,13 +492,14 @@ def evaluate_float64(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.
     eps = torch.from_numpy(z_err.max(axis=1, initial=0.0) * (1 + 2 * _U))  # (n,) l-inf error of h
     layers = _chain_constants(chain)
     with torch.no_grad():
+        # max_i |h_i| = max(max_i h_i, -min_i h_i), exact: two reductions, no pass of abs; after a
+        # GroupSort(2) layer it comes out of the activation's own pass (a sort permutes the row)
+        m = _row_abs_max(h)
         for i, c in enumerate(layers):
-            # max_i |h_i| = max(max_i h_i, -min_i h_i), exact: two reductions, no pass of abs
-            m = torch.maximum(h.amax(dim=1), -h.amin(dim=1)) if h.shape[1] else torch.zeros(len(h), dtype=torch.float64)
             h = torch.addmm(c.bias, h, c.weight.T)
             if i < len(layers) - 1:
                 eps = (c.row_max * eps + c.gamma * (c.row_max * m + c.bias_max)) * (1 + 8 * _U) + c.underflow
-                h, eps = _activation_with_error(chain.activation, h, eps)
+                h, eps, m = _activation_with_error(chain.activation, h, eps)
             else:  # per output: the exact row sums of this layer
                 rows = torch.from_numpy(c.row_sums)[None, :]
                 bias = c.bias.abs()[None, :]
@@ -503,18 +522,30 @@ def evaluate_float64(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.
     return out, out_err * (1 + 8 * _U)
 
 
-def _activation_with_error(activation, y: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The activation of ``y`` and the l-inf error bound after it (the activations are 1-Lipschitz)."""
+def _row_abs_max(h: torch.Tensor) -> torch.Tensor:
+    """``max_i |h_i|`` per row, exactly: ``max(max_i h_i, -min_i h_i)``, two reductions and no pass of abs."""
+    return torch.maximum(h.amax(dim=1), -h.amin(dim=1)) if h.shape[1] else torch.zeros(len(h), dtype=h.dtype)
+
+
+def _activation_with_error(activation, y: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The activation of ``y``, the l-inf error bound after it (the activations are 1-Lipschitz), and
+    each row's largest absolute value after it (exact), which the next layer's rounding bound uses."""
     if isinstance(activation, nn.ReLU):
-        return torch.clamp_min(y, 0.0), eps
+        h = torch.clamp_min(y, 0.0)
+        return h, eps, _row_abs_max(h)
     if isinstance(activation, nn.Tanh):
         # tanh is 1-Lipschitz: the input error passes through. torch's float64 tanh (SLEEF's
         # 1-ulp kernel or libm) is within a few ulps; we allow 32 ulps of the value
         # (ulp(v) <= 2u|v|) plus the smallest subnormal (theory/cell-bounds.md section 9)
         values = torch.tanh(y)
-        return values, eps + 64 * _U * values.abs().amax(dim=1) + 2.0**-1074
+        top = values.abs().amax(dim=1)
+        return values, eps + 64 * _U * top + 2.0**-1074, top
     if isinstance(activation, GroupSort):
-        return activation.exact(y, out=torch.empty_like(y)), eps
+        if activation.group_size == 2 and y.dim() == 2:  # y is this evaluation's own buffer
+            h, top = pair_sort_with_abs_max_(y)
+            return h, eps, top
+        h = activation.exact(y, out=torch.empty_like(y))
+        return h, eps, _row_abs_max(h)
     raise CertificationError(f"Unsupported activation {activation!r} in a certified chain.")
 
 

@@ -14,7 +14,7 @@ from .._compiled import HAVE_NUMBA, parallel_kernel
 from .._compiled import prange as _prange
 from ..exceptions import ConfigurationError
 
-__all__ = ["GroupSort", "ACTIVATIONS", "make_activation"]
+__all__ = ["GroupSort", "ACTIVATIONS", "make_activation", "pair_sort_with_abs_max_"]
 
 
 class GroupSort(nn.Module):
@@ -143,8 +143,62 @@ def _pair_sort_grad_rows(x, grad, out):  # pragma: no cover - compiled by numba
                 out[i, j + half] = grad[i, j + half]
 
 
+def _pair_sort_abs_max_rows(y, row_abs_max):  # pragma: no cover - compiled by numba
+    n, width = y.shape
+    half = width // 2
+    for i in _prange(n):
+        top = 0.0
+        for j in range(half):
+            a = y[i, j]
+            b = y[i, j + half]
+            if a > b:
+                y[i, j] = b
+                y[i, j + half] = a
+            elif not a <= b:  # a NaN: both outputs NaN, as torch.minimum / torch.maximum give
+                y[i, j] = a + b
+                y[i, j + half] = a + b
+            abs_a = abs(a)
+            abs_b = abs(b)
+            if abs_a > top or abs_a != abs_a:  # a NaN stays: nothing compares above it
+                top = abs_a
+            if abs_b > top or abs_b != abs_b:
+                top = abs_b
+        row_abs_max[i] = top
+
+
 _PAIR_SORT = parallel_kernel(_pair_sort_rows)
 _PAIR_SORT_GRAD = parallel_kernel(_pair_sort_grad_rows)
+_PAIR_SORT_ABS_MAX = parallel_kernel(_pair_sort_abs_max_rows)
+
+
+def pair_sort_with_abs_max_(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """GroupSort(2) of the rows of ``y`` **in place**, and each row's largest absolute value.
+
+    ``y`` is a 2-D tensor without gradient. Returns ``(y, m)`` with ``y`` holding exactly the
+    values of :meth:`GroupSort.exact` (min and max are exact) and ``m[i] = max_j |y[i, j]|``, the
+    same for the sorted and the unsorted row (a sort permutes it), NaN where the row has one. On
+    contiguous CPU float32/float64 tensors (with numba) both come from one compiled pass over the
+    pairs; otherwise from the torch operations. The float64 evaluation of the certificate
+    (:func:`lipsurrogate.bounds.evaluate_float64`) uses ``m`` in its rounding bound.
+    """
+    if y.dim() != 2 or y.shape[1] % 2 or y.requires_grad:
+        raise ConfigurationError(
+            f"Expected a 2-D tensor of even width without gradient. Got shape {tuple(y.shape)}, "
+            f"requires_grad={y.requires_grad}."
+        )
+    m = torch.empty(y.shape[0], dtype=y.dtype)
+    if _compiled_rows(y) and _PAIR_SORT_ABS_MAX is not None:
+        _PAIR_SORT_ABS_MAX(y.numpy(), m.numpy())
+        return y, m
+    if y.shape[1]:
+        torch.maximum(y.amax(dim=1), -y.amin(dim=1), out=m)
+    else:
+        m.zero_()
+    a, b = y.chunk(2, dim=-1)
+    low = torch.minimum(a, b)
+    torch.maximum(a, b, out=b)
+    a.copy_(low)
+    return y, m
 
 
 def _compiled_rows(*tensors: torch.Tensor) -> bool:

@@ -96,17 +96,36 @@ class FourierFeatures(nn.Module):
         """Features in float64 and a **bound** on their rounding error.
 
         The phase :math:`\\omega k \\cdot x` is a short dot product (error at most
-        :math:`\\gamma_{d}\\,|\\omega k| \\cdot |x|`); cos and sin are 1-Lipschitz and correctly
-        rounded to within 1 ulp by the platform's libm (we allow 2 ulps of 1).
+        :math:`\\gamma_{d}\\,|\\omega k| \\cdot |x|`); cos and sin are 1-Lipschitz, so the phase
+        error passes through, and their own rounding is allowed 4u, two ulps of 1: torch's float64
+        kernels (SLEEF's ``u10`` functions where vectorised, documented within 1.0 ulp, and the
+        platform's libm for the remainder) were measured within 0.52 ulp over 4M phases in
+        [-60, 60] (``theory/lipschitz-networks.md`` section 4). torch's vectorised kernels take a
+        seventh of the time of numpy's here.
         """
         u = 2.0**-53
-        freq = self.frequencies.numpy()
-        phase = x @ freq.T
-        phase_err = (self.in_features + 1) * u * (np.abs(x) @ np.abs(freq).T) * 1.01 + 4 * u
-        rest = (x[:, self.passthrough] - self.offset.numpy()[self.passthrough]) * self.scale.numpy()[self.passthrough]
-        rest_err = 3 * u * (np.abs(rest) + np.abs(x[:, self.passthrough] * self.scale.numpy()[self.passthrough]))
-        values = np.concatenate([np.cos(phase), np.sin(phase), rest], axis=1)
-        errors = np.concatenate([phase_err + 2 * u, phase_err + 2 * u, rest_err], axis=1)
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        x_t, freq = torch.from_numpy(x), self.frequencies.double()
+        n_waves = len(freq)
+        values = np.empty((len(x), self.out_features))
+        errors = np.empty((len(x), self.out_features))
+        values_t, errors_t = torch.from_numpy(values), torch.from_numpy(errors)
+        with torch.no_grad():
+            phase = x_t @ freq.T
+            torch.cos(phase, out=values_t[:, :n_waves])
+            torch.sin(phase, out=values_t[:, n_waves : 2 * n_waves])
+            # the phase's bound (the factor 1.01 covers the rounding of the bound's own
+            # arithmetic), plus 4u for cos and sin themselves
+            err = torch.addmm(torch.full((1,), 8 * u, dtype=torch.float64), x_t.abs(), freq.abs().T,
+                              alpha=(self.in_features + 1) * u * 1.01)
+            errors_t[:, :n_waves] = err
+            errors_t[:, n_waves : 2 * n_waves] = err
+        if self.passthrough:
+            offset, scale = self.offset.numpy()[self.passthrough], self.scale.numpy()[self.passthrough]
+            kept = x[:, self.passthrough]
+            rest = (kept - offset) * scale
+            values[:, 2 * n_waves :] = rest
+            errors[:, 2 * n_waves :] = 3 * u * (np.abs(rest) + np.abs(kept * scale))
         return values, errors
 
 

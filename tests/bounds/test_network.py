@@ -109,12 +109,15 @@ def test_fourier_feature_network_evaluation_bound_holds_against_extended_precisi
     assert np.any(actual > 0) and np.all(errors < 1e-11)
 
 
-def _longdouble_chain(chain, x):
-    """The chain in 80-bit extended precision (ReLU hidden layers, out_scale), for the tests."""
+def _longdouble_chain(chain, x, pair_sort=False):
+    """The chain in 80-bit extended precision (ReLU or GroupSort(2) hidden layers, out_scale), for the tests."""
     h = (x.astype(np.longdouble) - chain.in_offset.astype(np.longdouble)) * chain.in_scale.astype(np.longdouble)
     for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
         h = h @ w.astype(np.longdouble).T + b.astype(np.longdouble)
-        if i < len(chain.weights) - 1:
+        if i < len(chain.weights) - 1 and pair_sort:
+            a, c = np.split(h, 2, axis=1)
+            h = np.concatenate([np.minimum(a, c), np.maximum(a, c)], axis=1)
+        elif i < len(chain.weights) - 1:
             h = np.maximum(h, 0)
     if chain.out_scale is not None:
         h = h * chain.out_scale.astype(np.longdouble)
@@ -171,3 +174,52 @@ def test_unsupported_models_are_refused():
         lipschitz_bounds(nn.Linear(2, 2))
     with pytest.raises(CertificationError, match="domain"):
         lipschitz_bounds(LipschitzMLP(2, 1, (8,), head="aux"), domain=[[0, 1]])
+
+
+def test_evaluation_in_row_blocks_agrees_with_one_pass_and_holds_its_bound(rng, monkeypatch):
+    """evaluate_float64 carries ROWS_PER_BLOCK points at a time through the layers. In blocks of 96
+    and in one pass of 1000 points the bound holds against 80-bit arithmetic, for a ReLU network
+    (hidden maxima from the reductions) and a GroupSort one (maxima from the fused pair pass), and
+    the two results agree within their bounds (BLAS may sum in another order for another size)."""
+    import lipsurrogate.bounds.network as network
+
+    for activation in ("relu", "groupsort"):
+        model = LipschitzMLP(3, 1, (32, 32), activation=activation, lipschitz=3.0, seed=2,
+                             input_offset=[0.1, 0.2, 0.3], input_scale=[1.5, 0.5, 2.0])
+        chain = extract_chain(model)
+        x = rng.uniform(-3, 3, size=(1000, 3))
+        exact = _longdouble_chain(chain, x, pair_sort=activation == "groupsort")
+        results = [evaluate_float64(chain, x)]
+        monkeypatch.setattr(network, "ROWS_PER_BLOCK", 96)
+        results.append(evaluate_float64(chain, x))
+        monkeypatch.undo()
+        for values, errors in results:
+            actual = np.abs(values.astype(np.longdouble) - exact).astype(np.float64)
+            assert np.all(actual <= errors) and np.any(actual > 0)
+        (v1, e1), (v2, e2) = results
+        assert np.all(np.abs(v1 - v2) <= e1 + e2)
+
+
+def test_fourier_features_rounding_bound_holds_for_torch_cos_and_sin(rng):
+    """The features' cos and sin come from torch's float64 kernels; their bound (phase error plus 4u)
+    against 80-bit arithmetic over many phases, large ones included."""
+    from lipsurrogate.nn.features import FourierFeatures
+
+    feats = FourierFeatures(3, periods=[2 * np.pi, 0.7, None], harmonics=4, offset=[0, 0, 0.5], scale=[1, 1, 2.0])
+    x = rng.uniform(-40, 40, size=(100_000, 3))
+    values, errors = feats.evaluate_float64(x)
+    xl = x.astype(np.longdouble)
+    phase = xl @ feats.frequencies.numpy().astype(np.longdouble).T
+    rest = (xl[:, feats.passthrough] - feats.offset.numpy()[feats.passthrough].astype(np.longdouble)) \
+        * feats.scale.numpy()[feats.passthrough].astype(np.longdouble)
+    exact = np.concatenate([np.cos(phase), np.sin(phase), rest], axis=1)
+    actual = np.abs(values.astype(np.longdouble) - exact).astype(np.float64)
+    assert np.all(actual <= errors)
+    assert np.any(actual > 0.25 * errors.min())  # the bound is not vacuous: within a factor of the error
+    # the assumption itself: torch's float64 cos and sin within the 4u allowed for them
+    phases = np.concatenate([rng.uniform(-60, 60, 200_000), rng.uniform(-1e4, 1e4, 50_000)])
+    for name in ("cos", "sin"):
+        computed = getattr(torch, name)(torch.from_numpy(phases)).numpy().astype(np.longdouble)
+        assert np.max(np.abs(computed - getattr(np, name)(phases.astype(np.longdouble)))) <= 4 * 2.0**-53
+    torch_values = feats(torch.from_numpy(x)).numpy()
+    assert np.allclose(values, torch_values, rtol=0, atol=1e-12)  # the module's own function

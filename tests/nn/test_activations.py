@@ -127,3 +127,29 @@ def test_non_contiguous_and_double_backward_inputs_take_the_torch_path(torch_gen
     assert torch.equal(GroupSort(2)(x), GroupSort(2).exact(x))
     z = x.contiguous().requires_grad_()
     assert torch.autograd.gradgradcheck(GroupSort(2), (z,))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_pair_sort_with_abs_max_sorts_in_place_and_gives_each_rows_largest_absolute_value(dtype, torch_gen):
+    """The float64 certificate's fused pass: GroupSort.exact's values in place, and max_j |y_ij| of
+    the row (a NaN row gives NaN), the same from the compiled pass and the torch path."""
+    y = torch.randn(300, 16, generator=torch_gen, dtype=dtype) * 3
+    y[0, :8] = y[0, 8:]  # ties
+    y[1, 3], y[2, 10], y[3, 0] = float("nan"), -float("inf"), -50.0
+    expected = GroupSort(2).exact(y)
+    top = torch.maximum(y.amax(dim=1), -y.amin(dim=1))
+    for compiled in (True, False):
+        z = y.clone()
+        if compiled:
+            out, m = activations.pair_sort_with_abs_max_(z)
+        else:
+            with flag_off(activations, "USE_COMPILED"):
+                out, m = activations.pair_sort_with_abs_max_(z)
+        assert out.data_ptr() == z.data_ptr()  # in place
+        assert torch.equal(out.isnan(), expected.isnan()) and torch.equal(out.nan_to_num(), expected.nan_to_num())
+        assert torch.isnan(m[1]) and torch.equal(m.nan_to_num(), top.nan_to_num())
+        assert m[3] == 50.0 and m[2] == float("inf")
+    with pytest.raises(ConfigurationError, match="even width"):
+        activations.pair_sort_with_abs_max_(torch.zeros(3, 5))
+    with pytest.raises(ConfigurationError, match="without gradient"):
+        activations.pair_sort_with_abs_max_(torch.zeros(3, 4, requires_grad=True))

@@ -190,11 +190,15 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray) -> TangentBounds:
         const = const + (terms + product_err) * (1 + 4 * (2 * h + 4) * _U)
     # at the features: y . (D_k + H_k delta +- sigma_k)
     centre = np.einsum("sknw,nwk->skn", y, D)
-    lin = np.einsum("sknw,nwkj->sknj", y, H)
+    # y . H_k as one batched (1 x w) @ (w x d) product per box and input: 4.7x einsum's time here
+    lin = np.matmul(y[..., None, :], np.ascontiguousarray(H.transpose(2, 0, 1, 3))[None])[..., 0, :]
     m = y.shape[-1] + 2
     ay = np.abs(y)
-    err = _gamma(m) * (np.einsum("sknw,nwk->skn", ay, np.abs(D))
-                       + np.einsum("sknw,nwkj,nj->skn", ay, np.abs(H), half))
+    # |y| . (|H_k| half): the sum over j first (d terms), then over the w units. Sums of
+    # non-negative terms in any order: relative error at most (d + w + 1) u, which the
+    # (1 + 4 m u) margin below covers (m = w + 2) as long as d <= 3 w + 7
+    h_reach = np.einsum("nwkj,nj->knw", np.abs(H), half)
+    err = _gamma(m) * (np.einsum("sknw,nwk->skn", ay, np.abs(D)) + (ay * h_reach[None]).sum(axis=-1))
     const = const + (np.einsum("sknw,nwk->skn", ay, sigma) + err) * (1 + 4 * m * _U)
     top = centre + const
     top = top + 4 * _U * (np.abs(centre) + const) + _TINY  # the sign * f' <= top + lin . delta of every box

@@ -6,8 +6,10 @@ them, and allocate them again for the next block. glibc serves every allocation 
 and gives memory above ``M_TRIM_THRESHOLD`` back to the system when it is freed. Either way each
 block's arrays arrive as new pages, and the kernel zeroes every page on first touch. Measured here
 (2 cores, glibc 2.36): a float32 forward pass of the heat2d network over 549,153 points in
-chunks of 8,192 took 1.1 s with the defaults and 0.48 s with the thresholds below. The heat2d
-certificate took 30.7 s against 26.4 s, the same bound (``benchmarks/results/certify.md``).
+chunks of 8,192 took 1.4 to 2.3 times as long with the defaults as with the thresholds below
+(four pairs of runs). On a whole heat2d certificate, which does more than such loops, the gain
+was within this host's noise (26.4 s against 30.7 s, 18.8 s against 18.9 s, 19.8 s against
+22.1 s: three pairs of runs, the same bound).
 
 :func:`tune_malloc` fixes the thresholds at 64 MiB (mmap) and 256 MiB (trim). Up to 256 MiB of
 freed memory then stay with the process for reuse. The ``lipsurrogate`` command calls it at

@@ -21,7 +21,7 @@ cores were measured 33 times slower instead of three (issue 17). The rules here:
   numpy's products here are small (a few columns), torch does the large ones, and two pools
   that spin while they wait on the same two cores made a float64 pass over 549k points up to
   three times slower (``theory/lipschitz-networks.md`` section 4); the heat2d certificate took
-  32.1 s instead of 36.9 s with one BLAS thread, the same bound.
+  32.1 s instead of 36.9 s with one BLAS thread, the same bound (one pair of runs).
 """
 
 from __future__ import annotations

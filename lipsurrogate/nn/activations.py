@@ -7,6 +7,7 @@ which is what lets a norm-constrained network fit |x| with slope 1 where ReLU ca
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -112,10 +113,13 @@ USE_COMPILED = HAVE_NUMBA
 """Whether :class:`GroupSort` pairs run through the compiled loops where they can (Note [compiled pair layer])."""
 
 
-def _pair_sort_rows(x, out):  # pragma: no cover - compiled by numba
+def _pair_sort_rows(x, out, row_abs_max, with_abs_max):  # pragma: no cover - compiled by numba
+    """``out`` = the pairs of ``x`` sorted (``out`` may be ``x``: each pair is read before it is
+    written); with ``with_abs_max`` also ``row_abs_max[i] = max_j |x[i, j]|`` (NaN stays)."""
     n, width = x.shape
     half = width // 2
     for i in _prange(n):
+        top = 0.0
         for j in range(half):
             a = x[i, j]
             b = x[i, j + half]
@@ -128,6 +132,15 @@ def _pair_sort_rows(x, out):  # pragma: no cover - compiled by numba
             else:  # a NaN: torch.minimum and torch.maximum give NaN
                 out[i, j] = a + b
                 out[i, j + half] = a + b
+            if with_abs_max:
+                abs_a = abs(a)
+                abs_b = abs(b)
+                if abs_a > top or abs_a != abs_a:  # a NaN stays: nothing compares above it
+                    top = abs_a
+                if abs_b > top or abs_b != abs_b:
+                    top = abs_b
+        if with_abs_max:
+            row_abs_max[i] = top
 
 
 def _pair_sort_grad_rows(x, grad, out):  # pragma: no cover - compiled by numba
@@ -143,32 +156,9 @@ def _pair_sort_grad_rows(x, grad, out):  # pragma: no cover - compiled by numba
                 out[i, j + half] = grad[i, j + half]
 
 
-def _pair_sort_abs_max_rows(y, row_abs_max):  # pragma: no cover - compiled by numba
-    n, width = y.shape
-    half = width // 2
-    for i in _prange(n):
-        top = 0.0
-        for j in range(half):
-            a = y[i, j]
-            b = y[i, j + half]
-            if a > b:
-                y[i, j] = b
-                y[i, j + half] = a
-            elif not a <= b:  # a NaN: both outputs NaN, as torch.minimum / torch.maximum give
-                y[i, j] = a + b
-                y[i, j + half] = a + b
-            abs_a = abs(a)
-            abs_b = abs(b)
-            if abs_a > top or abs_a != abs_a:  # a NaN stays: nothing compares above it
-                top = abs_a
-            if abs_b > top or abs_b != abs_b:
-                top = abs_b
-        row_abs_max[i] = top
-
-
 _PAIR_SORT = parallel_kernel(_pair_sort_rows)
 _PAIR_SORT_GRAD = parallel_kernel(_pair_sort_grad_rows)
-_PAIR_SORT_ABS_MAX = parallel_kernel(_pair_sort_abs_max_rows)
+_NO_ABS_MAX = np.empty(0)  # the row maxima's argument where they are not wanted
 
 
 def pair_sort_with_abs_max_(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,8 +177,8 @@ def pair_sort_with_abs_max_(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
             f"requires_grad={y.requires_grad}."
         )
     m = torch.empty(y.shape[0], dtype=y.dtype)
-    if _compiled_rows(y) and _PAIR_SORT_ABS_MAX is not None:
-        _PAIR_SORT_ABS_MAX(y.numpy(), m.numpy())
+    if _compiled_rows(y):
+        _PAIR_SORT(y.numpy(), y.numpy(), m.numpy(), True)
         return y, m
     if y.shape[1]:
         torch.maximum(y.amax(dim=1), -y.amin(dim=1), out=m)
@@ -220,7 +210,7 @@ class _PairSort(torch.autograd.Function):
         ctx.save_for_backward(x)
         if _compiled_rows(x):
             width = x.shape[-1]
-            _PAIR_SORT(x.detach().reshape(-1, width).numpy(), out.reshape(-1, width).numpy())
+            _PAIR_SORT(x.detach().reshape(-1, width).numpy(), out.reshape(-1, width).numpy(), _NO_ABS_MAX, False)
             return out
         a, b = x.chunk(2, dim=-1)
         half = a.shape[-1]

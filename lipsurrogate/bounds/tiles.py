@@ -35,6 +35,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from .._threads import one_numpy_blas_thread
 from ..exceptions import CertificationError, ConfigurationError
 
 __all__ = ["TileResult", "plan_tiles", "certify_tile", "run_tiles", "DEFAULT_TILE_CELLS"]
@@ -110,6 +111,7 @@ class TileResult:
     seconds: dict = field(default_factory=dict)
 
 
+@one_numpy_blas_thread  # also on Dask workers, which run this and not certify
 def certify_tile(job: dict, start: Sequence[int], stop: Sequence[int], candidate_floor: float | None) -> TileResult:
     """Certify one tile (cells ``start <= i < stop``) of the grid that ``job`` describes.
 

@@ -190,7 +190,7 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray) -> TangentBounds:
         const = const + (terms + product_err) * (1 + 4 * (2 * h + 4) * _U)
     # at the features: y . (D_k + H_k delta +- sigma_k)
     centre = np.einsum("sknw,nwk->skn", y, D)
-    # y . H_k as one batched (1 x w) @ (w x d) product per box and input: 4.7x einsum's time here
+    # y . H_k as one batched (1 x w) @ (w x d) product per box and input (einsum took 4.7x as long here)
     lin = np.matmul(y[..., None, :], np.ascontiguousarray(H.transpose(2, 0, 1, 3))[None])[..., 0, :]
     m = y.shape[-1] + 2
     ay = np.abs(y)

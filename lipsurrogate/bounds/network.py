@@ -50,9 +50,10 @@ __all__ = [
 _U = 2.0**-53  # unit roundoff of float64
 
 ROWS_PER_BLOCK = 8192
-"""Points that :func:`evaluate_float64` carries through all layers at once. Its hidden vectors
-(8 MiB for 128 units) then stay in cache between the matrix product, the activation and the
-rounding bound; 65,536 rows at a time were measured 1.3 to 3 times slower for the same arithmetic."""
+"""Points that :func:`evaluate_float64` carries through all layers at once. A block's hidden vectors
+(8 MiB at 128 units) are read by the activation pass right after the matrix product wrote them,
+and its buffers are reused from block to block. 65,536 rows at a time (64 MiB) took 1.3 to 1.7 times
+as long for the same arithmetic (``benchmarks/results/certify.md``)."""
 
 
 @dataclass

@@ -22,7 +22,6 @@ It never changes a result, only the time.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 __all__ = ["tune_malloc", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
@@ -58,9 +57,12 @@ def tune_malloc(environ: dict | None = None) -> bool:
 
 
 def _glibc():
-    """The C library when it is glibc (it has ``gnu_get_libc_version`` and ``mallopt``), else None."""
+    """The C library when it is glibc (it has ``gnu_get_libc_version`` and ``mallopt``), else None.
+
+    ``CDLL(None)`` is the process's own symbol namespace, which holds the C library it runs on; no
+    search (``ctypes.util.find_library`` starts ``ldconfig``, 8 ms at every start-up here)."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)
         libc.gnu_get_libc_version  # noqa: B018 - only glibc has it
         libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
         libc.mallopt.restype = ctypes.c_int

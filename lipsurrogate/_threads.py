@@ -168,7 +168,7 @@ def threads_for_load(environ: dict | None = None, *, cores: int | None = None, b
 def configure_threads(n: int | None = None) -> int:
     """Set torch's intra-op threads (and numba's, where numba is loaded) to ``n`` or :func:`default_threads`.
 
-    numpy's BLAS pool gets one thread (see the module docstring), where threadpoolctl is installed.
+    numpy's BLAS pool gets one thread (see the module docstring).
 
     numba fixes its pool size when it is first imported, from ``NUMBA_NUM_THREADS``; that variable
     is set here when numba is not loaded yet, and :func:`numba.set_num_threads` is used when it is
@@ -212,11 +212,9 @@ def torch_threads(n: int | None) -> Iterator[None]:
 
 
 def _limit_numpy_blas(n: int):
-    """Limit the BLAS libraries that numpy loaded to ``n`` threads; the limiter (None without threadpoolctl)."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl is a dependency; a bare install still runs
-        return None
+    """Limit the BLAS libraries that numpy loaded to ``n`` threads; returns the limiter (it can restore them)."""
+    from threadpoolctl import threadpool_limits
+
     return threadpool_limits(limits=int(n), user_api="blas")
 
 
@@ -230,8 +228,7 @@ def numpy_blas_threads(n: int | None = 1) -> Iterator[None]:
     try:
         yield
     finally:
-        if limiter is not None:
-            limiter.restore_original_limits()
+        limiter.restore_original_limits()
 
 
 def one_numpy_blas_thread(function):

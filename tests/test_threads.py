@@ -65,7 +65,8 @@ def test_busy_cores_subtracts_this_process(tmp_path):
 def test_numpy_blas_threads_limit_and_restore():
     """configure_threads gives numpy's BLAS pool one thread; numpy_blas_threads limits it for a block
     and restores it (the certifier runs inside one)."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threadpoolctl
+
     from lipsurrogate._threads import numpy_blas_threads
     from lipsurrogate.bounds import certify
 

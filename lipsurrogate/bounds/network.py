@@ -34,7 +34,7 @@ from torch import nn
 
 from ..exceptions import CertificationError
 from ..nn._utils import eval_mode
-from ..nn.activations import GroupSort, pair_sort_with_abs_max_
+from ..nn.activations import GroupSort, pair_sort_with_abs_max_, row_abs_max
 from ..nn.features import FeatureLipschitzMLP
 from ..nn.mlp import LipschitzMLP
 
@@ -51,9 +51,9 @@ _U = 2.0**-53  # unit roundoff of float64
 
 ROWS_PER_BLOCK = 8192
 """Points that :func:`evaluate_float64` carries through all layers at once. A block's hidden vectors
-(8 MiB at 128 units) are read by the activation pass right after the matrix product wrote them,
-and its buffers are reused from block to block. 65,536 rows at a time (64 MiB) took 1.3 to 1.7 times
-as long for the same arithmetic (``benchmarks/results/certify.md``)."""
+(8 MiB at 128 units) are read by the activation pass right after the matrix product wrote them.
+65,536 rows at a time (64 MiB) took 1.3 to 1.7 times as long for the same arithmetic
+(``benchmarks/results/certify.md``)."""
 
 
 @dataclass
@@ -495,7 +495,7 @@ def _evaluate_block(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.n
     with torch.no_grad():
         # max_i |h_i| = max(max_i h_i, -min_i h_i), exact: two reductions, no pass of abs; after a
         # GroupSort(2) layer it comes out of the activation's own pass (a sort permutes the row)
-        m = _row_abs_max(h)
+        m = row_abs_max(h)
         for i, c in enumerate(layers):
             h = torch.addmm(c.bias, h, c.weight.T)
             if i < len(layers) - 1:
@@ -523,17 +523,12 @@ def _evaluate_block(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.n
     return out, out_err * (1 + 8 * _U)
 
 
-def _row_abs_max(h: torch.Tensor) -> torch.Tensor:
-    """``max_i |h_i|`` per row, exactly: ``max(max_i h_i, -min_i h_i)``, two reductions and no pass of abs."""
-    return torch.maximum(h.amax(dim=1), -h.amin(dim=1)) if h.shape[1] else torch.zeros(len(h), dtype=h.dtype)
-
-
 def _activation_with_error(activation, y: torch.Tensor, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The activation of ``y``, the l-inf error bound after it (the activations are 1-Lipschitz), and
     each row's largest absolute value after it (exact), which the next layer's rounding bound uses."""
     if isinstance(activation, nn.ReLU):
         h = torch.clamp_min(y, 0.0)
-        return h, eps, _row_abs_max(h)
+        return h, eps, row_abs_max(h)
     if isinstance(activation, nn.Tanh):
         # tanh is 1-Lipschitz: the input error passes through. torch's float64 tanh (SLEEF's
         # 1-ulp kernel or libm) is within a few ulps; we allow 32 ulps of the value
@@ -546,7 +541,7 @@ def _activation_with_error(activation, y: torch.Tensor, eps: torch.Tensor) -> tu
             h, top = pair_sort_with_abs_max_(y)
             return h, eps, top
         h = activation.exact(y, out=torch.empty_like(y))
-        return h, eps, _row_abs_max(h)
+        return h, eps, row_abs_max(h)
     raise CertificationError(f"Unsupported activation {activation!r} in a certified chain.")
 
 

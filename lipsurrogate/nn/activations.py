@@ -15,7 +15,7 @@ from .._compiled import HAVE_NUMBA, parallel_kernel
 from .._compiled import prange as _prange
 from ..exceptions import ConfigurationError
 
-__all__ = ["GroupSort", "ACTIVATIONS", "make_activation", "pair_sort_with_abs_max_"]
+__all__ = ["GroupSort", "ACTIVATIONS", "make_activation", "pair_sort_with_abs_max_", "row_abs_max"]
 
 
 class GroupSort(nn.Module):
@@ -113,9 +113,9 @@ USE_COMPILED = HAVE_NUMBA
 """Whether :class:`GroupSort` pairs run through the compiled loops where they can (Note [compiled pair layer])."""
 
 
-def _pair_sort_rows(x, out, row_abs_max, with_abs_max):  # pragma: no cover - compiled by numba
+def _pair_sort_rows(x, out, abs_max_out, with_abs_max):  # pragma: no cover - compiled by numba
     """``out`` = the pairs of ``x`` sorted (``out`` may be ``x``: each pair is read before it is
-    written); with ``with_abs_max`` also ``row_abs_max[i] = max_j |x[i, j]|`` (NaN stays)."""
+    written); with ``with_abs_max`` also ``abs_max_out[i] = max_j |x[i, j]|`` (NaN stays)."""
     n, width = x.shape
     half = width // 2
     for i in _prange(n):
@@ -140,7 +140,7 @@ def _pair_sort_rows(x, out, row_abs_max, with_abs_max):  # pragma: no cover - co
                 if abs_b > top or abs_b != abs_b:
                     top = abs_b
         if with_abs_max:
-            row_abs_max[i] = top
+            abs_max_out[i] = top
 
 
 def _pair_sort_grad_rows(x, grad, out):  # pragma: no cover - compiled by numba
@@ -161,6 +161,12 @@ _PAIR_SORT_GRAD = parallel_kernel(_pair_sort_grad_rows)
 _NO_ABS_MAX = np.empty(0)  # the row maxima's argument where they are not wanted
 
 
+def row_abs_max(h: torch.Tensor) -> torch.Tensor:
+    """``max_j |h[i, j]|`` for every row of a 2-D tensor, exactly (NaN where the row has one; 0 for
+    no columns): ``max(max_j h_ij, -min_j h_ij)``, two reductions and no pass of abs."""
+    return torch.maximum(h.amax(dim=1), -h.amin(dim=1)) if h.shape[1] else torch.zeros(len(h), dtype=h.dtype)
+
+
 def pair_sort_with_abs_max_(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """GroupSort(2) of the rows of ``y`` **in place**, and each row's largest absolute value.
 
@@ -176,14 +182,11 @@ def pair_sort_with_abs_max_(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
             f"Expected a 2-D tensor of even width without gradient. Got shape {tuple(y.shape)}, "
             f"requires_grad={y.requires_grad}."
         )
-    m = torch.empty(y.shape[0], dtype=y.dtype)
     if _compiled_rows(y):
+        m = torch.empty(y.shape[0], dtype=y.dtype)
         _PAIR_SORT(y.numpy(), y.numpy(), m.numpy(), True)
         return y, m
-    if y.shape[1]:
-        torch.maximum(y.amax(dim=1), -y.amin(dim=1), out=m)
-    else:
-        m.zero_()
+    m = row_abs_max(y)
     a, b = y.chunk(2, dim=-1)
     low = torch.minimum(a, b)
     torch.maximum(a, b, out=b)

@@ -12,6 +12,10 @@ name                equation                                                    
                     :math:`v_t = D_v \Delta v + u - v`, no-flux :math:`[-1, 1]^2`              estimate (3x finer solve)
 ==================  =====================================================================  ==========================
 
+The expression problems are solved with py-pde's field operators in numpy where that is cheaper
+than numba's compilation (the default grids: about 20 s of compilation against a few seconds of
+solving), and with the expressions compiled by numba otherwise; both give the same data to rounding.
+
 Every generator takes ``samples`` (``None`` for one trajectory, or a count for a family with a
 ``sample`` dimension), a ``seed``, and the grid, time span, number of frames, time step, explicit
 scheme and backend. The finer solve uses 3x as many cells per axis, so that every coarse cell
@@ -39,6 +43,7 @@ __all__ = ["GENERATORS", "generate", "heat2d"]
 
 _STABILITY = {"euler": 2.0, "runge-kutta": 2.78}  # |lambda dt| limits on the negative real axis
 _EXPRESSION_STEP_OVERHEAD = 0.04  # seconds per numpy right-hand side of a pde.PDE (measured)
+_FIELD_RATE_STEP_OVERHEAD = 5e-4  # seconds per numpy right-hand side of an ExpressionProblem.rate (0.3-0.5 ms measured)
 
 
 def _progress(iterable, total: int, desc: str, progress: bool):
@@ -319,7 +324,15 @@ def heat_modes_of(ds: xr.Dataset, sample: int | None = None) -> HeatModes:
 
 @dataclass(frozen=True)
 class ExpressionProblem:
-    """A PDE written as py-pde expressions, with its random initial condition and stability limit."""
+    """A PDE written as py-pde expressions, with its random initial condition and stability limit.
+
+    ``rhs`` gives the expressions that py-pde compiles with numba. ``rate`` is their numpy twin:
+    the same right-hand side written with py-pde's own field operators (``laplace``, ``d_dx``,
+    with the same boundary conditions), which needs no compilation. On the default grids numba's
+    compilation of the coarse and the fine solver takes about 20 s while the whole numpy solve takes
+    a few seconds, so ``backend="auto"`` solves with ``rate`` there; both give the same data to
+    rounding (about 1e-14, ``tests/data/test_generators.py``).
+    """
 
     name: str
     equation: str
@@ -332,6 +345,17 @@ class ExpressionProblem:
     dt_limit: Callable[[float, dict], float]  # (dx, params) -> explicit limit
     exact: Callable[[dict, Callable], Callable] | None = None  # (params, u0) -> f(coords, t)
     bc: object = "auto_periodic_neumann"
+    rate: Callable[[dict], Callable] | None = None  # params -> f(fields: {name: ScalarField}, bc) -> {name: rate}
+
+
+def _d_dx(field, bc):
+    """The central x-derivative of py-pde's ``d_dx``, as the first component of the gradient.
+
+    The same stencil (equal to the last bit); py-pde caches the compiled ``gradient`` operator per
+    grid and boundary condition, whereas ``apply_operator("d_dx", ...)`` recompiles on every call
+    (about 0.2 s each, py-pde 0.59).
+    """
+    return field.gradient(bc)[0]
 
 
 def _sine_series(rng: np.random.Generator, n_modes: int = 3, amplitude: float = 1.0):
@@ -386,6 +410,7 @@ PROBLEMS: dict[str, ExpressionProblem] = {
         domain=((0.0, 1.0),),
         periodic=True,
         defaults={"speed": 1.0, "t_end": 1.0, "grid": 128, "frames": 41, "solver": "runge-kutta"},
+        rate=lambda p: lambda f, bc: {"u": -p["speed"] * _d_dx(f["u"], bc)},
         initial=_advection_initial,
         # central differences have imaginary eigenvalues up to |c|/dx: RK4 is stable below 2.8
         dt_limit=lambda dx, p: 2.0 * dx / abs(p["speed"]),
@@ -399,6 +424,8 @@ PROBLEMS: dict[str, ExpressionProblem] = {
         domain=((0.0, 1.0),),
         periodic=True,
         defaults={"viscosity": 0.01, "t_end": 1.0, "grid": 128, "frames": 41, "solver": "runge-kutta"},
+        rate=lambda p: lambda f, bc: {
+            "u": -f["u"] * _d_dx(f["u"], bc) + p["viscosity"] * f["u"].laplace(bc)},
         initial=_burgers_initial,
         dt_limit=lambda dx, p: min(2.78 * dx**2 / (4 * p["viscosity"]), 1.0 * dx / 1.5),
     ),
@@ -410,6 +437,7 @@ PROBLEMS: dict[str, ExpressionProblem] = {
         domain=((0.0, 1.0),),
         periodic=True,
         defaults={"epsilon": 0.02, "t_end": 2.0, "grid": 128, "frames": 41, "solver": "euler"},
+        rate=lambda p: lambda f, bc: {"u": p["epsilon"] ** 2 * f["u"].laplace(bc) + f["u"] - f["u"] ** 3},
         initial=_allen_cahn_initial,
         dt_limit=lambda dx, p: min(2.0 * dx**2 / (4 * p["epsilon"] ** 2), 0.2),
     ),
@@ -424,6 +452,10 @@ PROBLEMS: dict[str, ExpressionProblem] = {
         domain=((-1.0, 1.0), (-1.0, 1.0)),
         periodic=False,
         defaults={"du": 1e-3, "dv": 5e-3, "k": 5e-3, "t_end": 2.0, "grid": 64, "frames": 21, "solver": "euler"},
+        rate=lambda p: lambda f, bc: {
+            "u": p["du"] * f["u"].laplace(bc) + f["u"] - f["u"] ** 3 - p["k"] - f["v"],
+            "v": p["dv"] * f["v"].laplace(bc) + f["u"] - f["v"],
+        },
         initial=_fhn_initial,
         dt_limit=lambda dx, p: min(2.0 * dx**2 / (8 * max(p["du"], p["dv"])), 0.1),
         bc={"derivative": 0},
@@ -431,17 +463,41 @@ PROBLEMS: dict[str, ExpressionProblem] = {
 }
 
 
-def _fine_grid(problem: ExpressionProblem, cells: int):
+def _grid(problem: ExpressionProblem, cells: int):
     from pde import CartesianGrid
 
     return CartesianGrid([list(b) for b in problem.domain], [cells] * len(problem.domain), periodic=problem.periodic)
 
 
-def _solve_expression(problem: ExpressionProblem, params: dict, cells: int, times, dt, solver, backend, initials):
-    from pde import PDE, CartesianGrid, FieldCollection, ScalarField
+def _field_rate_pde(problem: ExpressionProblem, params: dict):
+    """``problem.rate`` as a py-pde PDE for the numpy backend (no numba compilation)."""
+    from pde import FieldCollection, PDEBase
 
-    grid = CartesianGrid([list(b) for b in problem.domain], [cells] * len(problem.domain), periodic=problem.periodic)
-    eq = PDE(problem.rhs(params), bc=problem.bc)
+    rate, names, bc = problem.rate(params), problem.fields, problem.bc
+
+    class FieldRatePDE(PDEBase):
+        def evolution_rate(self, state, t: float = 0):
+            fields = {names[0]: state} if len(names) == 1 else dict(zip(names, state))
+            rates = rate(fields, bc)
+            return rates[names[0]] if len(names) == 1 else FieldCollection([rates[n] for n in names])
+
+    FieldRatePDE.__name__ = FieldRatePDE.__qualname__ = f"{problem.name.replace('-', '_')}_numpy_rate"
+    return FieldRatePDE()
+
+
+def _step_overhead(problem: ExpressionProblem) -> float:
+    """Fixed seconds per numpy right-hand side: py-pde's expressions rebuild operators, ``rate`` does not."""
+    return _EXPRESSION_STEP_OVERHEAD if problem.rate is None else _FIELD_RATE_STEP_OVERHEAD
+
+
+def _solve_expression(problem: ExpressionProblem, params: dict, cells: int, times, dt, solver, backend, initials):
+    from pde import PDE, FieldCollection, ScalarField
+
+    grid = _grid(problem, cells)
+    if backend == "numpy" and problem.rate is not None:
+        eq = _field_rate_pde(problem, params)
+    else:
+        eq = PDE(problem.rhs(params), bc=problem.bc)
     fields = [ScalarField(grid, label=f) for f in problem.fields]
     state = fields[0] if len(fields) == 1 else FieldCollection(fields)
     stepper = Stepper(eq, state, dt, solver, backend)
@@ -503,7 +559,7 @@ def generate_expression(
     d = len(problem.domain)
     steps = int(np.ceil(t_end / dt)) * n
     evals = 4 if solver == "runge-kutta" else 1
-    backend_coarse = choose_backend(backend, cells**d, steps * evals, _EXPRESSION_STEP_OVERHEAD)
+    backend_coarse = choose_backend(backend, cells**d, steps * evals, _step_overhead(problem))
     grid_obj, coords, data, dt_used = _solve_expression(problem, p, cells, times, dt, solver, backend_coarse, initials)
 
     error, kind, ref = None, None, None
@@ -514,12 +570,12 @@ def generate_expression(
         ])
         error, kind = float(np.abs(exact - data).max()), "exact: max |u_pypde - u_exact| (closed form)"
         if reference:
-            fine_grid = _fine_grid(problem, fine_cells)
+            fine_grid = _grid(problem, fine_cells)
             fine_coords = np.meshgrid(*fine_grid.axes_coords, indexing="ij")
             values = np.stack([problem.exact(p, initials[0])(fine_coords, t)[problem.fields[0]] for t in times])
             ref = (fine_grid, {problem.fields[0]: values}, "exact: the closed-form solution")
     elif estimate_error or reference:
-        fine_backend = choose_backend(backend, fine_cells**d, steps * 9 * evals, _EXPRESSION_STEP_OVERHEAD)
+        fine_backend = choose_backend(backend, fine_cells**d, steps * 9 * evals, _step_overhead(problem))
         fine_grid, _, fine, _ = _solve_expression(problem, p, fine_cells, times, dt / 9, solver, fine_backend, initials)
         centre = (slice(None), slice(None)) + ((slice(None),) if len(problem.fields) > 1 else ()) + (slice(1, None, 3),) * d
         error = float(np.abs(fine[centre] - data).max())

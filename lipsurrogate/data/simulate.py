@@ -32,8 +32,10 @@ def choose_backend(backend: str, cells: int, steps: int, step_overhead: float = 
     """Resolve ``"auto"``: numpy when the whole job is cheaper than a numba compilation.
 
     ``step_overhead`` is the fixed numpy cost of one right-hand-side evaluation: about 0.1 ms
-    for py-pde's built-in PDEs, but about 30-60 ms for PDEs written as expressions (``pde.PDE``),
-    whose numpy path rebuilds operators on every call (measured here).
+    for py-pde's built-in PDEs, 0.3-0.5 ms for the field-operator right-hand sides of
+    :class:`~lipsurrogate.data.generators.ExpressionProblem` (``rate``), but about 30-60 ms for
+    PDEs written as expressions (``pde.PDE``), whose numpy path rebuilds operators on every call
+    (measured here).
     """
     if backend not in ("auto", "numpy", "numba"):
         raise ConfigurationError(f"'backend' must be 'auto', 'numpy' or 'numba'. Got {backend!r} instead.")

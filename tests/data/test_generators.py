@@ -7,7 +7,7 @@ import pytest
 import xarray as xr
 
 from lipsurrogate.data.dataset import load_dataset, save_dataset
-from lipsurrogate.data.generators import generate, heat2d, heat_modes_of
+from lipsurrogate.data.generators import PROBLEMS, choose_backend, generate, heat2d, heat_modes_of
 from lipsurrogate.data.heat import HeatModes, random_dirichlet_modes, random_periodic_modes
 from lipsurrogate.data.simulate import Stepper
 from lipsurrogate.exceptions import ConfigurationError, DataSchemaError, SolverError
@@ -177,6 +177,39 @@ def test_1d_expression_pdes_have_a_finer_solve_estimate(name):
     assert ds.attrs["solver_error_kind"].startswith("estimate")
     assert 0 <= ds.attrs["solver_max_error"] < 0.1
     assert np.all(np.isfinite(ds.u))
+
+
+@pytest.mark.parametrize("name", sorted(PROBLEMS))
+def test_numpy_rate_is_the_expression_pde(name):
+    """Each problem's numpy ``rate`` (py-pde field operators) is the right-hand side of its expressions."""
+    from pde import PDE, FieldCollection, ScalarField
+
+    from lipsurrogate.data.generators import _field_rate_pde, _grid
+
+    problem = PROBLEMS[name]
+    params = {k: (v if k in ("t_end", "grid", "frames", "solver") else float(v)) for k, v in problem.defaults.items()}
+    grid = _grid(problem, 16 if len(problem.domain) == 1 else 6)  # the grids of the tests below: compiled once
+    values = problem.initial(np.random.default_rng(3), params)(np.meshgrid(*grid.axes_coords, indexing="ij"))
+    fields = [ScalarField(grid, values[f], label=f) for f in problem.fields]
+    state = fields[0] if len(fields) == 1 else FieldCollection(fields)
+    with_rate = _field_rate_pde(problem, params).evolution_rate(state).data
+    with_expressions = PDE(problem.rhs(params), bc=problem.bc).evolution_rate(state).data
+    assert np.abs(with_expressions).max() > 0.1
+    np.testing.assert_allclose(with_rate, with_expressions, rtol=0, atol=1e-13 * np.abs(with_expressions).max())
+
+
+def test_default_field_problems_solve_without_compilation():
+    """With their numpy rates, the default grids (coarse and 3x finer) cost less than numba's compile."""
+    from lipsurrogate.data.generators import _step_overhead
+
+    for problem in PROBLEMS.values():
+        p = {**problem.defaults}
+        cells, d = p["grid"], len(problem.domain)
+        steps = np.ceil(p["t_end"] / (0.5 * problem.dt_limit((problem.domain[0][1] - problem.domain[0][0]) / cells,
+                                                               {k: float(v) for k, v in p.items() if k != "solver"})))
+        evals = 4 if p["solver"] == "runge-kutta" else 1
+        fine = choose_backend("auto", (3 * cells) ** d, int(steps) * 9 * evals, _step_overhead(problem))
+        assert fine == "numpy", problem.name
 
 
 def test_reaction_diffusion_two_fields():

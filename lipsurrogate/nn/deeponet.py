@@ -190,12 +190,13 @@ def train_deeponet(
     input functions and ``batch_points`` query points and fits the whole block (one branch and one
     trunk pass). ``loss`` is a name or callable of :func:`lipsurrogate.train.loop.resolve_loss`
     (``"mse"``, ``"l8"``: the :math:`L_8` norm of the block's residual, towards the max error that
-    a certificate bounds). Adam with a cosine schedule; returns the loss history.
+    a certificate bounds). Adam (:func:`~lipsurrogate.train.loop.fused_adam`) with a cosine schedule;
+    returns the loss history.
     """
     from tqdm.auto import tqdm
 
-    from ..train.loop import resolve_loss
-    from .norms import project_weights_
+    from ..train.loop import fused_adam, resolve_loss
+    from .norms import weight_projector
 
     loss_fn = resolve_loss(loss)
 
@@ -203,19 +204,20 @@ def train_deeponet(
     if sensors.shape[0] != S or points.shape[0] != P:
         raise ConfigurationError(f"values must be (samples, points) = ({sensors.shape[0]}, {points.shape[0]}). Got {tuple(values.shape)}.")
     g = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    opt = fused_adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(k, steps) / steps)))
     history = {"steps": [], "losses": []}
     start = time.perf_counter()
+    project = weight_projector(model)
     model.train()
     for step in tqdm(range(steps), desc="deeponet training", disable=not progress, leave=False):
         si = torch.randint(0, S, (min(batch_samples, S),), generator=g)
         pi = torch.randint(0, P, (min(batch_points, P),), generator=g)
-        value = loss_fn(model.forward_grid(sensors[si], points[pi]), values[si][:, pi])
+        value = loss_fn(model.forward_grid(sensors[si], points[pi]), values[si[:, None], pi[None, :]])  # one gather
         opt.zero_grad(set_to_none=True)
         value.backward()
         opt.step()
-        project_weights_(model)
+        project()
         sched.step()
         if step % 10 == 0 or step == steps - 1:
             history["steps"].append(step)

@@ -364,6 +364,22 @@ def project_weights_(model: nn.Module) -> nn.Module:
     return model
 
 
+def weight_projector(model: nn.Module):
+    """:func:`project_weights_` for a training loop: the projected modules are found once.
+
+    Returns a function of no arguments that projects them (it does nothing where ``model`` has
+    none). It saves walking the module tree on every step, which costs about as much as a small
+    network's optimizer step; modules added to ``model`` later are not seen.
+    """
+    projected = [m for m in model.modules() if isinstance(getattr(m, "weight_constraint", None), OperatorNormConstraint)]
+
+    def project() -> None:
+        for module in projected:
+            _project_module_(module)
+
+    return project
+
+
 def register_projection(optimizer: torch.optim.Optimizer, models: nn.Module | Iterable[nn.Module]):
     """Project the weights of ``models`` after every ``optimizer.step()``.
 

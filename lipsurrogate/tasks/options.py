@@ -89,7 +89,7 @@ TASK_OPTIONS: dict[str, list] = {
                               "family of other initial conditions, specialised to this one [mlp]",
              choices=["mlp", "deeponet"]),
         _opt("--family-samples", int, "deeponet: initial conditions in the training family [400]"),
-        _opt("--operator-steps", int, "deeponet: training steps of the operator [12000]"),
+        _opt("--operator-steps", int, "deeponet: training steps of the operator [10000]"),
         ("--fast", {"action": "store_true", "default": None,
                     "help": "a smaller network, shorter training and a coarser certificate: about 2%% of max|u| in "
                             "about 27 s instead of 1%% in about 87 s (other options still win)"}),

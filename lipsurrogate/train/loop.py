@@ -15,7 +15,7 @@ from ..exceptions import ConfigurationError
 from .._threads import threads_for_load
 from ..nn.norms import project_weights_
 
-__all__ = ["TrainingHistory", "train", "LOSSES", "lp_loss", "resolve_loss"]
+__all__ = ["TrainingHistory", "train", "LOSSES", "lp_loss", "resolve_loss", "fused_adam"]
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -51,6 +51,22 @@ def lp_loss(p: float) -> LossFn:
 LOSSES: dict[str, LossFn] = {"mse": _mse, "mae": _mae}
 """Regression losses available by name (and ``"l<p>"``, e.g. ``"l8"``: :func:`lp_loss`);
 classification losses live in ``train.losses``."""
+
+
+def fused_adam(params, **kwargs) -> torch.optim.Adam:
+    """Adam with torch's fused kernel where this torch has one for the parameters' device.
+
+    The same algorithm as ``torch.optim.Adam(params, **kwargs)``, in one kernel per step instead of
+    about ten small operations per tensor (CPU since torch 2.4): 0.15 ms against 0.4-0.5 ms per step
+    for the DeepONet's 13 tensors here. It rounds differently, so a run is reproducible against
+    itself, not bit for bit against the unfused optimizer. Falls back to the unfused one where
+    torch refuses ``fused=True``.
+    """
+    params = list(params)
+    try:
+        return torch.optim.Adam(params, fused=True, **kwargs)
+    except (RuntimeError, TypeError, ValueError):  # pragma: no cover - torch < 2.4 on CPU
+        return torch.optim.Adam(params, **kwargs)
 
 
 def resolve_loss(loss: "str | LossFn") -> LossFn:

@@ -95,15 +95,22 @@ def test_deeponet_training_uses_the_loss_it_is_given():
     model = _model()
     seen, values = [], []
 
+    targets_seen = []
+
     def max_error(outputs, targets):
         seen.append(tuple(outputs.shape))
+        targets_seen.append(targets.detach().clone())
         values.append(float((outputs - targets).abs().max()))
         return (outputs - targets).abs().max()
 
-    history = train_deeponet(model, torch.randn(6, 16), torch.randn(7, 3), torch.randn(6, 7), steps=3, batch_samples=4,
-                             batch_points=5, loss=max_error, progress=False)
+    family = torch.randn(6, 7)
+    history = train_deeponet(model, torch.randn(6, 16), torch.randn(7, 3), family, steps=3, batch_samples=4,
+                             batch_points=5, loss=max_error, seed=11, progress=False)
     assert seen == [(4, 5)] * 3  # one (samples, points) block per step
     assert history["losses"] == [values[0], values[2]]  # steps 0 and 2 (the last): that loss, not the MSE
+    draws = torch.Generator().manual_seed(11)  # the loop's draws: samples, then points, each step
+    si, pi = torch.randint(0, 6, (4,), generator=draws), torch.randint(0, 7, (5,), generator=draws)
+    assert torch.equal(targets_seen[0], family[si][:, pi])  # the block of the drawn samples and points
 
 
 def test_specialised_network_is_the_operator_for_one_input_and_its_constants_hold(rng):

@@ -15,6 +15,7 @@ from lipsurrogate.nn import (
     register_projection,
     weight_constraint,
 )
+from lipsurrogate.nn.norms import weight_projector
 
 
 def _big_weight(gen, shape=(16, 8)):
@@ -98,6 +99,32 @@ def test_projection_after_optimizer_step(torch_gen):
         model[0].weight.mul_(100)
     project_weights_(model)
     assert model[0].weight.double().abs().sum(1).max() <= 1.0
+
+
+def test_weight_projector_projects_what_project_weights_does(torch_gen):
+    projected = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 1))
+    lipschitz_norm(projected[0], "linf-row", 1.0, enforce="project")
+    lipschitz_norm(projected[2], "linf-row", 0.5)  # reparametrized: nothing to project
+    twin = nn.Sequential(nn.Linear(6, 6), nn.ReLU(), nn.Linear(6, 1))
+    lipschitz_norm(twin[0], "linf-row", 1.0, enforce="project")
+    lipschitz_norm(twin[2], "linf-row", 0.5)
+    twin.load_state_dict(projected.state_dict())
+    project = weight_projector(projected)
+    with torch.no_grad():
+        for model in (projected, twin):
+            model[0].weight.copy_(_big_weight(torch_gen, (6, 6)))
+            model[2].parametrizations.weight.original.mul_(7)
+        twin.load_state_dict(projected.state_dict())
+    raw_last = projected[2].parametrizations.weight.original.clone()
+    project()
+    project_weights_(twin)
+    assert projected[0].weight.double().abs().sum(1).max() <= 1.0 + 1e-6
+    assert torch.equal(projected[0].weight, twin[0].weight)
+    assert torch.equal(projected[2].parametrizations.weight.original, raw_last)  # left alone
+    plain = nn.Linear(3, 3)
+    before = plain.weight.detach().clone()
+    weight_projector(plain)()
+    assert torch.equal(plain.weight, before)
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from torch.nn.utils import parametrize
 from .device import current_device, resolve_device
 from ..exceptions import ConfigurationError
 from .._threads import threads_for_load
-from ..nn.norms import project_weights_
+from ..nn.norms import weight_projector
 
 __all__ = ["TrainingHistory", "train", "LOSSES", "lp_loss", "resolve_loss", "fused_adam"]
 
@@ -250,6 +250,7 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
     history = TrainingHistory(device=str(run_device))
     full_batch = batch_size >= n and sampler is None
+    project = weight_projector(model)  # the projected layers, found once
     model.train()
     start = time.perf_counter()
 
@@ -276,7 +277,7 @@ def train(
             raise FloatingPointError(f"The training loss became {value.item()} at step {step}.")
         value.backward()
         optimizer.step()
-        project_weights_(model)
+        project()
         scheduler.step()
         if step % log_every == 0 or step == steps - 1:
             history.steps.append(step)

@@ -1,4 +1,4 @@
-"""``fused_adam``: torch's fused Adam where it exists, the same algorithm as the unfused one."""
+"""The optimizer step of the training loops: fused Adam, and the projection after every step."""
 
 import torch
 from torch import nn
@@ -33,3 +33,24 @@ def test_fused_adam_uses_the_fused_kernel_where_torch_has_one():
     major, minor = (int(v) for v in torch.__version__.split(".")[:2])
     if (major, minor) >= (2, 4):  # CPU kernels since torch 2.4
         assert opt.defaults["fused"] is True
+
+
+def test_train_keeps_projected_weights_in_their_constraint():
+    """``train`` projects ``enforce="project"`` layers after every step (the projector is built once)."""
+    from lipsurrogate.nn import lipschitz_norm
+    from lipsurrogate.train import train
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 1))
+    for layer in (model[0], model[2]):
+        lipschitz_norm(layer, "linf-row", 0.5, enforce="project")
+    x = torch.randn(256, 3)
+    y = 10 * x.sum(1, keepdim=True)  # steep: the unconstrained fit would need row sums of about 30
+    seen = []
+
+    def check(step, m):
+        seen.append(max(float(layer.weight.detach().double().abs().sum(1).max()) for layer in (m[0], m[2])))
+        return False
+
+    train(model, x, y, steps=40, batch_size=64, lr=0.5, log_every=1, callback=check, progress=False)
+    assert len(seen) == 40 and max(seen) <= 0.5 * (1 + 1e-6)

@@ -359,8 +359,7 @@ def _project_module_(module: nn.Module) -> None:
 
 def project_weights_(model: nn.Module) -> nn.Module:
     """Project every weight of ``model`` that was constrained with ``enforce="project"``."""
-    for module in model.modules():
-        _project_module_(module)
+    weight_projector(model)()
     return model
 
 

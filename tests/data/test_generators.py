@@ -175,6 +175,7 @@ def test_advection_matches_shifted_initial_condition():
 def test_1d_expression_pdes_have_a_finer_solve_estimate(name):
     ds = generate(name, grid=16, t_end=0.1, frames=3, seed=0, **FAST)
     assert ds.attrs["solver_error_kind"].startswith("estimate")
+    assert ds.attrs["right_hand_side"].startswith("py-pde field operators")
     assert 0 <= ds.attrs["solver_max_error"] < 0.1
     assert np.all(np.isfinite(ds.u))
 

@@ -115,7 +115,7 @@ class FourierFeatures(nn.Module):
             torch.cos(phase, out=values_t[:, :n_waves])
             torch.sin(phase, out=values_t[:, n_waves : 2 * n_waves])
             # the phase's bound (the factor 1.01 covers the rounding of the bound's own
-            # arithmetic), plus 4u for cos and sin themselves
+            # arithmetic) with its 4u floor as before, plus 4u for cos and sin themselves: 8u
             err = torch.addmm(torch.full((1,), 8 * u, dtype=torch.float64), x_t.abs(), freq.abs().T,
                               alpha=(self.in_features + 1) * u * 1.01)
             errors_t[:, :n_waves] = err

@@ -336,7 +336,7 @@ def lipschitz_norm(
                 "rescales small weights up on every call. Use variant='clip' or enforce='reparametrize'."
             )
         module.weight_constraint = constraint
-        _project_module_(module)
+        weight_projector(module)()
     return module
 
 
@@ -346,15 +346,13 @@ def weight_constraint(module: nn.Module) -> OperatorNormConstraint | None:
         for p in module.parametrizations.weight:
             if isinstance(p, OperatorNormConstraint):
                 return p
+    return _projection(module)
+
+
+def _projection(module: nn.Module) -> "OperatorNormConstraint | None":
+    """The constraint that ``enforce="project"`` stored on ``module``, if any."""
     constraint = getattr(module, "weight_constraint", None)
     return constraint if isinstance(constraint, OperatorNormConstraint) else None
-
-
-@torch.no_grad()
-def _project_module_(module: nn.Module) -> None:
-    constraint = getattr(module, "weight_constraint", None)
-    if isinstance(constraint, OperatorNormConstraint):
-        module.weight.copy_(constraint(module.weight))
 
 
 def project_weights_(model: nn.Module) -> nn.Module:
@@ -370,11 +368,12 @@ def weight_projector(model: nn.Module):
     none). It saves walking the module tree on every step, which costs about as much as a small
     network's optimizer step; modules added to ``model`` later are not seen.
     """
-    projected = [m for m in model.modules() if isinstance(getattr(m, "weight_constraint", None), OperatorNormConstraint)]
+    projected = [(m, c) for m in model.modules() if (c := _projection(m)) is not None]
 
+    @torch.no_grad()
     def project() -> None:
-        for module in projected:
-            _project_module_(module)
+        for module, constraint in projected:
+            module.weight.copy_(constraint(module.weight))
 
     return project
 

@@ -42,140 +42,154 @@ def disabled():
     return flag_off(sys.modules[__name__], "ENABLED")
 
 
+BOXES_PER_TASK = 32
+"""Boxes per parallel task of the kernel (its scratch arrays are allocated once per task)."""
+
+
 def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R, top_c, top_m, top_r,  # noqa: N803
                    want_ranges, q_range, e_range):
     n, rows, cols, _ = P.shape
     h = half_units
-    for i in _prange(n):
+    # boxes in groups of BOXES_PER_TASK: each task allocates its scratch once (an allocation per box
+    # cost about a tenth of the kernel's time)
+    n_tasks = (n + BOXES_PER_TASK - 1) // BOXES_PER_TASK
+    for task in _prange(n_tasks):
         sb_ = np.empty(cols - 1)
-        for b in range(1, cols):
-            sb_[b - 1] = np.float64(s[i, b - 1])
-        mass0 = np.zeros(h)
-        qspread = np.zeros(h)
-        # per pair: max = va a + vb b (+ shift), min = wa a + wb b (- shift) for the value row; da, db and
-        # ea, eb likewise for the derivative rows; decided pairs get 0/1 coefficients (exact copies)
+        mass0 = np.empty(h)
+        qspread = np.empty(h)
         va, vb, wa, wb = np.empty(h), np.empty(h), np.empty(h), np.empty(h)
         da, db, ea, eb = np.empty(h), np.empty(h), np.empty(h), np.empty(h)
         shift, rfac, radd = np.empty(h), np.empty(h), np.empty(h)
         und = np.empty(h, dtype=np.bool_)
-        for b in range(1, cols):
-            sb = sb_[b - 1]
-            for j in range(h):
-                pa = np.float64(P[i, 0, b, j])
-                pb = 0.0 if relu else np.float64(P[i, 0, b, j + h])
-                mass0[j] += abs(pa) * sb + abs(pb) * sb
-                qspread[j] += abs(pa - pb) * sb
-        for j in range(h):
-            ca = np.float64(P[i, 0, 0, j])
-            cb = 0.0 if relu else np.float64(P[i, 0, 0, j + h])
-            ra0 = np.float64(R[i, 0, j])
-            rb0 = 0.0 if relu else np.float64(R[i, 0, j + h])
-            qc = ca - cb
-            eta = 8 * u * (abs(ca) + abs(cb) + mass0[j] + ra0 + rb0)
-            qrad = qspread[j] * (1 + 8 * u) + ra0 + rb0 + eta
-            lo = qc - qrad
-            hi = qc + qrad
-            if want_ranges:
-                q_range[0, i, j] = lo
-                q_range[1, i, j] = hi
-            if lo >= 0:
-                und[j] = False
-                va[j], vb[j], wa[j], wb[j] = 1.0, 0.0, 0.0, 1.0
-                da[j], db[j], ea[j], eb[j] = 1.0, 0.0, 0.0, 1.0
-                shift[j], rfac[j], radd[j] = 0.0, 1.0, 0.0
-            elif hi <= 0:
-                und[j] = False
-                va[j], vb[j], wa[j], wb[j] = 0.0, 1.0, 1.0, 0.0
-                da[j], db[j], ea[j], eb[j] = 0.0, 1.0, 1.0, 0.0
-                shift[j], rfac[j], radd[j] = 0.0, 1.0, 0.0
-            else:
-                und[j] = True
-                lam = min(max(hi / (hi - lo), 0.0), 1.0)
-                mu = max(-lam * lo, hi * (1 - lam)) * (1 + 4 * u)
-                va[j], vb[j], wa[j], wb[j] = lam, 1 - lam, 1 - lam, lam
-                da[j], db[j], ea[j], eb[j] = 0.5, 0.5, 0.5, 0.5
-                shift[j], rfac[j] = mu / 2, 1 + 8 * u
-                radd[j] = 8 * u * (abs(ca) + abs(cb) + mass0[j] + ra0 + rb0 + mu) + tiny
-        # value row
-        for b in range(cols):
-            for j in range(h):
-                pa = np.float64(P[i, 0, b, j])
-                pb = 0.0 if relu else np.float64(P[i, 0, b, j + h])
-                sh = shift[j] if b == 0 else 0.0
-                if relu:
-                    out_P[i, 0, b, j] = va[j] * pa + vb[j] * pb + sh
-                else:
-                    out_P[i, 0, b, j + h] = va[j] * pa + vb[j] * pb + sh
-                    out_P[i, 0, b, j] = wa[j] * pa + wb[j] * pb - sh
-        for j in range(h):
-            ra0 = np.float64(R[i, 0, j])
-            rb0 = 0.0 if relu else np.float64(R[i, 0, j + h])
-            if relu:
-                out_R[i, 0, j] = (va[j] * ra0 + vb[j] * rb0 + shift[j]) * rfac[j] + radd[j]
-            else:
-                out_R[i, 0, j + h] = (va[j] * ra0 + vb[j] * rb0 + shift[j]) * rfac[j] + radd[j]
-                out_R[i, 0, j] = (wa[j] * ra0 + wb[j] * rb0 + shift[j]) * rfac[j] + radd[j]
-        # derivative rows
         massa = np.empty(h)
         jump = np.empty(h)
         spread = np.empty(h)
-        for a in range(1, rows):
+        m_scratch = np.empty(2 * h)
+        for i in range(task * BOXES_PER_TASK, min(n, (task + 1) * BOXES_PER_TASK)):
+            for b in range(1, cols):
+                sb_[b - 1] = np.float64(s[i, b - 1])
+            # per pair: max = va a + vb b (+ shift), min = wa a + wb b (- shift) for the value row; da, db and
+            # ea, eb likewise for the derivative rows; decided pairs get 0/1 coefficients (exact copies)
             for j in range(h):
-                massa[j] = 0.0
-                jump[j] = 0.0
-                spread[j] = 0.0
-            for b in range(cols):
-                sb = 1.0 if b == 0 else sb_[b - 1]
-                for j in range(h):
-                    pa = np.float64(P[i, a, b, j])
-                    pb = 0.0 if relu else np.float64(P[i, a, b, j + h])
-                    if relu:
-                        out_P[i, a, b, j] = da[j] * pa + db[j] * pb
-                    else:
-                        out_P[i, a, b, j + h] = da[j] * pa + db[j] * pb
-                        out_P[i, a, b, j] = ea[j] * pa + eb[j] * pb
-                    gap = abs(pa - pb) * sb
-                    jump[j] += gap
-                    if b > 0:
-                        massa[j] += abs(pa) * sb + abs(pb) * sb
-                        spread[j] += gap
-            for j in range(h):
-                rra = np.float64(R[i, a, j])
-                rrb = 0.0 if relu else np.float64(R[i, a, j + h])
-                pa0 = np.float64(P[i, a, 0, j])
-                pb0 = 0.0 if relu else np.float64(P[i, a, 0, j + h])
-                hull_r = (rra + rrb + 0.5 * jump[j]) * (1 + 4 * u) + (8 * u * (abs(pa0) + abs(pb0) + massa[j] + rra + rrb) + tiny)
-                if want_ranges:  # e = da - db in (pa0 - pb0) + sum_b (pa_b - pb_b) delta_b +- (rra + rrb)
-                    ec = pa0 - pb0
-                    erad = (spread[j] * (1 + 8 * u) + rra + rrb
-                            + 8 * (cols + 2) * u * (abs(pa0) + abs(pb0) + massa[j] + rra + rrb) + tiny)
-                    e_range[0, a - 1, i, j] = ec - erad
-                    e_range[1, a - 1, i, j] = ec + erad
-                rmax = hull_r if und[j] else da[j] * rra + db[j] * rrb
-                if relu:
-                    out_R[i, a, j] = rmax
-                else:
-                    out_R[i, a, j + h] = rmax
-                    out_R[i, a, j] = hull_r if und[j] else ea[j] * rra + eb[j] * rrb
-        # maxima for the next layer
-        w_out = h if relu else 2 * h
-        for a in range(rows):
-            tc = 0.0
-            tr = 0.0
-            for jo in range(w_out):
-                tc = max(tc, abs(np.float64(out_P[i, a, 0, jo])))
-                tr = max(tr, np.float64(out_R[i, a, jo]))
-            m = np.zeros(w_out)
+                mass0[j] = 0.0
+                qspread[j] = 0.0
             for b in range(1, cols):
                 sb = sb_[b - 1]
+                for j in range(h):
+                    pa = np.float64(P[i, 0, b, j])
+                    pb = 0.0 if relu else np.float64(P[i, 0, b, j + h])
+                    mass0[j] += abs(pa) * sb + abs(pb) * sb
+                    qspread[j] += abs(pa - pb) * sb
+            for j in range(h):
+                ca = np.float64(P[i, 0, 0, j])
+                cb = 0.0 if relu else np.float64(P[i, 0, 0, j + h])
+                ra0 = np.float64(R[i, 0, j])
+                rb0 = 0.0 if relu else np.float64(R[i, 0, j + h])
+                qc = ca - cb
+                eta = 8 * u * (abs(ca) + abs(cb) + mass0[j] + ra0 + rb0)
+                qrad = qspread[j] * (1 + 8 * u) + ra0 + rb0 + eta
+                lo = qc - qrad
+                hi = qc + qrad
+                if want_ranges:
+                    q_range[0, i, j] = lo
+                    q_range[1, i, j] = hi
+                if lo >= 0:
+                    und[j] = False
+                    va[j], vb[j], wa[j], wb[j] = 1.0, 0.0, 0.0, 1.0
+                    da[j], db[j], ea[j], eb[j] = 1.0, 0.0, 0.0, 1.0
+                    shift[j], rfac[j], radd[j] = 0.0, 1.0, 0.0
+                elif hi <= 0:
+                    und[j] = False
+                    va[j], vb[j], wa[j], wb[j] = 0.0, 1.0, 1.0, 0.0
+                    da[j], db[j], ea[j], eb[j] = 0.0, 1.0, 1.0, 0.0
+                    shift[j], rfac[j], radd[j] = 0.0, 1.0, 0.0
+                else:
+                    und[j] = True
+                    lam = min(max(hi / (hi - lo), 0.0), 1.0)
+                    mu = max(-lam * lo, hi * (1 - lam)) * (1 + 4 * u)
+                    va[j], vb[j], wa[j], wb[j] = lam, 1 - lam, 1 - lam, lam
+                    da[j], db[j], ea[j], eb[j] = 0.5, 0.5, 0.5, 0.5
+                    shift[j], rfac[j] = mu / 2, 1 + 8 * u
+                    radd[j] = 8 * u * (abs(ca) + abs(cb) + mass0[j] + ra0 + rb0 + mu) + tiny
+            # value row
+            for b in range(cols):
+                for j in range(h):
+                    pa = np.float64(P[i, 0, b, j])
+                    pb = 0.0 if relu else np.float64(P[i, 0, b, j + h])
+                    sh = shift[j] if b == 0 else 0.0
+                    if relu:
+                        out_P[i, 0, b, j] = va[j] * pa + vb[j] * pb + sh
+                    else:
+                        out_P[i, 0, b, j + h] = va[j] * pa + vb[j] * pb + sh
+                        out_P[i, 0, b, j] = wa[j] * pa + wb[j] * pb - sh
+            for j in range(h):
+                ra0 = np.float64(R[i, 0, j])
+                rb0 = 0.0 if relu else np.float64(R[i, 0, j + h])
+                if relu:
+                    out_R[i, 0, j] = (va[j] * ra0 + vb[j] * rb0 + shift[j]) * rfac[j] + radd[j]
+                else:
+                    out_R[i, 0, j + h] = (va[j] * ra0 + vb[j] * rb0 + shift[j]) * rfac[j] + radd[j]
+                    out_R[i, 0, j] = (wa[j] * ra0 + wb[j] * rb0 + shift[j]) * rfac[j] + radd[j]
+            # derivative rows
+            for a in range(1, rows):
+                for j in range(h):
+                    massa[j] = 0.0
+                    jump[j] = 0.0
+                    spread[j] = 0.0
+                for b in range(cols):
+                    sb = 1.0 if b == 0 else sb_[b - 1]
+                    for j in range(h):
+                        pa = np.float64(P[i, a, b, j])
+                        pb = 0.0 if relu else np.float64(P[i, a, b, j + h])
+                        if relu:
+                            out_P[i, a, b, j] = da[j] * pa + db[j] * pb
+                        else:
+                            out_P[i, a, b, j + h] = da[j] * pa + db[j] * pb
+                            out_P[i, a, b, j] = ea[j] * pa + eb[j] * pb
+                        gap = abs(pa - pb) * sb
+                        jump[j] += gap
+                        if b > 0:
+                            massa[j] += abs(pa) * sb + abs(pb) * sb
+                            spread[j] += gap
+                for j in range(h):
+                    rra = np.float64(R[i, a, j])
+                    rrb = 0.0 if relu else np.float64(R[i, a, j + h])
+                    pa0 = np.float64(P[i, a, 0, j])
+                    pb0 = 0.0 if relu else np.float64(P[i, a, 0, j + h])
+                    hull_r = (rra + rrb + 0.5 * jump[j]) * (1 + 4 * u) + (8 * u * (abs(pa0) + abs(pb0) + massa[j] + rra + rrb) + tiny)
+                    if want_ranges:  # e = da - db in (pa0 - pb0) + sum_b (pa_b - pb_b) delta_b +- (rra + rrb)
+                        ec = pa0 - pb0
+                        erad = (spread[j] * (1 + 8 * u) + rra + rrb
+                                + 8 * (cols + 2) * u * (abs(pa0) + abs(pb0) + massa[j] + rra + rrb) + tiny)
+                        e_range[0, a - 1, i, j] = ec - erad
+                        e_range[1, a - 1, i, j] = ec + erad
+                    rmax = hull_r if und[j] else da[j] * rra + db[j] * rrb
+                    if relu:
+                        out_R[i, a, j] = rmax
+                    else:
+                        out_R[i, a, j + h] = rmax
+                        out_R[i, a, j] = hull_r if und[j] else ea[j] * rra + eb[j] * rrb
+            # maxima for the next layer
+            w_out = h if relu else 2 * h
+            for a in range(rows):
+                tc = 0.0
+                tr = 0.0
                 for jo in range(w_out):
-                    m[jo] += abs(np.float64(out_P[i, a, b, jo])) * sb
-            tm = 0.0
-            for jo in range(w_out):
-                tm = max(tm, m[jo])
-            top_c[i, a] = tc
-            top_m[i, a] = tm
-            top_r[i, a] = tr
+                    tc = max(tc, abs(np.float64(out_P[i, a, 0, jo])))
+                    tr = max(tr, np.float64(out_R[i, a, jo]))
+                m = m_scratch
+                for jo in range(w_out):
+                    m[jo] = 0.0
+                for b in range(1, cols):
+                    sb = sb_[b - 1]
+                    for jo in range(w_out):
+                        m[jo] += abs(np.float64(out_P[i, a, b, jo])) * sb
+                tm = 0.0
+                for jo in range(w_out):
+                    tm = max(tm, m[jo])
+                top_c[i, a] = tc
+                top_m[i, a] = tm
+                top_r[i, a] = tr
 
 
 

@@ -256,70 +256,80 @@ def _tiny(dtype) -> float:
 
 
 def _input_forms(model, chain, xc: np.ndarray, s: np.ndarray):
-    """Forms of the first layer's input: values (c, G, r) and derivatives (D, H, sigma)."""
+    """Packed float64 forms of the first layer's input: ``P[n, a, b, unit]`` and ``R[n, a, unit]``
+    (:func:`_pack`'s layout). Row a = 0 holds the values (c, G, r), rows a = 1..d the derivatives
+    (D, H, sigma); column b = 0 the centres, b = 1..d the generators. Written straight into
+    the packed arrays (each entry the same float64 operations as the formulas below)."""
     n, d = xc.shape
     feats = getattr(model, "features", None)
-    if feats is not None:
-        freq = feats.frequencies.double().numpy()  # (waves, d)
-        pc = xc @ freq.T
-        eps_p = (d + 2) * _U * (np.abs(xc) @ np.abs(freq).T) * (1 + 4 * _U)  # rounding of the phase
-        P = (s @ np.abs(freq).T) * (1 + (d + 2) * _U)  # |delta p| <= P
-        pad = 1e-12 * (1.0 + np.abs(pc))  # libm error of cos/sin, generously
-        # expansion at the computed phase: |p - pc| <= P + eps_p, first-order remainder <= (P + eps_p)^2 / 2
-        rem = 0.5 * (P + eps_p) ** 2 * (1 + 4 * _U) + eps_p + pad * (1 + P) + 8 * _U * (1 + P) * (1 + P)
-        cos_c, sin_c = np.cos(pc), np.sin(pc)
-        # values: cos p ~ cos pc - sin pc (F delta) ; sin p ~ sin pc + cos pc (F delta)
-        c = np.concatenate([cos_c, sin_c], 1)
-        G = np.concatenate([-sin_c[..., None] * freq[None], cos_c[..., None] * freq[None]], 1)
-        r = np.concatenate([rem, rem], 1)
-        # derivatives: d cos p / dx_k = -F_k sin p ; d sin p / dx_k = F_k cos p
-        D = np.concatenate([-sin_c[..., None] * freq[None], cos_c[..., None] * freq[None]], 1)  # (n, 2w, k)
-        H = np.concatenate([-cos_c[..., None, None] * freq[None, :, :, None] * freq[None, :, None, :],
-                            -sin_c[..., None, None] * freq[None, :, :, None] * freq[None, :, None, :]], 1)
-        sig = np.concatenate([rem[..., None] * np.abs(freq)[None], rem[..., None] * np.abs(freq)[None]], 1)
-        sig = sig * (1 + 4 * _U)
-        pas = list(feats.passthrough)
-        if pas:
-            off = feats.offset.double().numpy()[pas]
-            sc = feats.scale.double().numpy()[pas]
-            pc_ = (xc[:, pas] - off) * sc
-            pr_ = 4 * _U * (np.abs(xc[:, pas]) + np.abs(off)) * np.abs(sc) + _TINY
-            pg = np.zeros((n, len(pas), d))
-            pd = np.zeros((n, len(pas), d))
-            for row, j in enumerate(pas):
-                pg[:, row, j] = sc[row]
-                pd[:, row, j] = sc[row]
-            c = np.concatenate([c, pc_], 1)
-            G = np.concatenate([G, pg], 1)
-            r = np.concatenate([r, pr_], 1)
-            D = np.concatenate([D, pd], 1)
-            H = np.concatenate([H, np.zeros((n, len(pas), d, d))], 1)
-            sig = np.concatenate([sig, np.zeros((n, len(pas), d))], 1)
-        return c, G, r, D, H, sig
-    off, sc = np.asarray(chain.in_offset, dtype=np.float64), np.asarray(chain.in_scale, dtype=np.float64)
-    c = (xc - off) * sc
-    r = 4 * _U * (np.abs(xc) + np.abs(off)) * np.abs(sc) + _TINY
-    G = np.broadcast_to(np.diag(sc), (n, d, d)).copy()
-    D = G.copy()
-    return c, G, r, D, np.zeros((n, d, d, d)), np.zeros((n, d, d))
+    if feats is None:
+        off, sc = np.asarray(chain.in_offset, dtype=np.float64), np.asarray(chain.in_scale, dtype=np.float64)
+        P = np.zeros((n, d + 1, d + 1, d))
+        R = np.zeros((n, d + 1, d))
+        P[:, 0, 0] = (xc - off) * sc
+        R[:, 0] = 4 * _U * (np.abs(xc) + np.abs(off)) * np.abs(sc) + _TINY
+        for k in range(d):  # G = D = diag(sc): the value's generator j and the derivative d/dx_j of unit j
+            P[:, 0, 1 + k, k] = sc[k]
+            P[:, 1 + k, 0, k] = sc[k]
+        return P, R
+    freq = feats.frequencies.double().numpy()  # (waves, d)
+    waves = len(freq)
+    pas = list(feats.passthrough)
+    width = 2 * waves + len(pas)
+    P = np.empty((n, d + 1, d + 1, width))
+    R = np.empty((n, d + 1, width))
+    pc = xc @ freq.T
+    eps_p = (d + 2) * _U * (np.abs(xc) @ np.abs(freq).T) * (1 + 4 * _U)  # rounding of the phase
+    Pr = (s @ np.abs(freq).T) * (1 + (d + 2) * _U)  # |delta p| <= Pr
+    pad = 1e-12 * (1.0 + np.abs(pc))  # libm error of cos/sin, generously
+    # expansion at the computed phase: |p - pc| <= Pr + eps_p, first-order remainder <= (Pr + eps_p)^2 / 2
+    rem = 0.5 * (Pr + eps_p) ** 2 * (1 + 4 * _U) + eps_p + pad * (1 + Pr) + 8 * _U * (1 + Pr) * (1 + Pr)
+    cos_c, sin_c = np.cos(pc), np.sin(pc)
+    cos_part, sin_part = slice(0, waves), slice(waves, 2 * waves)
+    # values: cos p ~ cos pc - sin pc (F delta) ; sin p ~ sin pc + cos pc (F delta)
+    P[:, 0, 0, cos_part], P[:, 0, 0, sin_part] = cos_c, sin_c
+    R[:, 0, cos_part], R[:, 0, sin_part] = rem, rem
+    neg_sin, neg_cos = -sin_c, -cos_c
+    for j in range(d):
+        # the value's generator j equals the derivative d/dx_j at the centre:
+        # d cos p / dx_j = -F_j sin p ; d sin p / dx_j = F_j cos p
+        P[:, 0, 1 + j, cos_part] = neg_sin * freq[:, j]
+        P[:, 0, 1 + j, sin_part] = cos_c * freq[:, j]
+        P[:, 1 + j, 0, cos_part] = P[:, 0, 1 + j, cos_part]
+        P[:, 1 + j, 0, sin_part] = P[:, 0, 1 + j, sin_part]
+        # the derivative's generators: d^2 cos p / dx_k dx_j = -F_k F_j cos p (and sin likewise)
+        for k in range(d):
+            P[:, 1 + k, 1 + j, cos_part] = neg_cos * freq[:, k] * freq[:, j]
+            P[:, 1 + k, 1 + j, sin_part] = neg_sin * freq[:, k] * freq[:, j]
+        R[:, 1 + j, cos_part] = rem * np.abs(freq[:, j]) * (1 + 4 * _U)
+        R[:, 1 + j, sin_part] = R[:, 1 + j, cos_part]
+    if pas:
+        rest = slice(2 * waves, width)
+        off = feats.offset.double().numpy()[pas]
+        sc = feats.scale.double().numpy()[pas]
+        P[:, :, :, rest] = 0.0
+        R[:, 1:, rest] = 0.0
+        P[:, 0, 0, rest] = (xc[:, pas] - off) * sc
+        R[:, 0, rest] = 4 * _U * (np.abs(xc[:, pas]) + np.abs(off)) * np.abs(sc) + _TINY
+        for row, j in enumerate(pas):
+            P[:, 0, 1 + j, 2 * waves + row] = sc[row]
+            P[:, 1 + j, 0, 2 * waves + row] = sc[row]
+    return P, R
 
 
-def _pack(c, G, r, D, H, sig, s, dtype):
-    """One tensor per box: ``P[n, a, b, unit]`` with rows a = (value, d/dx_1, ...), columns b =
-    (centre, generator_1, ...), and radii ``R[n, a, unit]``; units last, so a layer is one GEMM.
+def _tangent_inputs(P: np.ndarray, R: np.ndarray):
+    """The input tangents' forms as :func:`~lipsurrogate.bounds.backward.tangent_bounds` takes them:
+    ``D[n, unit, k]``, ``H[n, unit, k, j]``, ``sigma[n, unit, k]`` (views of the packed arrays)."""
+    return tuple(np.ascontiguousarray(a) for a in (np.moveaxis(P[:, 1:, 0], 1, 2), np.moveaxis(P[:, 1:, 1:], 3, 1), np.moveaxis(R[:, 1:], 1, 2)))
+
+
+def _pack(P: np.ndarray, R: np.ndarray, s, dtype):
+    """The packed float64 forms ``P[n, a, b, unit]`` (rows a = (value, d/dx_1, ...), columns b =
+    (centre, generator_1, ...)) and radii ``R[n, a, unit]`` as tensors of ``dtype``; units last, so
+    a layer is one GEMM.
 
     In float32 the conversion of P moves each form by at most ``u32 (|centre| + sum_j |gen_j| s_j)``,
     which is added to its radius (rounded up)."""
-    n, w = c.shape
-    d = G.shape[2]
-    P = np.empty((n, d + 1, d + 1, w))
-    P[:, 0, 0] = c
-    P[:, 0, 1:] = np.moveaxis(G, 1, 2)
-    P[:, 1:, 0] = np.moveaxis(D, 1, 2)
-    P[:, 1:, 1:] = np.moveaxis(H, 1, 3)  # H[n, unit, k, j] -> P[n, k, j, unit]
-    R = np.empty((n, d + 1, w))
-    R[:, 0] = r
-    R[:, 1:] = np.moveaxis(sig, 1, 2)
     if dtype == torch.float64:
         return _t(P), _t(R)
     moved = 2.0**-24 * (np.abs(P[:, :, 0]) + np.einsum("nabw,nb->naw", np.abs(P[:, :, 1:]), s)) * (1 + 2.0**-20)
@@ -336,10 +346,10 @@ def _forms(model, chain, xc, s, dtype=torch.float64, fused=True, record: dict | 
     tangents' forms (``"inputs"``: D, H, sigma) and the certified ranges at every hidden layer
     (``"layers"``: :func:`~lipsurrogate.bounds.backward.layer_ranges`)."""
     u, tiny = _unit(dtype), _tiny(dtype)
-    inputs = _input_forms(model, chain, xc, s)
+    P, R = _input_forms(model, chain, xc, s)
     if record is not None:
-        record["inputs"], record["layers"] = inputs[3:], []
-    P, R = _pack(*inputs, s, dtype)
+        record["inputs"], record["layers"] = _tangent_inputs(P, R), []
+    P, R = _pack(P, R, s, dtype)
     s_t = _up(s, dtype)  # a larger box only widens every enclosure
     n, a_rows = P.shape[0], P.shape[1]
     n_layers = len(chain.weights)

@@ -153,7 +153,7 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray) -> TangentBounds:
         One per hidden layer, in order (:func:`layer_ranges` of the forward forms).
     inputs : (D, H, sigma)
         The first layer's input tangents as forms: ``D[n, unit, k]``, ``H[n, unit, k, j]``,
-        ``sigma[n, unit, k]`` (``affine._input_forms``).
+        ``sigma[n, unit, k]`` (``affine._tangent_inputs``).
     half : ndarray, shape (n, d)
         Half-widths of the boxes.
 
@@ -171,6 +171,7 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray) -> TangentBounds:
     feature_abs = np.abs(D) + np.einsum("nwkj,nj->nwk", np.abs(H), half) + sigma  # |dv_0| per input k
     magnitudes = _tangent_magnitudes(weights, feature_abs.max(axis=0).T)  # (layers, d, w): |dz| bounds
     y = np.stack([np.broadcast_to(sign * weights[-1][0], (d, n, weights[-1].shape[1])) for sign in (1.0, -1.0)])
+    weights_t = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64)) for w in weights]
     const = np.zeros((2, d, n))
     for i in range(len(weights) - 2, -1, -1):
         r = records[i]
@@ -185,7 +186,9 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray) -> TangentBounds:
             c, terms, c_rows = c.reshape(2, d, n, -1), terms.reshape(2, d, n), c_rows.reshape(2, d, n)
         else:
             c, terms, c_rows = _relax(y[..., :h], y[..., h:], r, magnitudes[i][None, :, None, :], rows)
-        y = (c.reshape(-1, c.shape[-1]) @ w).reshape(2, d, n, -1)  # on dv_{i-1}; |exact - y| <= gamma |c| |W|
+        # on dv_{i-1}; |exact - y| <= gamma |c| |W| for any summation order: torch's float64 GEMM
+        # uses torch's threads (numpy's BLAS runs one thread inside the certifier)
+        y = torch.mm(torch.from_numpy(c.reshape(-1, c.shape[-1])), weights_t[i]).numpy().reshape(2, d, n, -1)
         product_err = _gamma(max(w.shape) + 2) * c_rows
         const = const + (terms + product_err) * (1 + 4 * (2 * h + 4) * _U)
     # at the features: y . (D_k + H_k delta +- sigma_k)

@@ -162,3 +162,41 @@ def test_constant_forms_from_intervals_round_outwards():
     forms = DerivativeForms.from_intervals(lo, hi)
     a, b = forms.intervals(np.ones((1, 2)))
     assert np.all(a <= lo) and np.all(b >= hi) and np.all(forms.generators == 0)
+
+
+@pytest.mark.parametrize("model", list(_models())[:2], ids=["features", "groupsort"])
+def test_packed_input_forms_contain_the_first_layer_inputs_and_their_derivatives(model, rng):
+    """The packed input forms (rows: value, d/dx_k; columns: centre, generator_j) against autograd in
+    float64: the centre column is the feature map's value and gradient at the box centre, and the
+    forms contain the values and gradients sampled inside the boxes."""
+    from lipsurrogate.bounds.affine import _input_forms, _tangent_inputs
+    from lipsurrogate.bounds.network import extract_chain
+
+    chain = extract_chain(model)
+    d = model.in_features
+    lo = rng.uniform(0, 6, size=(50, d))
+    width = rng.choice([1e-3, 0.05, 0.5], size=(50, 1)) * np.ones((1, d))
+    centre, half = box_centres(lo, lo + width)
+    P, R = _input_forms(model, chain, centre, half)
+    if getattr(model, "features", None) is not None:
+        features = copy.deepcopy(model.features).double()
+    else:
+        offset, scale = torch.tensor(chain.in_offset), torch.tensor(chain.in_scale)
+        features = lambda x: (x - offset) * scale  # noqa: E731
+    pts = lo[:, None, :] + rng.uniform(size=(50, 30, d)) * width[:, None, :]
+    x = torch.tensor(np.concatenate([centre[:, None], pts], 1).reshape(-1, d), requires_grad=True)
+    phi = features(x)
+    grads = torch.stack([torch.autograd.grad(phi[:, i].sum(), x, retain_graph=True)[0]
+                         for i in range(phi.shape[1])], 1)  # (points, unit, k)
+    phi = phi.detach().numpy().reshape(50, 31, -1)
+    grads = grads.numpy().reshape(50, 31, -1, d)
+    np.testing.assert_allclose(P[:, 0, 0], phi[:, 0], rtol=0, atol=1e-13)
+    np.testing.assert_allclose(np.moveaxis(P[:, 1:, 0], 1, 2), grads[:, 0], rtol=0, atol=1e-13)
+    delta = pts - centre[:, None]
+    value_form = P[:, None, 0, 0] + np.einsum("nju,npj->npu", P[:, 0, 1:], delta)
+    assert np.all(np.abs(phi[:, 1:] - value_form) <= R[:, None, 0])
+    slope_form = np.moveaxis(P[:, None, 1:, 0], 2, 3) + np.einsum("nkju,npj->npuk", P[:, 1:, 1:], delta)
+    assert np.all(np.abs(grads[:, 1:] - slope_form) <= np.moveaxis(R[:, None, 1:], 2, 3))
+    D, H, sigma = _tangent_inputs(P, R)  # noqa: N806 - the backward bounds' layout of the same numbers
+    assert np.array_equal(D, np.moveaxis(P[:, 1:, 0], 1, 2)) and np.array_equal(sigma, np.moveaxis(R[:, 1:], 1, 2))
+    assert np.array_equal(np.einsum("nukj->nkju", H), P[:, 1:, 1:])

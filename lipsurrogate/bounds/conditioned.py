@@ -149,7 +149,9 @@ def conditioned_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray,
                     blo, bhi, bdlo, bdhi = _linear(bw, None, clo, chi, dcond, dcond)
                     zlo, zhi = _add(zlo, zhi, blo, bhi)
                     dlo, dhi = _add(dlo, dhi, bdlo, bdhi)
-            zlo, zhi, dlo, dhi = _activation(model.activation, zlo, zhi, dlo, dhi)
+            # local._activation takes derivatives as (n, k, unit): the same elementwise operations
+            zlo, zhi, dlo, dhi = _activation(model.activation, zlo, zhi, dlo.transpose(1, 2), dhi.transpose(1, 2))
+            dlo, dhi = dlo.transpose(1, 2), dhi.transpose(1, 2)
     return dlo[:, 0, :].numpy(), dhi[:, 0, :].numpy()
 
 

@@ -87,45 +87,49 @@ def network_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> tuple
         rest_r = xr[:, pas] * np.abs(sc) * (1 + 4 * 2.0**-53) + 4 * 2.0**-53 * (np.abs(xc[:, pas]) + np.abs(off)) * np.abs(sc)
         zlo = np.concatenate([cos_lo, sin_lo, rest_c - rest_r], 1)
         zhi = np.concatenate([cos_hi, sin_hi, rest_c + rest_r], 1)
-        # d cos(p)/dx_k = -sin(p) w_k ; d sin(p)/dx_k = cos(p) w_k
-        w = freq[None, :, :]  # (1, waves, d)
-        d_cos = _interval_times_scalar(-sin_hi[..., None], -sin_lo[..., None], w)
-        d_sin = _interval_times_scalar(cos_lo[..., None], cos_hi[..., None], w)
-        d_rest = np.zeros((len(xc), len(pas), d))
+        # d cos(p)/dx_k = -sin(p) w_k ; d sin(p)/dx_k = cos(p) w_k; derivatives are stored (n, k, unit)
+        w = freq.T[None, :, :]  # (1, d, waves)
+        d_cos = _interval_times_scalar(-sin_hi[:, None, :], -sin_lo[:, None, :], w)
+        d_sin = _interval_times_scalar(cos_lo[:, None, :], cos_hi[:, None, :], w)
+        d_rest = np.zeros((len(xc), d, len(pas)))
         for row, j in enumerate(pas):
-            d_rest[:, row, j] = sc[row]
-        dlo = np.concatenate([d_cos[0], d_sin[0], d_rest], 1)
-        dhi = np.concatenate([d_cos[1], d_sin[1], d_rest], 1)
+            d_rest[:, j, row] = sc[row]
+        dlo = np.concatenate([d_cos[0], d_sin[0], d_rest], 2)
+        dhi = np.concatenate([d_cos[1], d_sin[1], d_rest], 2)
     else:
         zc = (xc - chain.in_offset) * chain.in_scale
         u = 2.0**-53
         zr = xr * np.abs(chain.in_scale) * (1 + 4 * u) + 4 * u * (np.abs(xc) + np.abs(chain.in_offset)) * np.abs(chain.in_scale)
         zlo, zhi = zc - zr, zc + zr
-        eye = np.broadcast_to(np.diag(chain.in_scale), (len(xc), d, d))
+        eye = np.broadcast_to(np.diag(chain.in_scale), (len(xc), d, d))  # [n, k, unit]: diagonal either way
         dlo, dhi = eye.copy(), eye.copy()
 
-    # the layer loop runs in torch (float64): multi-threaded BLAS and elementwise kernels
+    # the layer loop runs in torch (float64): multi-threaded BLAS and elementwise kernels. The
+    # derivatives are stored (n, k, unit), units last, so each product with W is one matrix product
+    # over n * d rows and the GroupSort halves are contiguous.
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     zlo, zhi, dlo, dhi = t(zlo), t(zhi), t(dlo), t(dhi)
+    n = len(xc)
     n_layers = len(chain.weights)
     for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
         gamma = (w.shape[1] + 2) * 2.0**-53
         rows = t(np.abs(w).sum(axis=1))  # (out,): bounds |W_j.| . |v| <= rows_j * max|v|
-        w, aw, b = t(w), t(np.abs(w)), t(b)
+        wt, awt, b = t(w.T), t(np.abs(w).T), t(b)
         vc, vr = (zlo + zhi) / 2, (zhi - zlo) / 2
-        yc = vc @ w.T + b
+        yc = vc @ wt + b
         # Note [rigorous widening]: the float64 error of W c + b is at most
-        # gamma_{n+1} (|W||c| + |b|) <= gamma (rows * max|c| + |b|) (Higham 3.5), and |W| r is
-        # computed with relative error at most gamma; both are added to the radius.
-        yr = vr @ aw.T * (1 + 2 * gamma) + gamma * (rows * vc.abs().amax(1, keepdim=True) + b.abs()) + 1e-300
-        dc, dr = (dlo + dhi) / 2, (dhi - dlo) / 2  # (n, width, d)
-        gc = torch.einsum("oi,nik->nok", w, dc)
-        dmax = dc.abs().amax(1, keepdim=True)  # (n, 1, d)
-        gr = torch.einsum("oi,nik->nok", aw, dr) * (1 + 2 * gamma) + gamma * rows[None, :, None] * dmax + 1e-300
+        # gamma_{n+1} (|W||c| + |b|) <= gamma (rows * max|c| + |b|) (Higham 3.5, any order of the
+        # sums), and |W| r is computed with relative error at most gamma; both are added to the radius.
+        yr = vr @ awt * (1 + 2 * gamma) + gamma * (rows * vc.abs().amax(1, keepdim=True) + b.abs()) + 1e-300
+        dc, dr = (dlo + dhi) / 2, (dhi - dlo) / 2  # (n, d, width)
+        gc = (dc.reshape(-1, dc.shape[-1]) @ wt).reshape(n, d, -1)
+        dmax = dc.abs().amax(2, keepdim=True)  # (n, d, 1)
+        gr = ((dr.reshape(-1, dr.shape[-1]) @ awt).reshape(n, d, -1) * (1 + 2 * gamma)
+              + gamma * rows[None, None, :] * dmax + 1e-300)
         zlo, zhi, dlo, dhi = yc - yr, yc + yr, gc - gr, gc + gr
         if i < n_layers - 1:
             zlo, zhi, dlo, dhi = _activation(act, zlo, zhi, dlo, dhi)
-    return dlo[:, 0, :].numpy(), dhi[:, 0, :].numpy()
+    return dlo[:, :, 0].numpy(), dhi[:, :, 0].numpy()
 
 
 def network_intervals(model, lo: np.ndarray, hi: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
@@ -155,22 +159,22 @@ def _activation(act, zlo, zhi, dlo, dhi):
         vlo, vhi = _tanh_range(zlo, zhi)
         near = torch.where((zlo <= 0) & (zhi >= 0), torch.zeros_like(zlo), torch.minimum(zlo.abs(), zhi.abs()))
         far = torch.maximum(zlo.abs(), zhi.abs())
-        s_hi = torch.clamp(1 - torch.tanh(near) ** 2 + 1e-13, max=1.0).unsqueeze(-1)
-        s_lo = torch.clamp(1 - torch.tanh(far) ** 2 - 1e-13, min=0.0).unsqueeze(-1)
+        s_hi = torch.clamp(1 - torch.tanh(near) ** 2 + 1e-13, max=1.0).unsqueeze(1)
+        s_lo = torch.clamp(1 - torch.tanh(far) ** 2 - 1e-13, min=0.0).unsqueeze(1)
         cands = torch.stack([s_lo * dlo, s_lo * dhi, s_hi * dlo, s_hi * dhi])
         widen = 4 * 2.0**-53 * cands.abs().amax(0)
         return vlo, vhi, cands.amin(0) - widen, cands.amax(0) + widen
     if type(act).__name__ == "ReLU":
-        on = (zlo >= 0).unsqueeze(-1)
-        off = (zhi <= 0).unsqueeze(-1)
+        on = (zlo >= 0).unsqueeze(1)
+        off = (zhi <= 0).unsqueeze(1)
         new_dlo = torch.where(on, dlo, torch.where(off, 0.0, torch.clamp(dlo, max=0.0)))
         new_dhi = torch.where(on, dhi, torch.where(off, 0.0, torch.clamp(dhi, min=0.0)))
         return torch.clamp(zlo, min=0.0), torch.clamp(zhi, min=0.0), new_dlo, new_dhi
     h = zlo.shape[1] // 2
     alo, ahi, blo, bhi = zlo[:, :h], zhi[:, :h], zlo[:, h:], zhi[:, h:]
-    a_le_b = (ahi <= blo).unsqueeze(-1)  # min = a, max = b on the whole cell
-    b_le_a = (bhi <= alo).unsqueeze(-1)  # min = b, max = a
-    da_lo, da_hi, db_lo, db_hi = dlo[:, :h], dhi[:, :h], dlo[:, h:], dhi[:, h:]
+    a_le_b = (ahi <= blo).unsqueeze(1)  # min = a, max = b on the whole cell
+    b_le_a = (bhi <= alo).unsqueeze(1)  # min = b, max = a
+    da_lo, da_hi, db_lo, db_hi = dlo[..., :h], dhi[..., :h], dlo[..., h:], dhi[..., h:]
     hull_lo, hull_hi = torch.minimum(da_lo, db_lo), torch.maximum(da_hi, db_hi)
     min_dlo = torch.where(a_le_b, da_lo, torch.where(b_le_a, db_lo, hull_lo))
     min_dhi = torch.where(a_le_b, da_hi, torch.where(b_le_a, db_hi, hull_hi))
@@ -178,4 +182,4 @@ def _activation(act, zlo, zhi, dlo, dhi):
     max_dhi = torch.where(a_le_b, db_hi, torch.where(b_le_a, da_hi, hull_hi))
     zlo = torch.cat([torch.minimum(alo, blo), torch.maximum(alo, blo)], 1)
     zhi = torch.cat([torch.minimum(ahi, bhi), torch.maximum(ahi, bhi)], 1)
-    return zlo, zhi, torch.cat([min_dlo, max_dlo], 1), torch.cat([min_dhi, max_dhi], 1)
+    return zlo, zhi, torch.cat([min_dlo, max_dlo], -1), torch.cat([min_dhi, max_dhi], -1)

@@ -168,7 +168,9 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray) -> TangentBounds:
     """
     D, H, sigma = inputs  # noqa: N806
     n, _, d = D.shape
-    feature_abs = np.abs(D) + np.einsum("nwkj,nj->nwk", np.abs(H), half) + sigma  # |dv_0| per input k
+    abs_d = np.abs(D)
+    h_reach = np.einsum("nwkj,nj->nwk", np.abs(H), half)  # |H_k| half per unit, box and input k
+    feature_abs = abs_d + h_reach + sigma  # |dv_0| per input k
     magnitudes = _tangent_magnitudes(weights, feature_abs.max(axis=0).T)  # (layers, d, w): |dz| bounds
     y = np.stack([np.broadcast_to(sign * weights[-1][0], (d, n, weights[-1].shape[1])) for sign in (1.0, -1.0)])
     weights_t = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64)) for w in weights]
@@ -200,8 +202,7 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray) -> TangentBounds:
     # |y| . (|H_k| half): the sum over j first (d terms), then over the w units. Sums of
     # non-negative terms in any order: relative error at most (d + w + 1) u, which the
     # (1 + 4 m u) margin below covers (m = w + 2) as long as d <= 3 w + 7
-    h_reach = np.einsum("nwkj,nj->knw", np.abs(H), half)
-    err = _gamma(m) * (np.einsum("sknw,nwk->skn", ay, np.abs(D)) + (ay * h_reach[None]).sum(axis=-1))
+    err = _gamma(m) * (np.einsum("sknw,nwk->skn", ay, abs_d) + (ay * h_reach.transpose(2, 0, 1)[None]).sum(axis=-1))
     const = const + (np.einsum("sknw,nwk->skn", ay, sigma) + err) * (1 + 4 * m * _U)
     top = centre + const
     top = top + 4 * _U * (np.abs(centre) + const) + _TINY  # the sign * f' <= top + lin . delta of every box

@@ -29,6 +29,7 @@ import torch
 
 from ..exceptions import CertificationError
 from ..nn.activations import GroupSort
+from . import _interval_kernel
 from .network import extract_chain
 
 __all__ = ["cos_range", "network_derivative_intervals", "network_intervals"]
@@ -111,24 +112,39 @@ def network_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> tuple
     zlo, zhi, dlo, dhi = t(zlo), t(zhi), t(dlo), t(dhi)
     n = len(xc)
     n_layers = len(chain.weights)
+    vc, vr = (zlo + zhi) / 2, (zhi - zlo) / 2
+    dc, dr = (dlo + dhi) / 2, (dhi - dlo) / 2  # (n, d, width)
+    c_max, d_max = vc.abs().amax(1, keepdim=True), dc.abs().amax(2, keepdim=True)  # (n, 1), (n, d, 1)
+    # GroupSort(2) layers go through one compiled pass from the products to the next layer's
+    # inputs (_interval_kernel: the same operations as the torch step below, in the same order)
+    fused = _interval_kernel.ENABLED and isinstance(act, GroupSort) and act.group_size == 2
     for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
         gamma = (w.shape[1] + 2) * 2.0**-53
         rows = t(np.abs(w).sum(axis=1))  # (out,): bounds |W_j.| . |v| <= rows_j * max|v|
         wt, awt, b = t(w.T), t(np.abs(w).T), t(b)
-        vc, vr = (zlo + zhi) / 2, (zhi - zlo) / 2
-        yc = vc @ wt + b
+        mc, mr = vc @ wt, vr @ awt
+        gc = (dc.reshape(-1, dc.shape[-1]) @ wt).reshape(n, d, -1)
+        g_abs = (dr.reshape(-1, dr.shape[-1]) @ awt).reshape(n, d, -1)
+        if fused and i < n_layers - 1:
+            outs = _interval_kernel.pair_layer(mc.numpy(), mr.numpy(), gc.numpy(), g_abs.numpy(), b.numpy(),
+                                               b.abs().numpy(), rows.numpy(), gamma, c_max.numpy().reshape(n),
+                                               d_max.numpy().reshape(n, d))
+            vc, vr, dc, dr, c_max, d_max = (torch.from_numpy(a) for a in outs)
+            c_max, d_max = c_max[:, None], d_max[:, :, None]
+            continue
+        yc = mc + b
         # Note [rigorous widening]: the float64 error of W c + b is at most
         # gamma_{n+1} (|W||c| + |b|) <= gamma (rows * max|c| + |b|) (Higham 3.5, any order of the
         # sums), and |W| r is computed with relative error at most gamma; both are added to the radius.
-        yr = vr @ awt * (1 + 2 * gamma) + gamma * (rows * vc.abs().amax(1, keepdim=True) + b.abs()) + 1e-300
-        dc, dr = (dlo + dhi) / 2, (dhi - dlo) / 2  # (n, d, width)
-        gc = (dc.reshape(-1, dc.shape[-1]) @ wt).reshape(n, d, -1)
-        dmax = dc.abs().amax(2, keepdim=True)  # (n, d, 1)
-        gr = ((dr.reshape(-1, dr.shape[-1]) @ awt).reshape(n, d, -1) * (1 + 2 * gamma)
-              + gamma * rows[None, None, :] * dmax + 1e-300)
+        yr = mr * (1 + 2 * gamma) + gamma * (rows * c_max + b.abs()) + 1e-300
+        gr = g_abs * (1 + 2 * gamma) + gamma * rows[None, None, :] * d_max + 1e-300
         zlo, zhi, dlo, dhi = yc - yr, yc + yr, gc - gr, gc + gr
-        if i < n_layers - 1:
-            zlo, zhi, dlo, dhi = _activation(act, zlo, zhi, dlo, dhi)
+        if i == n_layers - 1:
+            break
+        zlo, zhi, dlo, dhi = _activation(act, zlo, zhi, dlo, dhi)
+        vc, vr = (zlo + zhi) / 2, (zhi - zlo) / 2
+        dc, dr = (dlo + dhi) / 2, (dhi - dlo) / 2
+        c_max, d_max = vc.abs().amax(1, keepdim=True), dc.abs().amax(2, keepdim=True)
     return dlo[:, :, 0].numpy(), dhi[:, :, 0].numpy()
 
 

@@ -54,3 +54,27 @@ def test_intervals_contain_sampled_derivatives(model, rng):
     small = width[:, 0] == 1e-3
     local = np.maximum(np.abs(dlo), np.abs(dhi))
     assert np.median(local[small] / glob) < 0.9
+
+
+@pytest.mark.parametrize("model", list(_models())[:2], ids=["features", "groupsort"])
+def test_compiled_pair_layer_computes_the_torch_step(model, rng):
+    """The fused GroupSort(2) pass of the interval bounds gives the torch step's numbers bit for bit,
+    also with weights inflated so that many pairs stay undecided, and a NaN weight gives NaN."""
+    from lipsurrogate.bounds import _interval_kernel
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("original"):
+                p.mul_(3)
+    d = model.in_features
+    lo = rng.uniform(0, 6, size=(300, d))
+    hi = lo + rng.choice([1e-3, 0.05, 0.5], size=(300, 1))
+    fused = network_derivative_intervals(model, lo, hi)
+    with _interval_kernel.disabled():
+        step = network_derivative_intervals(model, lo, hi)
+    assert np.array_equal(fused[0], step[0]) and np.array_equal(fused[1], step[1])
+    assert np.any(fused[1] - fused[0] > 1e-3)  # undecided pairs: the hulls are exercised
+    with torch.no_grad():
+        next(p for n, p in model.named_parameters() if n.endswith("original")).view(-1)[0] = float("nan")
+    nan_lo, nan_hi = network_derivative_intervals(model, lo[:20], hi[:20])
+    assert np.isnan(nan_lo).any() and np.isnan(nan_hi).any()

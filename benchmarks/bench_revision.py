@@ -18,11 +18,13 @@ defaults when not given):
    128 x 128 x 32 grid: affine forms and backward bounds, ``bounds.affine.error_slopes``);
 2. the network's derivative intervals on 2 x 2 x 2 blocks of the same grid (interval propagation,
    ``bounds.local.network_intervals``: networks the affine forms do not support);
-3. the whole heat2d certificate (``tasks.heat2d.certify``: both grids and the refinement).
+3. the whole heat2d certificate (``tasks.heat2d.certify``: both grids and the refinement);
+4. with ``--task-runs``, the whole certificate of other tasks' run folders (their ``certify``).
 
 Usage::
 
     python benchmarks/bench_revision.py [--base a307172] [--run RUN_DIR] [--rounds 3] [--out PATH]
+        [--task-runs heat2d-kappa=RUN_DIR,burgers1d=RUN_DIR]
 """
 
 from __future__ import annotations
@@ -44,6 +46,9 @@ from _markdown import header, write
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).parent / "results" / "revision.md"
+TASK_MODULES = {"heat2d": "heat2d", "heat2d-kappa": "heat2d_kappa", "burgers1d": "field", "advection1d": "field",
+                "allen-cahn1d": "field", "reaction-diffusion2d": "field"}
+"""Task names of ``--task-runs`` and the ``lipsurrogate.tasks`` module whose ``certify`` re-certifies their runs."""
 
 
 def import_base(commit: str, folder: Path):
@@ -80,6 +85,8 @@ def main() -> None:
     parser.add_argument("--base", default="a307172", help="the earlier commit (default: stop 33's last)")
     parser.add_argument("--run", type=Path, default=None, help="a heat2d run folder (default: fit one here)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--task-runs", default="",
+                        help="more whole certificates: TASK=RUN_DIR pairs, comma separated (e.g. heat2d-kappa=runs/kappa)")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     args = parser.parse_args()
 
@@ -125,6 +132,20 @@ def main() -> None:
             ("whole heat2d certificate (128 x 128 x 32 and 64 x 64 x 16 grids, refinement)", certificate,
              128 * 128 * 32),
         ]
+        for pair in filter(None, args.task_runs.split(",")):
+            task, _, folder = pair.partition("=")
+            module = TASK_MODULES.get(task)
+            if module is None or not folder:
+                raise SystemExit(f"--task-runs takes TASK=RUN_DIR with TASK in {sorted(TASK_MODULES)}. Got {pair!r}.")
+            copy = Path(tmp) / task
+            shutil.copytree(folder, copy)
+
+            def whole(side, module=module, copy=copy):
+                task_module = importlib.import_module(f"{side['package'].__name__}.tasks.{module}")
+                return np.asarray(task_module.certify(copy)["bound"])
+
+            stages.append((f"whole `fit {task}` certificate (its run folder's grid, blocks and refinement)", whole,
+                           None))
         rows = []
         with numpy_blas_threads(1):  # as inside the certifier
             for label, stage, cells in stages:
@@ -142,7 +163,8 @@ def main() -> None:
                 same = compare(results["this checkout"], results["base"])
                 print(f"{label}: base {base_s:.2f} s, this checkout {new_s:.2f} s, ratio {new_s / base_s:.2f}, {same}",
                       file=sys.stderr)
-                rows.append(f"| {label} | {cells:,} | {base_s:.2f} | {new_s:.2f} | {cells / new_s:,.0f} | "
+                rate, count = (f"{cells / new_s:,.0f}", f"{cells:,}") if cells else ("", "")
+                rows.append(f"| {label} | {count} | {base_s:.2f} | {new_s:.2f} | {rate} | "
                             f"**{new_s / base_s:.2f}** | {same} |")
     lines = header("Certificate stages against an earlier commit, in one process (issue 17)", [
         f"base: commit {args.base}; this checkout: {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()}",

@@ -169,7 +169,8 @@ def main() -> None:
     lines = header("Certificate stages against an earlier commit, in one process (issue 17)", [
         f"base: commit {args.base}; this checkout: {subprocess.run(['git', 'rev-parse', '--short', 'HEAD'], cwd=ROOT, capture_output=True, text=True).stdout.strip()}",
         f"torch {torch.__version__} (2 threads), one numpy BLAS thread (as in the certifier)",
-        f"model: {'the run folder ' + str(args.run) if args.run else 'a default `fit heat2d` run fitted by this script'}",
+        f"model: {'the run folder given' if args.run else 'a default `fit heat2d` run fitted by this script'}"
+        + (f"; task runs: {', '.join(p.partition('=')[0] for p in filter(None, args.task_runs.split(',')))}" if args.task_runs else ""),
         f"{args.rounds} rounds per side, alternating; medians; ratio = this checkout / base (below 1: faster)",
     ])
     lines += ["| stage | cells | base s | this checkout s | cells/s (this checkout) | ratio | results |",

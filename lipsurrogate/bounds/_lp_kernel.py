@@ -66,65 +66,76 @@ def sparse_duals(coef_e: np.ndarray, m: np.ndarray) -> tuple[np.ndarray, np.ndar
     return index, weight, size.astype(np.int64), np.ascontiguousarray(m, dtype=np.float64)
 
 
+CELLS_PER_TASK = 64
+"""Cells per parallel task of :func:`signed_abs_kernel` (its scratch arrays are allocated once per task)."""
+
+
 def _signed_abs_py(errors, margins, s, c, r, index, weight, size, m, slack, out):  # noqa: PLR0913
-    n, nv = errors.shape
+    # errors, margins: (2^d, n), vertex-major (each vertex's column of the cells is contiguous)
+    nv, n = errors.shape
     d = s.shape[1]
     J = index.shape[0]
-    for i in _prange(n):
+    n_tasks = (n + CELLS_PER_TASK - 1) // CELLS_PER_TASK
+    for task in _prange(n_tasks):
         up = np.empty(nv)
         low = np.empty(nv)
-        top_up = 0.0
-        top_low = 0.0
-        for v in range(nv):
-            up[v] = errors[i, v] + margins[i, v]
-            low[v] = margins[i, v] - errors[i, v]
-            top_up = max(top_up, abs(up[v]))
-            top_low = max(top_low, abs(low[v]))
         sc = np.empty(d)
-        sr = 0.0
-        spread = 0.0
-        for k in range(d):
-            sc[k] = s[i, k] * c[i, k]
-            sr += s[i, k] * r[i, k]
-            spread += s[i, k] * (r[i, k] + abs(c[i, k]))
-        best_up = np.inf
-        best_low = np.inf
-        for j in range(J):
-            bu = 0.0
-            bl = 0.0
-            for t in range(size[j]):
-                bu += weight[j, t] * up[index[j, t]]
-                bl += weight[j, t] * low[index[j, t]]
+        for i in range(task * CELLS_PER_TASK, min(n, (task + 1) * CELLS_PER_TASK)):
+            top_up = 0.0
+            top_low = 0.0
+            for v in range(nv):
+                up[v] = errors[v, i] + margins[v, i]
+                low[v] = margins[v, i] - errors[v, i]
+                top_up = max(top_up, abs(up[v]))
+                top_low = max(top_low, abs(low[v]))
+            sr = 0.0
+            spread = 0.0
             for k in range(d):
-                rm = r[i, k] * m[j, k]
-                drift = sc[k] * m[j, k]
-                bu += drift + abs(rm + c[i, k]) * s[i, k]
-                bl += abs(rm - c[i, k]) * s[i, k] - drift
-            bu += sr
-            bl += sr
-            best_up = min(best_up, bu)
-            best_low = min(best_low, bl)
-        best_up += slack * (top_up + 3.0 * spread)
-        best_low += slack * (top_low + 3.0 * spread)
-        out[i] = max(best_up, best_low)
+                sc[k] = s[i, k] * c[i, k]
+                sr += s[i, k] * r[i, k]
+                spread += s[i, k] * (r[i, k] + abs(c[i, k]))
+            best_up = np.inf
+            best_low = np.inf
+            for j in range(J):
+                bu = 0.0
+                bl = 0.0
+                for t in range(size[j]):
+                    bu += weight[j, t] * up[index[j, t]]
+                    bl += weight[j, t] * low[index[j, t]]
+                for k in range(d):
+                    rm = r[i, k] * m[j, k]
+                    drift = sc[k] * m[j, k]
+                    bu += drift + abs(rm + c[i, k]) * s[i, k]
+                    bl += abs(rm - c[i, k]) * s[i, k] - drift
+                bu += sr
+                bl += sr
+                best_up = min(best_up, bu)
+                best_low = min(best_low, bl)
+            best_up += slack * (top_up + 3.0 * spread)
+            best_low += slack * (top_low + 3.0 * spread)
+            out[i] = max(best_up, best_low)
 
 
 _kernel = parallel_kernel(_signed_abs_py)
 
 
 def signed_abs_kernel(errors: np.ndarray, margins: np.ndarray, half_spans: np.ndarray, centre: np.ndarray,
-                      radius: np.ndarray, duals: tuple) -> np.ndarray:
+                      radius: np.ndarray, duals: tuple, vertex_major: bool = False) -> np.ndarray:
     r"""**Certified** :math:`\max(P_\text{upper}, P_\text{lower})` per cell, the value of the numpy path's
     ``max(signed_upper_bounds(e + m, s, c, r), signed_upper_bounds(m - e, s, -c, r))``.
 
-    ``errors``, ``margins`` (N, 2^d); ``half_spans``, ``centre``, ``radius`` (N, d); ``duals`` the
-    :func:`sparse_duals` of the stored dual vertices (``cell_lp._signed_duals``).
+    ``errors``, ``margins`` (N, 2^d), or (2^d, N) with ``vertex_major`` (the kernel's own layout:
+    a caller that gathers the corners vertex by vertex writes them contiguously, where stacking
+    them cell by cell costs a strided pass); ``half_spans``, ``centre``, ``radius`` (N, d);
+    ``duals`` the :func:`sparse_duals` of the stored dual vertices (``cell_lp._signed_duals``).
     """
     if not HAVE_KERNEL:  # pragma: no cover
         raise RuntimeError("numba is not installed: use the numpy path.")
     index, weight, size, m = duals
-    nv, d = errors.shape[1], m.shape[1]
-    out = np.empty(len(errors))
+    if not vertex_major:
+        errors, margins = np.asarray(errors).T, np.asarray(margins).T
+    nv, d = errors.shape[0], m.shape[1]
+    out = np.empty(errors.shape[1])
     arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (errors, margins, half_spans, centre, radius)]
     _kernel(*arrays, index, weight, size, m, 2 * (nv + 3 * d + 6) * _U, out)
     return out

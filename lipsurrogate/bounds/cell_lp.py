@@ -240,22 +240,27 @@ def _sparse_signed_duals(d: int):
 
 
 def signed_abs_bounds(errors: np.ndarray, margins: np.ndarray, half_spans: np.ndarray, slope_lower: np.ndarray,
-                      slope_upper: np.ndarray) -> np.ndarray:
+                      slope_upper: np.ndarray, vertex_major: bool = False) -> np.ndarray:
     r"""Certified bound of :math:`|e|` per cell from vertex errors and signed slope ranges of :math:`e`.
 
     ``slope_lower`` / ``slope_upper`` (N, d) enclose :math:`\partial_k e` on each cell; the upper
     program uses :math:`\hat e_v + m_v` and the slopes as given, the lower one
     :math:`m_v - \hat e_v` and the negated slopes (:func:`signed_upper_bounds`). Both programs run
     in one compiled pass where numba is installed (:mod:`~lipsurrogate.bounds._lp_kernel`: the same
-    terms and margin, ``theory/cell-bounds.md`` section 11).
+    terms and margin, ``theory/cell-bounds.md`` section 11). With ``vertex_major`` the vertex
+    values come as (2^d, N), one row per corner (the kernel's layout).
     """
     errors = np.asarray(errors, dtype=np.float64)
     margins = np.broadcast_to(np.asarray(margins, dtype=np.float64), errors.shape)
     centre, radius = slope_centre_radius(slope_lower, slope_upper)
     d = centre.shape[-1] if centre.ndim == 2 else -1
-    if _lp_kernel.ENABLED and 1 <= d <= 4 and errors.shape == (len(centre), 2**d):
+    if _lp_kernel.ENABLED and 1 <= d <= 4 and errors.shape == ((2**d, len(centre)) if vertex_major
+                                                                 else (len(centre), 2**d)):
         s = np.broadcast_to(np.asarray(half_spans, dtype=np.float64), centre.shape)
-        return _lp_kernel.signed_abs_kernel(errors, margins, s, centre, radius, _sparse_signed_duals(d))
+        return _lp_kernel.signed_abs_kernel(errors, margins, s, centre, radius, _sparse_signed_duals(d),
+                                            vertex_major=vertex_major)
+    if vertex_major:
+        errors, margins = errors.T, margins.T
     upper = signed_upper_bounds(errors + margins, half_spans, centre, radius)
     lower = signed_upper_bounds(margins - errors, half_spans, -centre, radius)
     return np.maximum(upper, lower)

@@ -242,8 +242,9 @@ def cell_bounds(
     per_cell = closed_form
     if method == "exact" and slopes is not None:
         half_spans = np.stack([np.broadcast_to(0.5 * spans[k], cell_shape) for k in range(d)], -1).reshape(-1, d)
-        exact = signed_abs_bounds(np.stack(corners_e, 1), np.stack(corners_m, 1), half_spans * (1 + 4 * 2.0**-53),
-                                  slopes[..., 0].reshape(-1, d), slopes[..., 1].reshape(-1, d))
+        # the corners vertex by vertex, (2^d, N): contiguous rows, where (N, 2^d) is a strided pass
+        exact = signed_abs_bounds(np.stack(corners_e, 0), np.stack(corners_m, 0), half_spans * (1 + 4 * 2.0**-53),
+                                  slopes[..., 0].reshape(-1, d), slopes[..., 1].reshape(-1, d), vertex_major=True)
         per_cell = np.minimum(exact.reshape(cell_shape), closed_form)
     elif method == "exact":
         exact = exact_abs_bounds(np.stack(corners_e, 1), np.stack(corners_m, 1), half.reshape(-1, d))

@@ -238,6 +238,10 @@ def test_compiled_signed_program_matches_the_numpy_path_within_its_margin(rng, d
     margin = 2 * (2**d + 3 * d + 6) * 2.0**-53 * (np.abs(e).max(1) + m.max(1) + 3 * (s * (r + np.abs(c))).sum(1))
     assert np.all(np.abs(compiled - plain) <= margin)
     assert np.mean(compiled == plain) < 1  # the two paths really are different code
+    # the vertex-major layout (2^d, N) that cell_bounds passes gives the same numbers on both paths
+    assert np.array_equal(signed_abs_bounds(e.T.copy(), m.T.copy(), s, lo, hi, vertex_major=True), compiled)
+    with _lp_kernel.disabled():
+        assert np.array_equal(signed_abs_bounds(e.T.copy(), m.T.copy(), s, lo, hi, vertex_major=True), plain)
 
 
 @pytest.mark.parametrize("d", [2, 3])

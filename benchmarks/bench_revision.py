@@ -63,13 +63,13 @@ def import_base(commit: str, folder: Path):
 
 
 def grid_blocks(cells: tuple[int, int, int], block: tuple[int, int, int], t_end: float):
-    """Lower and upper corners of the slope blocks of the heat2d certificate grid."""
-    counts = [c // b for c, b in zip(cells, block)]
-    edges = [np.linspace(0, 2 * np.pi, counts[0] + 1), np.linspace(0, 2 * np.pi, counts[1] + 1),
-             np.linspace(0, t_end, counts[2] + 1)]
-    index = np.stack(np.meshgrid(*[np.arange(c) for c in counts], indexing="ij"), -1).reshape(-1, 3)
-    lo = np.stack([edges[k][index[:, k]] for k in range(3)], 1)
-    hi = np.stack([edges[k][index[:, k] + 1] for k in range(3)], 1)
+    """Lower and upper corners of the slope blocks of the heat2d certificate grid (the certifier's
+    own ``block_boxes`` on the grid's cell edges)."""
+    from lipsurrogate.bounds.tiles import block_boxes
+
+    edges = [np.linspace(0, 2 * np.pi, cells[0] + 1), np.linspace(0, 2 * np.pi, cells[1] + 1),
+             np.linspace(0, t_end, cells[2] + 1)]
+    lo, hi, _ = block_boxes(edges, block)
     return lo, hi
 
 

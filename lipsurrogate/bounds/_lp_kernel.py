@@ -132,10 +132,12 @@ def signed_abs_kernel(errors: np.ndarray, margins: np.ndarray, half_spans: np.nd
     if not HAVE_KERNEL:  # pragma: no cover
         raise RuntimeError("numba is not installed: use the numpy path.")
     index, weight, size, m = duals
-    if not vertex_major:
-        errors, margins = np.asarray(errors).T, np.asarray(margins).T
-    nv, d = errors.shape[0], m.shape[1]
-    out = np.empty(errors.shape[1])
-    arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (errors, margins, half_spans, centre, radius)]
-    _kernel(*arrays, index, weight, size, m, 2 * (nv + 3 * d + 6) * _U, out)
+    corners = [np.asarray(a, dtype=np.float64) for a in (errors, margins)]
+    if not vertex_major:  # transposed views: numba compiles the kernel for either memory order, no copy
+        corners = [a.T for a in corners]
+    corners = [a if a.flags.c_contiguous or a.flags.f_contiguous else np.ascontiguousarray(a) for a in corners]
+    nv, d = corners[0].shape[0], m.shape[1]
+    out = np.empty(corners[0].shape[1])
+    arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (half_spans, centre, radius)]
+    _kernel(*corners, *arrays, index, weight, size, m, 2 * (nv + 3 * d + 6) * _U, out)
     return out

@@ -112,9 +112,7 @@ def network_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> tuple
     zlo, zhi, dlo, dhi = t(zlo), t(zhi), t(dlo), t(dhi)
     n = len(xc)
     n_layers = len(chain.weights)
-    vc, vr = (zlo + zhi) / 2, (zhi - zlo) / 2
-    dc, dr = (dlo + dhi) / 2, (dhi - dlo) / 2  # (n, d, width)
-    c_max, d_max = vc.abs().amax(1, keepdim=True), dc.abs().amax(2, keepdim=True)  # (n, 1), (n, d, 1)
+    vc, vr, dc, dr, c_max, d_max = _centres_and_radii(zlo, zhi, dlo, dhi)
     # GroupSort(2) layers go through one compiled pass from the products to the next layer's
     # inputs (_interval_kernel: the same operations as the torch step below, in the same order)
     fused = _interval_kernel.ENABLED and isinstance(act, GroupSort) and act.group_size == 2
@@ -141,11 +139,16 @@ def network_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> tuple
         zlo, zhi, dlo, dhi = yc - yr, yc + yr, gc - gr, gc + gr
         if i == n_layers - 1:
             break
-        zlo, zhi, dlo, dhi = _activation(act, zlo, zhi, dlo, dhi)
-        vc, vr = (zlo + zhi) / 2, (zhi - zlo) / 2
-        dc, dr = (dlo + dhi) / 2, (dhi - dlo) / 2
-        c_max, d_max = vc.abs().amax(1, keepdim=True), dc.abs().amax(2, keepdim=True)
+        vc, vr, dc, dr, c_max, d_max = _centres_and_radii(*_activation(act, zlo, zhi, dlo, dhi))
     return dlo[:, :, 0].numpy(), dhi[:, :, 0].numpy()
+
+
+def _centres_and_radii(zlo, zhi, dlo, dhi):
+    """A layer's input in centre/radius form, values (n, w) and derivatives (n, d, w), with the row
+    maxima ``max|c|`` (n, 1) and ``max_j |dc_kj|`` (n, d, 1) that its rounding bound uses."""
+    vc, vr = (zlo + zhi) / 2, (zhi - zlo) / 2
+    dc, dr = (dlo + dhi) / 2, (dhi - dlo) / 2
+    return vc, vr, dc, dr, vc.abs().amax(1, keepdim=True), dc.abs().amax(2, keepdim=True)
 
 
 def network_intervals(model, lo: np.ndarray, hi: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:

@@ -53,6 +53,17 @@ class GroupSort(nn.Module):
         ``g_min + (g_max - g_min)`` rounds). A double backward (PINN residuals) takes the torch
         formula. Measured (4096 x 128 float32, 2 cores): forward 123 us against 169 us, backward
         161 us against 549 us (a ReLU's: 83 us and 154 us).
+    Note [row maxima on the bits]
+        The certificate's float64 evaluation also needs each row's ``max_j |x_ij|``. A float
+        max-reduction does not vectorise (a NaN must win, and the compiler keeps the order of
+        ``a > top`` tests), which made the fused pass 8 to 12 times slower than the sort alone. For
+        IEEE-754 numbers of one width, clearing the sign bit gives ``|x|``, and the non-negative
+        floats are ordered as their bit patterns read as signed integers: ``+0 < subnormals <
+        normals < inf < NaN`` (every NaN pattern has the largest exponent and a non-zero fraction,
+        so it lies above ``inf``). So ``max_j (bits(x_ij) & 0x7FF..F)``, an integer reduction that
+        does vectorise, read back as a float, is exactly ``max_j |x_ij|`` (one of the values; ``-0``
+        gives ``+0``), and a NaN where the row has one. Measured (8192 x 128 float64, 2 cores): 263 us
+        against 2021 us for the float comparisons, the same results bit for bit.
     """
 
     def __init__(self, group_size: int | None = 2) -> None:
@@ -113,13 +124,23 @@ USE_COMPILED = HAVE_NUMBA
 """Whether :class:`GroupSort` pairs run through the compiled loops where they can (Note [compiled pair layer])."""
 
 
-def _pair_sort_rows(x, out, abs_max_out, with_abs_max):  # pragma: no cover - compiled by numba
+def _pair_sort_rows(x, out, x_bits, abs_max_bits, magnitude_mask, with_abs_max):  # pragma: no cover - compiled by numba
     """``out`` = the pairs of ``x`` sorted (``out`` may be ``x``: each pair is read before it is
-    written); with ``with_abs_max`` also ``abs_max_out[i] = max_j |x[i, j]|`` (NaN stays)."""
+    written); with ``with_abs_max`` also ``abs_max[i] = max_j |x[i, j]|``, NaN where row ``i`` has one.
+
+    The row maxima are computed on the bits (Note [row maxima on the bits]): ``x_bits`` is ``x``
+    viewed as signed integers of its width, ``abs_max_bits`` the output viewed so, and
+    ``magnitude_mask`` every bit but the sign (``0x7FF...F``).
+    """
     n, width = x.shape
     half = width // 2
     for i in _prange(n):
-        top = 0.0
+        if with_abs_max:  # before the row is sorted (in place, ``x_bits`` sees ``out``)
+            top = x_bits[i, 0] & magnitude_mask
+            for j in range(1, width):
+                bits = x_bits[i, j] & magnitude_mask
+                top = bits if bits > top else top
+            abs_max_bits[i] = top
         for j in range(half):
             a = x[i, j]
             b = x[i, j + half]
@@ -132,15 +153,6 @@ def _pair_sort_rows(x, out, abs_max_out, with_abs_max):  # pragma: no cover - co
             else:  # a NaN: torch.minimum and torch.maximum give NaN
                 out[i, j] = a + b
                 out[i, j + half] = a + b
-            if with_abs_max:
-                abs_a = abs(a)
-                abs_b = abs(b)
-                if abs_a > top or abs_a != abs_a:  # a NaN stays: nothing compares above it
-                    top = abs_a
-                if abs_b > top or abs_b != abs_b:
-                    top = abs_b
-        if with_abs_max:
-            abs_max_out[i] = top
 
 
 def _pair_sort_grad_rows(x, grad, out):  # pragma: no cover - compiled by numba
@@ -158,7 +170,15 @@ def _pair_sort_grad_rows(x, grad, out):  # pragma: no cover - compiled by numba
 
 _PAIR_SORT = parallel_kernel(_pair_sort_rows)
 _PAIR_SORT_GRAD = parallel_kernel(_pair_sort_grad_rows)
-_NO_ABS_MAX = np.empty(0)  # the row maxima's argument where they are not wanted
+_BITS = {torch.float32: (np.int32, np.int32(0x7FFFFFFF)), torch.float64: (np.int64, np.int64(0x7FFFFFFFFFFFFFFF))}
+"""The signed integer type of each float width, and its mask of every bit but the sign."""
+
+
+def _pair_sort(x: np.ndarray, out: np.ndarray, abs_max: np.ndarray | None = None) -> None:
+    """Run the compiled pair sort on 2-D arrays, with the row maxima of ``|x|`` into ``abs_max`` if given."""
+    int_type, mask = _BITS[torch.float32 if x.dtype == np.float32 else torch.float64]
+    maxima = (np.empty(0, dtype=int_type) if abs_max is None else abs_max.view(int_type))
+    _PAIR_SORT(x, out, x.view(int_type), maxima, mask, abs_max is not None)
 
 
 def row_abs_max(h: torch.Tensor) -> torch.Tensor:
@@ -184,7 +204,7 @@ def pair_sort_with_abs_max_(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor
         )
     if _compiled_rows(y):
         m = torch.empty(y.shape[0], dtype=y.dtype)
-        _PAIR_SORT(y.numpy(), y.numpy(), m.numpy(), True)
+        _pair_sort(y.numpy(), y.numpy(), m.numpy())
         return y, m
     m = row_abs_max(y)
     a, b = y.chunk(2, dim=-1)
@@ -213,7 +233,7 @@ class _PairSort(torch.autograd.Function):
         ctx.save_for_backward(x)
         if _compiled_rows(x):
             width = x.shape[-1]
-            _PAIR_SORT(x.detach().reshape(-1, width).numpy(), out.reshape(-1, width).numpy(), _NO_ABS_MAX, False)
+            _pair_sort(x.detach().reshape(-1, width).numpy(), out.reshape(-1, width).numpy())
             return out
         a, b = x.chunk(2, dim=-1)
         half = a.shape[-1]

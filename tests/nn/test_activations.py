@@ -133,11 +133,16 @@ def test_non_contiguous_and_double_backward_inputs_take_the_torch_path(torch_gen
 def test_pair_sort_with_abs_max_sorts_in_place_and_gives_each_rows_largest_absolute_value(dtype, torch_gen):
     """The float64 certificate's fused pass: GroupSort.exact's values in place, and max_j |y_ij| of
     the row (a NaN row gives NaN), the same from the compiled pass and the torch path."""
-    y = torch.randn(300, 16, generator=torch_gen, dtype=dtype) * 3
-    y[0, :8] = y[0, 8:]  # ties
+    y = torch.randn(300, 130, generator=torch_gen, dtype=dtype) * 3
+    y[0, :65] = y[0, 65:]  # ties
     y[1, 3], y[2, 10], y[3, 0] = float("nan"), -float("inf"), -50.0
+    y[4] = -0.0  # |-0| = +0 (Note [row maxima on the bits])
+    tiny = torch.finfo(dtype).tiny
+    y[5] = tiny * torch.linspace(-0.5, 0.25, 130, dtype=dtype)  # subnormals only: the largest is -0.5 tiny
+    y[6, 129] = float("nan")  # the last column (the loops' remainder)
     expected = GroupSort(2).exact(y)
     top = torch.maximum(y.amax(dim=1), -y.amin(dim=1))
+    assert top[5] == 0.5 * tiny and top[5] > 0
     for compiled in (True, False):
         z = y.clone()
         if compiled:
@@ -148,7 +153,8 @@ def test_pair_sort_with_abs_max_sorts_in_place_and_gives_each_rows_largest_absol
         assert out.data_ptr() == z.data_ptr()  # in place
         assert torch.equal(out.isnan(), expected.isnan()) and torch.equal(out.nan_to_num(), expected.nan_to_num())
         assert torch.isnan(m[1]) and torch.equal(m.nan_to_num(), top.nan_to_num())
-        assert m[3] == 50.0 and m[2] == float("inf")
+        assert m[3] == 50.0 and m[2] == float("inf") and torch.isnan(m[6])
+        assert m[4] == 0 and not torch.signbit(m[4]) and m[5] == 0.5 * tiny
     with pytest.raises(ConfigurationError, match="even width"):
         activations.pair_sort_with_abs_max_(torch.zeros(3, 5))
     with pytest.raises(ConfigurationError, match="without gradient"):

@@ -102,13 +102,48 @@ class FourierFeatures(nn.Module):
         platform's libm for the remainder) were measured within 0.52 ulp over 4M phases in
         [-60, 60] (``theory/lipschitz-networks.md`` section 4). torch's vectorised kernels take a
         seventh of the time of numpy's here.
+
+        Note [repeated periodic coordinates]
+            The waves depend on the periodic inputs only: their frequencies are exactly 0 in the
+            other columns, so a finite non-periodic coordinate adds an exact zero to the phase. On
+            a grid in C order with the periodic axes first (the certificate's vertices: 33 times
+            steps per (x, y) on heat2d's grid), consecutive rows repeat the same periodic
+            coordinates, and the waves are computed once per run of equal rows and copied to the
+            run: the same operations on the same numbers, so the same values and bounds (a
+            table of fewer than 64 rows is not used: BLAS's small-matrix kernels sum in another
+            order, which the bound allows, but the bits would change with the blocking). Where the
+            rows do not repeat, or an input is not finite (0 * inf is NaN), every row is computed.
         """
         u = 2.0**-53
         x = np.ascontiguousarray(x, dtype=np.float64)
-        x_t, freq = torch.from_numpy(x), self.frequencies.double()
-        n_waves = len(freq)
         values = np.empty((len(x), self.out_features))
         errors = np.empty((len(x), self.out_features))
+        n_waves = len(self.frequencies)
+        runs = _runs_of_equal_rows(x, self.periodic)
+        if runs is None:
+            self._waves_float64(x, values, errors)
+        else:  # Note [repeated periodic coordinates]
+            starts, run = runs
+            table_values = np.empty((len(starts), self.out_features))
+            table_errors = np.empty((len(starts), self.out_features))
+            self._waves_float64(x[starts], table_values, table_errors)
+            index = torch.from_numpy(run)
+            torch.index_select(torch.from_numpy(table_values), 0, index, out=torch.from_numpy(values))
+            torch.index_select(torch.from_numpy(table_errors), 0, index, out=torch.from_numpy(errors))
+        if self.passthrough:
+            offset, scale = self.offset.numpy()[self.passthrough], self.scale.numpy()[self.passthrough]
+            kept = x[:, self.passthrough]
+            rest = (kept - offset) * scale
+            values[:, 2 * n_waves :] = rest
+            errors[:, 2 * n_waves :] = 3 * u * (np.abs(rest) + np.abs(kept * scale))
+        return values, errors
+
+    def _waves_float64(self, x: np.ndarray, values: np.ndarray, errors: np.ndarray) -> None:
+        """The cos and sin columns of :meth:`evaluate_float64` at the rows of ``x``, written into
+        the first ``2 * n_waves`` columns of ``values`` and ``errors``."""
+        u = 2.0**-53
+        x_t, freq = torch.from_numpy(x), self.frequencies.double()
+        n_waves = len(freq)
         values_t, errors_t = torch.from_numpy(values), torch.from_numpy(errors)
         with torch.no_grad():
             phase = x_t @ freq.T
@@ -120,13 +155,27 @@ class FourierFeatures(nn.Module):
                               alpha=(self.in_features + 1) * u * 1.01)
             errors_t[:, :n_waves] = err
             errors_t[:, n_waves : 2 * n_waves] = err
-        if self.passthrough:
-            offset, scale = self.offset.numpy()[self.passthrough], self.scale.numpy()[self.passthrough]
-            kept = x[:, self.passthrough]
-            rest = (kept - offset) * scale
-            values[:, 2 * n_waves :] = rest
-            errors[:, 2 * n_waves :] = 3 * u * (np.abs(rest) + np.abs(kept * scale))
-        return values, errors
+
+
+_MIN_RUNS = 64
+"""Fewest runs worth a table: BLAS rounds very small products differently (MKL: up to 23 rows here)."""
+
+
+def _runs_of_equal_rows(x: np.ndarray, columns: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
+    """Runs of consecutive rows of ``x`` that agree in ``columns``: the first row of each run and
+    each row's run number, or None where that would not save work (fewer than two rows a run on
+    average), the table would be small (:data:`_MIN_RUNS`) or ``x`` is not finite (Note [repeated
+    periodic coordinates])."""
+    if len(x) < 2 * _MIN_RUNS or len(columns) == x.shape[1]:
+        return None
+    key = x[:, columns]
+    new = np.empty(len(x), dtype=bool)
+    new[0] = True
+    np.any(key[1:] != key[:-1], axis=1, out=new[1:])
+    n_runs = int(np.count_nonzero(new))
+    if n_runs < _MIN_RUNS or 2 * n_runs > len(x) or not np.isfinite(x).all():
+        return None
+    return np.flatnonzero(new), np.cumsum(new, dtype=np.int64) - 1
 
 
 def _half_lattice(dims: int, k_max: int) -> np.ndarray:

@@ -223,3 +223,44 @@ def test_fourier_features_rounding_bound_holds_for_torch_cos_and_sin(rng):
         assert np.max(np.abs(computed - getattr(np, name)(phases.astype(np.longdouble)))) <= 4 * 2.0**-53
     torch_values = feats(torch.from_numpy(x)).numpy()
     assert np.allclose(values, torch_values, rtol=0, atol=1e-12)  # the module's own function
+
+
+def test_fourier_features_on_a_grid_compute_each_run_of_periodic_coordinates_once(rng, monkeypatch):
+    """On grid points in C order the waves repeat along the non-periodic axis; they are computed
+    once per run of equal periodic coordinates and copied, giving the per-row evaluation's values
+    and bounds bit for bit (Note [repeated periodic coordinates]), and rows that do not repeat or
+    are not finite take the per-row path."""
+    from lipsurrogate.nn import features
+    from lipsurrogate.nn.features import FourierFeatures
+
+    feats = FourierFeatures(3, periods=[2 * np.pi, 0.7, None], harmonics=3, offset=[0, 0, 0.5], scale=[1, 1, 2.0])
+    edges = [np.linspace(0, 2 * np.pi, 17), rng.uniform(-2, 2, 11), np.linspace(0, 1, 9)]
+    grid = np.stack([m.ravel() for m in np.meshgrid(*edges, indexing="ij")], axis=1)
+    rows_computed = []
+    waves = features.FourierFeatures._waves_float64
+
+    def counting(self, x, values, errors):
+        rows_computed.append(len(x))
+        return waves(self, x, values, errors)
+
+    monkeypatch.setattr(features.FourierFeatures, "_waves_float64", counting)
+    values, errors = feats.evaluate_float64(grid)
+    assert rows_computed == [17 * 11]  # one row per (x, y): 9 times fewer
+    monkeypatch.setattr(features, "_runs_of_equal_rows", lambda x, columns: None)
+    every_row = feats.evaluate_float64(grid)
+    assert rows_computed[-1] == len(grid)
+    assert np.array_equal(values, every_row[0]) and np.array_equal(errors, every_row[1])
+    monkeypatch.undo()
+    # the bound itself, against 80-bit arithmetic
+    xl = grid.astype(np.longdouble)
+    phase = xl @ feats.frequencies.numpy().astype(np.longdouble).T
+    exact = np.concatenate([np.cos(phase), np.sin(phase)], axis=1)
+    n_waves = 2 * len(feats.frequencies)
+    assert np.all(np.abs(values[:, :n_waves].astype(np.longdouble) - exact).astype(np.float64) <= errors[:, :n_waves])
+    # an infinite time on one row: 0 * inf is NaN in that row's phase, so every row is computed
+    bad = grid.copy()
+    bad[5, 2] = np.inf
+    assert features._runs_of_equal_rows(bad, feats.periodic) is None
+    assert np.isnan(feats.evaluate_float64(bad)[0][5, :n_waves]).all()
+    # shuffled rows do not repeat: no table
+    assert features._runs_of_equal_rows(rng.permutation(grid), feats.periodic) is None

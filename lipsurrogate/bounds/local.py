@@ -37,8 +37,9 @@ __all__ = ["cos_range", "network_derivative_intervals", "network_intervals"]
 def cos_range(centre: np.ndarray, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact range of :math:`\\cos` over :math:`[c - r, c + r]` (elementwise), slightly widened."""
     a, b = centre - radius, centre + radius
-    lo = np.minimum(np.cos(a), np.cos(b))
-    hi = np.maximum(np.cos(a), np.cos(b))
+    cos_a, cos_b = np.cos(a), np.cos(b)
+    lo = np.minimum(cos_a, cos_b)
+    hi = np.maximum(cos_a, cos_b)
     # a maximum 2 pi n or a minimum (2n + 1) pi inside the interval
     has_max = np.floor(b / (2 * np.pi)) >= np.ceil(a / (2 * np.pi))
     has_min = np.floor((b - np.pi) / (2 * np.pi)) >= np.ceil((a - np.pi) / (2 * np.pi))

@@ -14,6 +14,9 @@ minutes) when each side runs in its own process. Here both sides run in the **sa
 Stages, on the model of a ``lipsurrogate fit heat2d`` run folder (``--run``; fitted here with the
 defaults when not given):
 
+0. the float32 forward pass over the 129 x 129 x 33 vertices of the default certificate grid (the
+   unit of issue 17's "passes"; the same torch code on both sides, so its ratio shows the drift)
+   and the float64 values with their rounding bounds there (``bounds.evaluate_float64``);
 1. the error's slope ranges on the default certificate's slope blocks (1 x 1 x 4 cells of the
    128 x 128 x 32 grid: affine forms and backward bounds, ``bounds.affine.error_slopes``);
 2. the network's derivative intervals on 2 x 2 x 2 blocks of the same grid (interval propagation,
@@ -114,6 +117,20 @@ def main() -> None:
         slope_lo, slope_hi = grid_blocks((128, 128, 32), (1, 1, 4), t_end)
         interval_lo, interval_hi = grid_blocks((128, 128, 32), (2, 2, 2), t_end)
 
+        edges = [np.linspace(0, 2 * np.pi, 129), np.linspace(0, 2 * np.pi, 129), np.linspace(0, t_end, 33)]
+        vertices = np.stack([m.ravel() for m in np.meshgrid(*edges, indexing="ij")], axis=1)
+        vertices32 = torch.tensor(vertices, dtype=torch.float32)
+
+        def forward32(side):  # the passes' unit: the plain float32 network, chunks of 8,192 points
+            plain = side.setdefault("plain", side["package"].nn.to_plain(side["model"]))
+            with torch.no_grad():
+                return torch.cat([plain(vertices32[s : s + 8192]) for s in range(0, len(vertices32), 8192)]).numpy()
+
+        def vertex_values(side):
+            bounds = side["package"].bounds
+            chain = side.setdefault("chain", bounds.extract_chain(side["model"]))
+            return np.concatenate(bounds.evaluate_float64(chain, vertices), axis=1)
+
         def slopes(side):
             return np.stack(side["package"].bounds.affine.error_slopes(side["model"], side["reference"], slope_lo,
                                                                        slope_hi, box))
@@ -125,6 +142,10 @@ def main() -> None:
             return np.asarray(side["heat2d"].certify(run)["bound"])
 
         stages = [
+            (f"float32 forward pass over the {len(vertices):,} vertices (the same code on both sides: the "
+             "machine's drift)", forward32, len(vertices)),
+            (f"float64 values + rounding bounds at the {len(vertices):,} vertices (`evaluate_float64`)",
+             vertex_values, len(vertices)),
             (f"error slope ranges, affine forms + backward bounds, {len(slope_lo):,} blocks of 1 x 1 x 4 cells",
              slopes, 4 * len(slope_lo)),
             (f"network derivative intervals, {len(interval_lo):,} blocks of 2 x 2 x 2 cells", intervals,
@@ -164,6 +185,10 @@ def main() -> None:
                 print(f"{label}: base {base_s:.2f} s, this checkout {new_s:.2f} s, ratio {new_s / base_s:.2f}, {same}",
                       file=sys.stderr)
                 rate, count = (f"{cells / new_s:,.0f}", f"{cells:,}") if cells else ("", "")
+                if label.startswith("float32 forward"):
+                    pass_s = {name: float(np.median(t)) for name, t in times.items()}
+                else:
+                    same += "; " + ", ".join(f"{name} {np.median(times[name]) / pass_s[name]:.2f} passes" for name in sides)
                 rows.append(f"| {label} | {count} | {base_s:.2f} | {new_s:.2f} | {rate} | "
                             f"**{new_s / base_s:.2f}** | {same} |")
     lines = header("Certificate stages against an earlier commit, in one process (issue 17)", [
@@ -173,7 +198,7 @@ def main() -> None:
         + (f"; task runs: {', '.join(p.partition('=')[0] for p in filter(None, args.task_runs.split(',')))}" if args.task_runs else ""),
         f"{args.rounds} rounds per side, alternating; medians; ratio = this checkout / base (below 1: faster)",
     ])
-    lines += ["| stage | cells | base s | this checkout s | cells/s (this checkout) | ratio | results |",
+    lines += ["| stage | cells or points | base s | this checkout s | per s (this checkout) | ratio | results |",
               "|---|---:|---:|---:|---:|---:|---|", *rows, ""]
     write(args.out, "\n".join(lines))
 

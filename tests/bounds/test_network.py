@@ -264,3 +264,27 @@ def test_fourier_features_on_a_grid_compute_each_run_of_periodic_coordinates_onc
     assert np.isnan(feats.evaluate_float64(bad)[0][5, :n_waves]).all()
     # shuffled rows do not repeat: no table
     assert features._runs_of_equal_rows(rng.permutation(grid), feats.periodic) is None
+
+
+def test_compiled_error_recursion_equals_its_torch_formula_bit_for_bit(rng):
+    """evaluate_float64's per-row maxima (on the bit patterns) and error recursion (one compiled
+    loop) give the numbers of the torch/numpy expressions they replace, NaN included."""
+    from lipsurrogate.bounds import network
+
+    z = rng.normal(size=(500, 49)) * rng.choice([1e-310, 1.0, 1e300], size=(500, 1))
+    z[3, 7], z[4] = np.nan, -0.0
+    err = np.abs(rng.normal(size=(500, 49))) * 1e-16
+    err[9, 48] = np.nan
+    m, top = network._input_maxima(z, err)
+    assert network._INPUT_MAXIMA is not None  # the compiled path was the one tested
+    expected_m = torch.maximum(torch.from_numpy(z).amax(1), -torch.from_numpy(z).amin(1)).numpy()
+    expected_top = err.max(axis=1, initial=0.0)
+    assert np.array_equal(m, expected_m, equal_nan=True) and np.isnan(m[3]) and m[4] == 0
+    assert np.array_equal(top, expected_top, equal_nan=True) and np.isnan(top[9])
+    fallback = network._input_maxima(np.asfortranarray(z), err)  # not contiguous: the torch/numpy path
+    assert np.array_equal(fallback[0], m, equal_nan=True) and np.array_equal(fallback[1], top, equal_nan=True)
+    eps, mt = torch.from_numpy(np.abs(rng.normal(size=500)) * 1e-14), torch.from_numpy(np.nan_to_num(m))
+    args = (1.7, 128 * 2.0**-53 * 1.01, 0.3, 129 * 2.0**-1074)
+    compiled = network._next_error(eps, mt, *args)
+    torch_formula = (args[0] * eps + args[1] * (args[0] * mt + args[2])) * (1 + 8 * 2.0**-53) + args[3]
+    assert torch.equal(compiled, torch_formula)

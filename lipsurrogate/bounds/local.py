@@ -27,6 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .._repeated_rows import runs_of_equal_rows
 from ..exceptions import CertificationError
 from ..nn.activations import GroupSort
 from . import _interval_kernel
@@ -76,28 +77,25 @@ def network_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> tuple
 
     if getattr(model, "features", None) is not None:
         feats = model.features
-        freq = feats.frequencies.double().numpy()  # (waves, d)
-        gamma = (d + 2) * 2.0**-53  # rounding of the d-term phase dot products
-        pc = xc @ freq.T
-        pr = (xr @ np.abs(freq).T) * (1 + 2 * gamma) + gamma * (np.abs(xc) @ np.abs(freq).T) + 1e-300
-        cos_lo, cos_hi = cos_range(pc, pr)
-        sin_lo, sin_hi = cos_range(pc - np.pi / 2, pr)
+        both = np.concatenate([xc, xr], axis=1)
+        runs = runs_of_equal_rows(both, list(feats.periodic) + [d + k for k in feats.periodic])
+        if runs is None:
+            wave_lo, wave_hi, wave_dlo, wave_dhi = _wave_intervals(feats, xc, xr)
+        else:  # Note [repeated periodic coordinates] of FourierFeatures: the waves once per run of boxes
+            starts, run = runs
+            wave_lo, wave_hi, wave_dlo, wave_dhi = (a[run] for a in _wave_intervals(feats, xc[starts], xr[starts]))
         pas = feats.passthrough
         off = feats.offset.double().numpy()[pas]
         sc = feats.scale.double().numpy()[pas]
         rest_c = (xc[:, pas] - off) * sc
         rest_r = xr[:, pas] * np.abs(sc) * (1 + 4 * 2.0**-53) + 4 * 2.0**-53 * (np.abs(xc[:, pas]) + np.abs(off)) * np.abs(sc)
-        zlo = np.concatenate([cos_lo, sin_lo, rest_c - rest_r], 1)
-        zhi = np.concatenate([cos_hi, sin_hi, rest_c + rest_r], 1)
-        # d cos(p)/dx_k = -sin(p) w_k ; d sin(p)/dx_k = cos(p) w_k; derivatives are stored (n, k, unit)
-        w = freq.T[None, :, :]  # (1, d, waves)
-        d_cos = _interval_times_scalar(-sin_hi[:, None, :], -sin_lo[:, None, :], w)
-        d_sin = _interval_times_scalar(cos_lo[:, None, :], cos_hi[:, None, :], w)
+        zlo = np.concatenate([wave_lo, rest_c - rest_r], 1)
+        zhi = np.concatenate([wave_hi, rest_c + rest_r], 1)
         d_rest = np.zeros((len(xc), d, len(pas)))
         for row, j in enumerate(pas):
             d_rest[:, j, row] = sc[row]
-        dlo = np.concatenate([d_cos[0], d_sin[0], d_rest], 2)
-        dhi = np.concatenate([d_cos[1], d_sin[1], d_rest], 2)
+        dlo = np.concatenate([wave_dlo, d_rest], 2)
+        dhi = np.concatenate([wave_dhi, d_rest], 2)
     else:
         zc = (xc - chain.in_offset) * chain.in_scale
         u = 2.0**-53
@@ -142,6 +140,24 @@ def network_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> tuple
             break
         vc, vr, dc, dr, c_max, d_max = _centres_and_radii(*_activation(act, zlo, zhi, dlo, dhi))
     return dlo[:, :, 0].numpy(), dhi[:, :, 0].numpy()
+
+
+def _wave_intervals(feats, xc: np.ndarray, xr: np.ndarray):
+    """Intervals of the cos and sin features and of their derivatives on the boxes ``xc +- xr``:
+    ``lo, hi`` (n, 2 waves) and ``dlo, dhi`` (n, d, 2 waves), derivatives units last."""
+    d = xc.shape[1]
+    freq = feats.frequencies.double().numpy()  # (waves, d)
+    gamma = (d + 2) * 2.0**-53  # rounding of the d-term phase dot products
+    pc = xc @ freq.T
+    pr = (xr @ np.abs(freq).T) * (1 + 2 * gamma) + gamma * (np.abs(xc) @ np.abs(freq).T) + 1e-300
+    cos_lo, cos_hi = cos_range(pc, pr)
+    sin_lo, sin_hi = cos_range(pc - np.pi / 2, pr)
+    # d cos(p)/dx_k = -sin(p) w_k ; d sin(p)/dx_k = cos(p) w_k; derivatives are stored (n, k, unit)
+    w = freq.T[None, :, :]  # (1, d, waves)
+    d_cos = _interval_times_scalar(-sin_hi[:, None, :], -sin_lo[:, None, :], w)
+    d_sin = _interval_times_scalar(cos_lo[:, None, :], cos_hi[:, None, :], w)
+    return (np.concatenate([cos_lo, sin_lo], 1), np.concatenate([cos_hi, sin_hi], 1),
+            np.concatenate([d_cos[0], d_sin[0]], 2), np.concatenate([d_cos[1], d_sin[1]], 2))
 
 
 def _centres_and_radii(zlo, zhi, dlo, dhi):

@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .._repeated_rows import runs_of_equal_rows
 from .._validation import positive_float, positive_int
 from ..exceptions import ConfigurationError
 from .mlp import LipschitzMLP
@@ -119,7 +120,7 @@ class FourierFeatures(nn.Module):
         values = np.empty((len(x), self.out_features))
         errors = np.empty((len(x), self.out_features))
         n_waves = len(self.frequencies)
-        runs = _runs_of_equal_rows(x, self.periodic)
+        runs = runs_of_equal_rows(x, self.periodic)
         if runs is None:
             self._waves_float64(x, values, errors)
         else:  # Note [repeated periodic coordinates]
@@ -155,27 +156,6 @@ class FourierFeatures(nn.Module):
                               alpha=(self.in_features + 1) * u * 1.01)
             errors_t[:, :n_waves] = err
             errors_t[:, n_waves : 2 * n_waves] = err
-
-
-_MIN_RUNS = 64
-"""Fewest runs worth a table: BLAS rounds very small products differently (MKL: up to 23 rows here)."""
-
-
-def _runs_of_equal_rows(x: np.ndarray, columns: list[int]) -> tuple[np.ndarray, np.ndarray] | None:
-    """Runs of consecutive rows of ``x`` that agree in ``columns``: the first row of each run and
-    each row's run number, or None where that would not save work (fewer than two rows a run on
-    average), the table would be small (:data:`_MIN_RUNS`) or ``x`` is not finite (Note [repeated
-    periodic coordinates])."""
-    if len(x) < 2 * _MIN_RUNS or len(columns) == x.shape[1]:
-        return None
-    key = x[:, columns]
-    new = np.empty(len(x), dtype=bool)
-    new[0] = True
-    np.any(key[1:] != key[:-1], axis=1, out=new[1:])
-    n_runs = int(np.count_nonzero(new))
-    if n_runs < _MIN_RUNS or 2 * n_runs > len(x) or not np.isfinite(x).all():
-        return None
-    return np.flatnonzero(new), np.cumsum(new, dtype=np.int64) - 1
 
 
 def _half_lattice(dims: int, k_max: int) -> np.ndarray:

@@ -78,3 +78,38 @@ def test_compiled_pair_layer_computes_the_torch_step(model, rng):
         next(p for n, p in model.named_parameters() if n.endswith("original")).view(-1)[0] = float("nan")
     nan_lo, nan_hi = network_derivative_intervals(model, lo[:20], hi[:20])
     assert np.isnan(nan_lo).any() and np.isnan(nan_hi).any()
+
+
+def test_feature_intervals_on_grid_blocks_are_computed_once_per_run_with_the_same_results(monkeypatch):
+    """Blocks of a grid in C order repeat their periodic coordinates along time: the waves' intervals
+    are computed once per run of blocks and copied, giving the per-box computation's intervals bit
+    for bit; they still contain the derivatives sampled in the boxes."""
+    from lipsurrogate.bounds import local
+    from lipsurrogate.bounds.tiles import block_boxes
+
+    model = next(_models())
+    edges = [np.linspace(0, 2 * np.pi, 17), np.linspace(0, 2 * np.pi, 17), np.linspace(0, 1, 9)]
+    lo, hi, _ = block_boxes(edges, (2, 2, 2))
+    lo, hi = np.repeat(lo, 4, axis=0), np.repeat(hi, 4, axis=0)  # runs of 16 boxes; 64 of them
+    computed = []
+    waves = local._wave_intervals
+
+    def counting(feats, xc, xr):
+        computed.append(len(xc))
+        return waves(feats, xc, xr)
+
+    monkeypatch.setattr(local, "_wave_intervals", counting)
+    once = network_derivative_intervals(model, lo, hi)
+    assert computed == [8 * 8]
+    monkeypatch.setattr(local, "runs_of_equal_rows", lambda x, columns: None)
+    every_box = network_derivative_intervals(model, lo, hi)
+    assert computed[-1] == len(lo)
+    assert np.array_equal(once[0], every_box[0]) and np.array_equal(once[1], every_box[1])
+    monkeypatch.undo()
+    # containment, by autograd at points sampled in a few boxes
+    rng = np.random.default_rng(0)
+    picks = rng.choice(len(lo), size=40, replace=False)
+    x = torch.tensor(rng.uniform(lo[picks], hi[picks]), dtype=torch.float64, requires_grad=True)
+    plain = to_plain(copy.deepcopy(model)).double()
+    (grad,) = torch.autograd.grad(plain(x).sum(), x)
+    assert np.all(grad.numpy() >= once[0][picks]) and np.all(grad.numpy() <= once[1][picks])

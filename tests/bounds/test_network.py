@@ -230,6 +230,7 @@ def test_fourier_features_on_a_grid_compute_each_run_of_periodic_coordinates_onc
     once per run of equal periodic coordinates and copied, giving the per-row evaluation's values
     and bounds bit for bit (Note [repeated periodic coordinates]), and rows that do not repeat or
     are not finite take the per-row path."""
+    from lipsurrogate._repeated_rows import runs_of_equal_rows
     from lipsurrogate.nn import features
     from lipsurrogate.nn.features import FourierFeatures
 
@@ -246,7 +247,7 @@ def test_fourier_features_on_a_grid_compute_each_run_of_periodic_coordinates_onc
     monkeypatch.setattr(features.FourierFeatures, "_waves_float64", counting)
     values, errors = feats.evaluate_float64(grid)
     assert rows_computed == [17 * 11]  # one row per (x, y): 9 times fewer
-    monkeypatch.setattr(features, "_runs_of_equal_rows", lambda x, columns: None)
+    monkeypatch.setattr(features, "runs_of_equal_rows", lambda x, columns: None)
     every_row = feats.evaluate_float64(grid)
     assert rows_computed[-1] == len(grid)
     assert np.array_equal(values, every_row[0]) and np.array_equal(errors, every_row[1])
@@ -260,10 +261,10 @@ def test_fourier_features_on_a_grid_compute_each_run_of_periodic_coordinates_onc
     # an infinite time on one row: 0 * inf is NaN in that row's phase, so every row is computed
     bad = grid.copy()
     bad[5, 2] = np.inf
-    assert features._runs_of_equal_rows(bad, feats.periodic) is None
+    assert runs_of_equal_rows(bad, feats.periodic) is None
     assert np.isnan(feats.evaluate_float64(bad)[0][5, :n_waves]).all()
     # shuffled rows do not repeat: no table
-    assert features._runs_of_equal_rows(rng.permutation(grid), feats.periodic) is None
+    assert runs_of_equal_rows(rng.permutation(grid), feats.periodic) is None
 
 
 def test_compiled_error_recursion_equals_its_torch_formula_bit_for_bit(rng):

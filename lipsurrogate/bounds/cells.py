@@ -226,12 +226,16 @@ def cell_bounds(
     lip_term = half.sum(axis=-1)
     best = np.full(cell_shape, np.inf)
     worst_vertex = np.zeros(cell_shape)
-    corners_e, corners_m = [], []
-    for offset in itertools.product((0, 1), repeat=d):
+    # the corners vertex by vertex, (2^d, N), each row written once from the strided grid (only the
+    # exact program reads them)
+    corners_e = corners_m = None
+    if method == "exact":
+        corners_e, corners_m = np.empty((2**d, *cell_shape)), np.empty((2**d, *cell_shape))
+    for v, offset in enumerate(itertools.product((0, 1), repeat=d)):
         sl = tuple(slice(o, o + n) for o, n in zip(offset, cell_shape))
         worst_vertex = np.maximum(worst_vertex, np.abs(e[sl]) + m[sl])
-        corners_e.append(e[sl].reshape(-1))
-        corners_m.append(m[sl].reshape(-1))
+        if corners_e is not None:
+            corners_e[v], corners_m[v] = e[sl], m[sl]
         if offset[0] == 1:  # each pair once: v with first coordinate low
             continue
         opp = tuple(slice(1 - o, 1 - o + n) for o, n in zip(offset, cell_shape))
@@ -242,12 +246,14 @@ def cell_bounds(
     per_cell = closed_form
     if method == "exact" and slopes is not None:
         half_spans = np.stack([np.broadcast_to(0.5 * spans[k], cell_shape) for k in range(d)], -1).reshape(-1, d)
-        # the corners vertex by vertex, (2^d, N): contiguous rows, where (N, 2^d) is a strided pass
-        exact = signed_abs_bounds(np.stack(corners_e, 0), np.stack(corners_m, 0), half_spans * (1 + 4 * 2.0**-53),
-                                  slopes[..., 0].reshape(-1, d), slopes[..., 1].reshape(-1, d), vertex_major=True)
+        # vertex-major corners: contiguous rows, where (N, 2^d) is a strided pass
+        exact = signed_abs_bounds(corners_e.reshape(2**d, -1), corners_m.reshape(2**d, -1),
+                                  half_spans * (1 + 4 * 2.0**-53), slopes[..., 0].reshape(-1, d),
+                                  slopes[..., 1].reshape(-1, d), vertex_major=True)
         per_cell = np.minimum(exact.reshape(cell_shape), closed_form)
     elif method == "exact":
-        exact = exact_abs_bounds(np.stack(corners_e, 1), np.stack(corners_m, 1), half.reshape(-1, d))
+        exact = exact_abs_bounds(np.ascontiguousarray(corners_e.reshape(2**d, -1).T),
+                                 np.ascontiguousarray(corners_m.reshape(2**d, -1).T), half.reshape(-1, d))
         # both are certified; the exact one is never larger up to the rounding margins
         per_cell = np.minimum(exact.reshape(cell_shape), closed_form)
     return CellCertificate(per_cell, naive, edges, L, float(np.max(np.abs(e) + m)), closed_form, method,

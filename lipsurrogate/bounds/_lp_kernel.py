@@ -24,6 +24,15 @@ summation order (and with fused multiply-adds); fewer terms only lower the count
 added here, :math:`2(2^d + 3d + 6)\,u` times the same scale, is the one of the numpy path, and
 the minimum over :math:`j` is exact. Tests: ``tests/bounds/test_cell_lp.py`` (the kernel against
 the numpy path on random cells, both within the margin; validity by dense sampling).
+
+Note [cells side by side]
+    Since stop 35 a task of :data:`CELLS_PER_TASK` cells runs each step for all its cells in the
+    innermost loop (the corners are vertex-major, so a vertex's cells are contiguous): the loops
+    vectorise across cells, where one cell's sparse sums over gathered corners did not. Every
+    cell sees the operations of the one-cell loop in the same order, so the results are the same
+    bit for bit (2.5-3x faster on random 3-D and 4-D cells). A cell with a NaN corner value gets
+    NaN, as on the numpy path (the one-cell loop's ``min`` skipped a NaN term and could return a
+    finite number; the certifier refuses non-finite vertex errors before it gets here).
 """
 
 from __future__ import annotations
@@ -71,49 +80,74 @@ CELLS_PER_TASK = 64
 
 
 def _signed_abs_py(errors, margins, s, c, r, index, weight, size, m, slack, out):  # noqa: PLR0913
-    # errors, margins: (2^d, n), vertex-major (each vertex's column of the cells is contiguous)
+    # errors, margins: (2^d, n), vertex-major (each vertex's column of the cells is contiguous).
+    # Each task takes CELLS_PER_TASK cells side by side: every loop below has the cells innermost,
+    # so it vectorises across cells, and each cell sees the operations of the one-cell program in
+    # the same order (Note [cells side by side]).
     nv, n = errors.shape
     d = s.shape[1]
     J = index.shape[0]
-    n_tasks = (n + CELLS_PER_TASK - 1) // CELLS_PER_TASK
+    width = CELLS_PER_TASK
+    n_tasks = (n + width - 1) // width
     for task in _prange(n_tasks):
-        up = np.empty(nv)
-        low = np.empty(nv)
-        sc = np.empty(d)
-        for i in range(task * CELLS_PER_TASK, min(n, (task + 1) * CELLS_PER_TASK)):
-            top_up = 0.0
-            top_low = 0.0
-            for v in range(nv):
-                up[v] = errors[v, i] + margins[v, i]
-                low[v] = margins[v, i] - errors[v, i]
-                top_up = max(top_up, abs(up[v]))
-                top_low = max(top_low, abs(low[v]))
-            sr = 0.0
-            spread = 0.0
+        first = task * width
+        count = min(n, first + width) - first
+        up = np.empty((nv, width))
+        low = np.empty((nv, width))
+        s_t = np.empty((d, width))
+        c_t = np.empty((d, width))
+        r_t = np.empty((d, width))
+        sc = np.empty((d, width))
+        top_up = np.zeros(width)
+        top_low = np.zeros(width)
+        sr = np.zeros(width)
+        spread = np.zeros(width)
+        best_up = np.full(width, np.inf)
+        best_low = np.full(width, np.inf)
+        bu = np.empty(width)
+        bl = np.empty(width)
+        invalid = np.zeros(width, dtype=np.bool_)  # a NaN corner: the bound is NaN, as on the numpy path
+        for v in range(nv):
+            for q in range(count):
+                up[v, q] = errors[v, first + q] + margins[v, first + q]
+                low[v, q] = margins[v, first + q] - errors[v, first + q]
+                top_up[q] = max(top_up[q], abs(up[v, q]))
+                top_low[q] = max(top_low[q], abs(low[v, q]))
+                invalid[q] |= (up[v, q] != up[v, q]) | (low[v, q] != low[v, q])
+        for k in range(d):
+            for q in range(count):
+                s_t[k, q] = s[first + q, k]
+                c_t[k, q] = c[first + q, k]
+                r_t[k, q] = r[first + q, k]
+                sc[k, q] = s_t[k, q] * c_t[k, q]
+                sr[q] += s_t[k, q] * r_t[k, q]
+                spread[q] += s_t[k, q] * (r_t[k, q] + abs(c_t[k, q]))
+        for j in range(J):
+            for q in range(count):
+                bu[q] = 0.0
+                bl[q] = 0.0
+            for t in range(size[j]):
+                w = weight[j, t]
+                vertex = index[j, t]
+                for q in range(count):
+                    bu[q] += w * up[vertex, q]
+                    bl[q] += w * low[vertex, q]
             for k in range(d):
-                sc[k] = s[i, k] * c[i, k]
-                sr += s[i, k] * r[i, k]
-                spread += s[i, k] * (r[i, k] + abs(c[i, k]))
-            best_up = np.inf
-            best_low = np.inf
-            for j in range(J):
-                bu = 0.0
-                bl = 0.0
-                for t in range(size[j]):
-                    bu += weight[j, t] * up[index[j, t]]
-                    bl += weight[j, t] * low[index[j, t]]
-                for k in range(d):
-                    rm = r[i, k] * m[j, k]
-                    drift = sc[k] * m[j, k]
-                    bu += drift + abs(rm + c[i, k]) * s[i, k]
-                    bl += abs(rm - c[i, k]) * s[i, k] - drift
-                bu += sr
-                bl += sr
-                best_up = min(best_up, bu)
-                best_low = min(best_low, bl)
-            best_up += slack * (top_up + 3.0 * spread)
-            best_low += slack * (top_low + 3.0 * spread)
-            out[i] = max(best_up, best_low)
+                mjk = m[j, k]
+                for q in range(count):
+                    rm = r_t[k, q] * mjk
+                    drift = sc[k, q] * mjk
+                    bu[q] += drift + abs(rm + c_t[k, q]) * s_t[k, q]
+                    bl[q] += abs(rm - c_t[k, q]) * s_t[k, q] - drift
+            for q in range(count):
+                bu[q] += sr[q]
+                bl[q] += sr[q]
+                best_up[q] = min(best_up[q], bu[q])
+                best_low[q] = min(best_low[q], bl[q])
+        for q in range(count):
+            bound = max(best_up[q] + slack * (top_up[q] + 3.0 * spread[q]),
+                        best_low[q] + slack * (top_low[q] + 3.0 * spread[q]))
+            out[first + q] = np.nan if invalid[q] else bound
 
 
 _kernel = parallel_kernel(_signed_abs_py)

@@ -242,6 +242,11 @@ def test_compiled_signed_program_matches_the_numpy_path_within_its_margin(rng, d
     assert np.array_equal(signed_abs_bounds(e.T.copy(), m.T.copy(), s, lo, hi, vertex_major=True), compiled)
     with _lp_kernel.disabled():
         assert np.array_equal(signed_abs_bounds(e.T.copy(), m.T.copy(), s, lo, hi, vertex_major=True), plain)
+    # a NaN corner value gives NaN on both paths (not a finite number from the other dual vertices)
+    e[7, -1] = np.nan
+    assert np.isnan(signed_abs_bounds(e, m, s, lo, hi)[7])
+    with _lp_kernel.disabled():
+        assert np.isnan(signed_abs_bounds(e, m, s, lo, hi)[7])
 
 
 @pytest.mark.parametrize("d", [2, 3])

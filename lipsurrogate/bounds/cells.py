@@ -252,8 +252,8 @@ def cell_bounds(
                                   slopes[..., 1].reshape(-1, d), vertex_major=True)
         per_cell = np.minimum(exact.reshape(cell_shape), closed_form)
     elif method == "exact":
-        exact = exact_abs_bounds(np.ascontiguousarray(corners_e.reshape(2**d, -1).T),
-                                 np.ascontiguousarray(corners_m.reshape(2**d, -1).T), half.reshape(-1, d))
+        # transposed views: the program transposes each chunk of cells in cache, not the whole grid
+        exact = exact_abs_bounds(corners_e.reshape(2**d, -1).T, corners_m.reshape(2**d, -1).T, half.reshape(-1, d))
         # both are certified; the exact one is never larger up to the rounding margins
         per_cell = np.minimum(exact.reshape(cell_shape), closed_form)
     return CellCertificate(per_cell, naive, edges, L, float(np.max(np.abs(e) + m)), closed_form, method,

@@ -30,7 +30,7 @@ import numpy as np
 from .._compiled import HAVE_NUMBA, flag_off, parallel_kernel
 from .._compiled import prange as _prange
 
-__all__ = ["HAVE_KERNEL", "ENABLED", "disabled", "pair_forms"]
+__all__ = ["HAVE_KERNEL", "ENABLED", "disabled", "pack_forms", "pair_forms"]
 
 HAVE_KERNEL = HAVE_NUMBA  # without numba the torch step is used
 ENABLED = HAVE_KERNEL
@@ -261,3 +261,54 @@ def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool, ranges: 
     if ranges:
         return out_P, out_R, top[0], top[1], top[2], q_range, e_range
     return out_P, out_R, top[0], top[1], top[2]
+
+
+def _pack_py(P, R, s, out_P, out_R, with_tangents, D, H, sigma):  # noqa: N803, PLR0913
+    n, rows, cols, w = P.shape
+    grow = 1 + 2.0**-20
+    up = np.float32(1 + 4 * 2.0**-24)
+    for i in _prange(n):
+        for a in range(rows):
+            for j in range(w):
+                reach = 0.0  # sum_b |P[a, b]| s_b, b = 1..d, in this order (numpy's einsum)
+                for b in range(1, cols):
+                    reach += abs(P[i, a, b, j]) * s[i, b - 1]
+                moved = 2.0**-24 * (abs(P[i, a, 0, j]) + reach) * grow
+                out_R[i, a, j] = np.float32(R[i, a, j] + moved) * up
+                for b in range(cols):
+                    out_P[i, a, b, j] = np.float32(P[i, a, b, j])
+        if with_tangents:
+            for j in range(w):
+                for k in range(rows - 1):
+                    D[i, j, k] = P[i, 1 + k, 0, j]
+                    sigma[i, j, k] = R[i, 1 + k, j]
+                    for m in range(cols - 1):
+                        H[i, j, k, m] = P[i, 1 + k, 1 + m, j]
+
+
+_pack_kernel = parallel_kernel(_pack_py)
+
+
+def pack_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, tangents: bool):  # noqa: N803
+    r"""The float64 input forms as float32 forms with their conversion added to the radii, in one pass.
+
+    The numbers of ``affine._pack`` (float32 storage) and, with ``tangents``, of
+    ``affine._tangent_inputs``, bit for bit: each ``P`` entry rounded to float32; each radius
+    :math:`\mathrm{fl}_{32}(R + \delta) (1 + 2^{-22})` with
+    :math:`\delta = 2^{-24} (|c| + \sum_b |G_b| s_b) (1 + 2^{-20})`, the sum over the generators in
+    their order, as numpy's ``einsum`` takes it (tested equal); and the tangents ``D[n, unit, k]``,
+    ``H[n, unit, k, j]``, ``sigma[n, unit, k]`` copied from the float64 forms.
+
+    Returns ``(P32, R32)`` or ``(P32, R32, (D, H, sigma))``.
+    """
+    if not HAVE_KERNEL:  # pragma: no cover
+        raise RuntimeError("numba is not installed: use the numpy path.")
+    n, rows, cols, w = P.shape
+    out_P = np.empty(P.shape, dtype=np.float32)
+    out_R = np.empty(R.shape, dtype=np.float32)
+    shape = (n, w, rows - 1) if tangents else (0, 0, 0)
+    D, sigma = np.empty(shape), np.empty(shape)
+    H = np.empty((*shape, cols - 1) if tangents else (0, 0, 0, 0))
+    _pack_kernel(np.ascontiguousarray(P), np.ascontiguousarray(R), np.ascontiguousarray(s, dtype=np.float64),
+                 out_P, out_R, bool(tangents), D, H, sigma)
+    return (out_P, out_R, (D, H, sigma)) if tangents else (out_P, out_R)

@@ -347,16 +347,22 @@ def _forms(model, chain, xc, s, dtype=torch.float64, fused=True, record: dict | 
     (``"layers"``: :func:`~lipsurrogate.bounds.backward.layer_ranges`)."""
     u, tiny = _unit(dtype), _tiny(dtype)
     P, R = _input_forms(model, chain, xc, s)
-    if record is not None:
-        record["inputs"], record["layers"] = _tangent_inputs(P, R), []
-    P, R = _pack(P, R, s, dtype)
+    fused = fused and _pair_kernel.ENABLED
+    if fused and dtype == torch.float32:  # the same numbers as below, in one compiled pass
+        P, R, *inputs = _pair_kernel.pack_forms(P, R, s, tangents=record is not None)
+        P, R = torch.from_numpy(P), torch.from_numpy(R)
+        if record is not None:
+            record["inputs"], record["layers"] = inputs[0], []
+    else:
+        if record is not None:
+            record["inputs"], record["layers"] = _tangent_inputs(P, R), []
+        P, R = _pack(P, R, s, dtype)
     s_t = _up(s, dtype)  # a larger box only widens every enclosure
     n, a_rows = P.shape[0], P.shape[1]
     n_layers = len(chain.weights)
     act = chain.activation
     # float32: the stored weights W32 = fl(W) move W z by at most u32 |W| |z| <= u32 rows (max|z|)
     u_conv = 0.0 if dtype == torch.float64 else 2.0**-24
-    fused = fused and _pair_kernel.ENABLED
     # rounding of W P (centres and generators): gamma rows_o (max|centre| + max sum_j |gen_j| s_j)
     slack = P[:, :, 0].abs().amax(-1) + _mass(P, s_t).amax(-1)  # (n, a)
     r_max = R.amax(-1)

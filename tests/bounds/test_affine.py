@@ -103,6 +103,25 @@ def test_fused_kernel_computes_the_torch_step(model, dtype, rng):
     assert np.median(fused[2] / step[2]) == pytest.approx(1.0, abs=tol)
 
 
+@pytest.mark.parametrize("model", list(_models())[:2], ids=["features", "groupsort"])
+def test_compiled_packing_equals_the_numpy_packing_bit_for_bit(model, rng):
+    """The float32 packing of the input forms (the conversion moved into the radii) and the backward
+    bounds' tangent copies, in one compiled pass, are the numpy code's numbers bit for bit."""
+    from lipsurrogate.bounds import _pair_kernel
+    from lipsurrogate.bounds.affine import _input_forms, _pack, _tangent_inputs
+    from lipsurrogate.bounds.network import extract_chain
+
+    _, _, centre, half = _inflated_boxes(model, 300, rng)
+    P, R = _input_forms(model, extract_chain(model), centre, half)
+    P_np, R_np = _pack(P, R, half, torch.float32)
+    P_k, R_k, tangents = _pair_kernel.pack_forms(P, R, half, tangents=True)
+    assert np.array_equal(P_k, P_np.numpy()) and np.array_equal(R_k, R_np.numpy())
+    assert np.all(R_k.astype(np.float64) >= R)  # the radii only grow
+    for compiled, copied in zip(tangents, _tangent_inputs(P, R)):
+        assert np.array_equal(compiled, copied)
+    assert _pair_kernel.pack_forms(P, R, half, tangents=False)[1].tobytes() == R_k.tobytes()
+
+
 def test_unsupported_networks_are_refused():
     torch.manual_seed(0)
     tanh = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))

@@ -465,7 +465,7 @@ def evaluate_float64(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.
 
     The row maxima are exact integer maxima of the bit patterns and the recursion one compiled
     loop per layer (where numba is installed): the same numbers as the torch expressions, bit for
-    bit, in 0.8x the time of stop 34's evaluation here (``theory/cell-bounds.md`` section 12).
+    bit, in 0.8-0.9x the time of stop 34's evaluation here (``theory/cell-bounds.md`` section 12).
     """
     x = np.asarray(x, dtype=np.float64)
     if x.ndim != 2 or x.shape[1] != chain.in_features:
@@ -529,7 +529,8 @@ def _evaluate_block(chain: LinearChain, x: np.ndarray) -> tuple[np.ndarray, np.n
 
 def _input_maxima(z: np.ndarray, z_err: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's ``max_j |z_j|`` and ``max_j z_err_j`` (0 for no columns; NaN where a NaN is), exactly."""
-    if _INPUT_MAXIMA is not None and z.shape[1] and z.flags.c_contiguous and z_err.flags.c_contiguous:
+    if (_INPUT_MAXIMA is not None and z.shape[1] and z.shape == z_err.shape and z.dtype == z_err.dtype == np.float64
+            and z.flags.c_contiguous and z_err.flags.c_contiguous):
         m, top_err = np.empty(len(z)), np.empty(len(z))
         _INPUT_MAXIMA(z.view(np.int64), z_err.view(np.int64), m.view(np.int64), top_err.view(np.int64))
         return m, top_err

@@ -97,6 +97,36 @@ def test_refinement_catches_a_bump_between_vertices():
         refine_certificate(cert, lambda p: (f(p), 0.0), budget=1000)
 
 
+@pytest.mark.parametrize("d", [1, 3, 4])
+def test_compiled_child_check_decides_as_the_numpy_check(d, monkeypatch):
+    """The refinement's consistency check runs compiled: for constants swept across the data's
+    steepest edges, it refuses exactly where the numpy check does, naming the same axis."""
+    from lipsurrogate.bounds import refine
+
+    rng = np.random.default_rng(d)
+    values = rng.normal(size=(500, 2**d)) * rng.uniform(0.5, 2.0, size=2**d)[None]
+    margins = np.abs(rng.normal(size=(500, 2**d))) * 1e-3
+    spans = rng.uniform(0.5, 1.5, size=(500, d))
+
+    def outcome(lipschitz):
+        try:
+            refine._check_children(values, margins, spans, lipschitz, d)
+        except CertificationError as error:
+            return str(error)
+        return None
+
+    assert refine._CHECK_EDGES is not None  # the compiled path is the one compared
+    outcomes = []
+    for scale in np.geomspace(0.5, 200.0, 30):
+        lipschitz = scale * rng.uniform(0.5, 1.5, size=d)
+        compiled = outcome(lipschitz)
+        with monkeypatch.context() as patch:
+            patch.setattr(refine, "_CHECK_EDGES", None)
+            assert outcome(lipschitz) == compiled
+        outcomes.append(compiled is None)
+    assert any(outcomes) and not all(outcomes)  # the sweep crosses the threshold
+
+
 def test_refinement_needs_constants_and_sane_dominance():
     edges = [np.linspace(0, 1, 3)]
     cert = cell_bounds(np.zeros(3), edges, [1.0])

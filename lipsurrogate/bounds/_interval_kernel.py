@@ -34,7 +34,7 @@ import sys
 
 import numpy as np
 
-from .._compiled import HAVE_NUMBA, flag_off, parallel_kernel
+from .._compiled import HAVE_NUMBA, abs_max_bits, flag_off, magnitude_bits, parallel_kernel
 from .._compiled import prange as _prange
 
 __all__ = ["ENABLED", "disabled", "pair_layer"]
@@ -61,18 +61,8 @@ def _nan_max(x, y):
     return x + y if (x != x) | (y != y) else larger
 
 
-_MAGNITUDE = np.int64(0x7FFFFFFFFFFFFFFF)  # every bit of a float64 but the sign
+_MAGNITUDE = magnitude_bits(np.float64)[1]  # every bit of a float64 but the sign
 _BOXES_PER_TASK = 64  # boxes per parallel task: one scratch pair of decision rows each
-
-
-def _row_abs_max_bits(bits, magnitude):
-    """The largest ``|x_j|`` of a float64 row given as int64 bits (NaN if the row has one; Note
-    [row maxima on the bits] of :class:`lipsurrogate.nn.GroupSort`): an integer max, which vectorises."""
-    top = bits[0] & magnitude
-    for j in range(1, len(bits)):
-        v = bits[j] & magnitude
-        top = v if v > top else top
-    return top
 
 
 def _pair_layer_py(mc, mr, gc, gr, bias, abs_bias, rows, gamma, c_max, d_max,  # noqa: PLR0913
@@ -99,7 +89,7 @@ def _pair_layer_py(mc, mr, gc, gr, bias, abs_bias, rows, gamma, c_max, d_max,  #
                 vc[i, j + h], vr[i, j + h] = (lo_max + hi_max) / 2, (hi_max - lo_max) / 2
                 a_le_b[j] = ahi <= blo
                 b_le_a[j] = bhi <= alo
-            c_max_bits[i] = _row_abs_max_bits(vc_bits[i], _MAGNITUDE)
+            c_max_bits[i] = abs_max_bits(vc_bits, i, w, _MAGNITUDE)
             # the derivatives: permuted where the order is decided, else the hull for both outputs
             for k in range(d):
                 for j in range(h):
@@ -117,7 +107,7 @@ def _pair_layer_py(mc, mr, gc, gr, bias, abs_bias, rows, gamma, c_max, d_max,  #
                     max_hi = db_hi if first else (da_hi if second else hull_hi)
                     dc[i, k, j], dr[i, k, j] = (min_lo + min_hi) / 2, (min_hi - min_lo) / 2
                     dc[i, k, j + h], dr[i, k, j + h] = (max_lo + max_hi) / 2, (max_hi - max_lo) / 2
-                d_max_bits[i, k] = _row_abs_max_bits(dc_bits[i, k], _MAGNITUDE)
+                d_max_bits[i, k] = abs_max_bits(dc_bits, i * d + k, w, _MAGNITUDE)  # rows (box, k)
 
 
 if HAVE_NUMBA:
@@ -125,7 +115,6 @@ if HAVE_NUMBA:
 
     _nan_min = numba.njit(inline="always")(_nan_min)
     _nan_max = numba.njit(inline="always")(_nan_max)
-    _row_abs_max_bits = numba.njit(inline="always")(_row_abs_max_bits)
     _kernel = parallel_kernel(_pair_layer_py)
 else:  # pragma: no cover
     _kernel = None
@@ -158,5 +147,5 @@ def pair_layer(mc, mr, gc, gr, bias, abs_bias, rows, gamma: float, c_max, d_max)
     dc, dr = np.empty((n, d, w)), np.empty((n, d, w))
     c_max_out, d_max_out = np.empty(n), np.empty((n, d))
     _kernel(mc, mr, gc, gr, bias, abs_bias, rows, float(gamma), c_max, d_max, vc, vr, dc, dr,
-            vc.view(np.int64), dc.view(np.int64), c_max_out.view(np.int64), d_max_out.view(np.int64))
+            vc.view(np.int64), dc.view(np.int64).reshape(n * d, w), c_max_out.view(np.int64), d_max_out.view(np.int64))
     return vc, vr, dc, dr, c_max_out, d_max_out

@@ -27,7 +27,7 @@ import sys
 
 import numpy as np
 
-from .._compiled import HAVE_NUMBA, flag_off, parallel_kernel
+from .._compiled import HAVE_NUMBA, abs_max_bits, flag_off, magnitude_bits, parallel_kernel
 from .._compiled import prange as _prange
 
 __all__ = ["HAVE_KERNEL", "ENABLED", "disabled", "pack_forms", "pair_forms"]
@@ -44,6 +44,9 @@ def disabled():
 
 BOXES_PER_TASK = 32
 """Boxes per parallel task of the kernel (its scratch arrays are allocated once per task)."""
+
+
+_MAGNITUDE_64 = magnitude_bits(np.float64)[1]  # the float64 sums of the kernel's scratch
 
 
 def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R,  # noqa: N803, PLR0913
@@ -65,7 +68,7 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R,  # noqa: N8
         jump = np.empty(h)
         spread = np.empty(h)
         m_scratch = np.empty(2 * h)
-        m_bits = m_scratch.view(np.int64)
+        m_bits = m_scratch.view(np.int64).reshape(1, 2 * h)
         for i in range(task * BOXES_PER_TASK, min(n, (task + 1) * BOXES_PER_TASK)):
             for b in range(1, cols):
                 sb_[b - 1] = np.float64(s[i, b - 1])
@@ -174,8 +177,8 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R,  # noqa: N8
             # the bits] of GroupSort: exact, and a NaN wins), which vectorise where float maxima do not
             w_out = h if relu else 2 * h
             for a in range(rows):
-                top_c_bits[i, a] = _abs_max_bits(P_bits[i, a, 0], w_out, magnitude)
-                top_r_bits[i, a] = _abs_max_bits(R_bits[i, a], w_out, magnitude)
+                top_c_bits[i, a] = abs_max_bits(P_bits, (i * rows + a) * cols, w_out, magnitude)  # rows (box, a, b)
+                top_r_bits[i, a] = abs_max_bits(R_bits, i * rows + a, w_out, magnitude)  # rows (box, a)
                 m = m_scratch
                 for jo in range(w_out):
                     m[jo] = 0.0
@@ -183,23 +186,8 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R,  # noqa: N8
                     sb = sb_[b - 1]
                     for jo in range(w_out):
                         m[jo] += abs(np.float64(out_P[i, a, b, jo])) * sb
-                top_m_bits[i, a] = _abs_max_bits(m_bits, w_out, _MAGNITUDE_64)
+                top_m_bits[i, a] = abs_max_bits(m_bits, 0, w_out, _MAGNITUDE_64)
 
-
-def _abs_max_bits(bits, count, magnitude):
-    """The bit pattern of ``max_{j < count} |x_j|`` for a row of floats given as signed-integer bits."""
-    top = bits[0] & magnitude
-    for j in range(1, count):
-        v = bits[j] & magnitude
-        top = v if v > top else top
-    return top
-
-
-_MAGNITUDE_64 = np.int64(0x7FFFFFFFFFFFFFFF)
-if HAVE_NUMBA:
-    import numba
-
-    _abs_max_bits = numba.njit(inline="always")(_abs_max_bits)
 
 _kernel = parallel_kernel(_pair_forms_py)
 
@@ -248,14 +236,14 @@ def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool, ranges: 
     half_units = w if relu else w // 2
     out_P = np.empty_like(P)
     out_R = np.empty_like(R)
-    int_type, magnitude = (np.int64, np.int64(0x7FFFFFFFFFFFFFFF)) if dtype == np.float64 else (np.int32, np.int32(0x7FFFFFFF))
+    int_type, magnitude = magnitude_bits(dtype)
     top = np.empty((3, n, rows))
     # the maxima of |c| and of the radii are values of the storage dtype: found there, converted exactly
     top_c, top_r = np.empty((n, rows), dtype=dtype), np.empty((n, rows), dtype=dtype)
     q_range = np.empty((2, n, half_units) if ranges else (2, 0, 0))
     e_range = np.empty((2, rows - 1, n, half_units) if ranges else (2, 0, 0, 0))
     _kernel(P, R, np.ascontiguousarray(s, dtype=dtype), half_units, bool(relu), u, tiny, out_P, out_R,
-            out_P.view(int_type), out_R.view(int_type), magnitude, top_c.view(int_type), top[1].view(np.int64),
+            out_P.view(int_type).reshape(-1, w), out_R.view(int_type).reshape(-1, w), magnitude, top_c.view(int_type), top[1].view(np.int64),
             top_r.view(int_type), bool(ranges), q_range, e_range)
     top[0], top[2] = top_c, top_r  # exact conversions to float64
     if ranges:

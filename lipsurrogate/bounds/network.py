@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._compiled import HAVE_NUMBA, parallel_kernel
+from .._compiled import HAVE_NUMBA, abs_max_bits, magnitude_bits, parallel_kernel
 from .._compiled import prange as _prange
 from ..exceptions import CertificationError
 from ..nn._utils import eval_mode
@@ -548,21 +548,16 @@ def _next_error(eps: torch.Tensor, m: torch.Tensor, row_max: float, gamma: float
     return (row_max * eps + gamma * (row_max * m + bias_max)) * (1 + 8 * _U) + underflow
 
 
+_MAGNITUDE = magnitude_bits(np.float64)[1]
+
+
 def _input_maxima_rows(z_bits, err_bits, m_bits, err_top_bits):  # pragma: no cover - compiled by numba
     """Row maxima of ``|z|`` and of ``|z_err|`` on the bit patterns (Note [row maxima on the bits] of
     :class:`~lipsurrogate.nn.GroupSort`; the errors are non-negative, so ``|z_err| = z_err``)."""
-    magnitude = np.int64(0x7FFFFFFFFFFFFFFF)
     n, width = z_bits.shape
     for i in _prange(n):
-        top = z_bits[i, 0] & magnitude
-        top_err = err_bits[i, 0] & magnitude
-        for j in range(1, width):
-            v = z_bits[i, j] & magnitude
-            e = err_bits[i, j] & magnitude
-            top = v if v > top else top
-            top_err = e if e > top_err else top_err
-        m_bits[i] = top
-        err_top_bits[i] = top_err
+        m_bits[i] = abs_max_bits(z_bits, i, width, _MAGNITUDE)
+        err_top_bits[i] = abs_max_bits(err_bits, i, width, _MAGNITUDE)
 
 
 def _next_error_rows(eps, m, row_max, gamma, bias_max, widen, underflow, out):  # pragma: no cover - compiled

@@ -11,7 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .._compiled import HAVE_NUMBA, parallel_kernel
+from .._compiled import HAVE_NUMBA, magnitude_bits, parallel_kernel
+from .._compiled import abs_max_bits as _abs_max_bits
 from .._compiled import prange as _prange
 from ..exceptions import ConfigurationError
 
@@ -136,11 +137,7 @@ def _pair_sort_rows(x, out, x_bits, abs_max_bits, magnitude_mask, with_abs_max):
     half = width // 2
     for i in _prange(n):
         if with_abs_max:  # before the row is sorted (in place, ``x_bits`` sees ``out``)
-            top = x_bits[i, 0] & magnitude_mask
-            for j in range(1, width):
-                bits = x_bits[i, j] & magnitude_mask
-                top = bits if bits > top else top
-            abs_max_bits[i] = top
+            abs_max_bits[i] = _abs_max_bits(x_bits, i, width, magnitude_mask)
         for j in range(half):
             a = x[i, j]
             b = x[i, j + half]
@@ -170,13 +167,9 @@ def _pair_sort_grad_rows(x, grad, out):  # pragma: no cover - compiled by numba
 
 _PAIR_SORT = parallel_kernel(_pair_sort_rows)
 _PAIR_SORT_GRAD = parallel_kernel(_pair_sort_grad_rows)
-_BITS = {torch.float32: (np.int32, np.int32(0x7FFFFFFF)), torch.float64: (np.int64, np.int64(0x7FFFFFFFFFFFFFFF))}
-"""The signed integer type of each float width, and its mask of every bit but the sign."""
-
-
 def _pair_sort(x: np.ndarray, out: np.ndarray, abs_max: np.ndarray | None = None) -> None:
     """Run the compiled pair sort on 2-D arrays, with the row maxima of ``|x|`` into ``abs_max`` if given."""
-    int_type, mask = _BITS[torch.float32 if x.dtype == np.float32 else torch.float64]
+    int_type, mask = magnitude_bits(x.dtype)
     maxima = (np.empty(0, dtype=int_type) if abs_max is None else abs_max.view(int_type))
     _PAIR_SORT(x, out, x.view(int_type), maxima, mask, abs_max is not None)
 

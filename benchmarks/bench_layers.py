@@ -28,6 +28,12 @@ per step of that round is recorded. The reported figure is the median over round
 is relative to the plain MLP's median from the same run. Peer libraries are optional (the
 ``bench`` extra); a missing one gives a "not installed" row.
 
+Every model runs with glibc's malloc thresholds of the ``lipsurrogate`` command
+(:mod:`lipsurrogate._allocator`), which ``fit`` trains under; ``--default-malloc`` keeps glibc's
+own. With those, each 2 MiB activation or gradient of a step is a fresh ``mmap`` whose pages the
+kernel zeroes on first touch, which costs every model the same few hundred microseconds per
+layer and hides the differences between them.
+
 Usage
 -----
 ::
@@ -57,6 +63,7 @@ from _markdown import write
 from torch import nn
 
 import lipsurrogate
+from lipsurrogate._allocator import tune_malloc
 from lipsurrogate._compiled import flag_off
 from lipsurrogate.nn import GroupSort, LipschitzMLP, activations, project_weights_
 
@@ -275,7 +282,7 @@ def format_table(cases: list[BenchCase]) -> str:
     return "\n".join(lines)
 
 
-def format_report(table: str, n_rounds: int, steps_per_round: int, command: str) -> str:
+def format_report(table: str, n_rounds: int, steps_per_round: int, command: str, malloc: str = "glibc defaults") -> str:
     """Return the Markdown file content: context, method and the table."""
     uname = platform.uname()
     peer_versions = []
@@ -297,7 +304,7 @@ def format_report(table: str, n_rounds: int, steps_per_round: int, command: str)
             f"- python {platform.python_version()}, {uname.system} {uname.release}, "
             f"{uname.machine}, processor: {platform.processor() or 'unknown'}, "
             f"CPUs: {os.cpu_count()}",
-            f"- torch threads: {torch.get_num_threads()} (default)",
+            f"- torch threads: {torch.get_num_threads()} (default); malloc thresholds: {malloc}",
             f"- workload: {IN_FEATURES} -> {DEPTH} x {WIDTH} -> {OUT_FEATURES}, batch "
             f"{BATCH_SIZE}, MSE on random data, Adam (lr {LEARNING_RATE}); one step = forward + "
             "backward + optimizer step (+ projection where noted)",
@@ -320,7 +327,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--out", type=Path, default=DEFAULT_OUT, help=f"report file (default {DEFAULT_OUT})"
     )
+    parser.add_argument("--default-malloc", action="store_true", help="keep glibc's own malloc thresholds")
     args = parser.parse_args(argv)
+    malloc = "glibc defaults" if args.default_malloc or not tune_malloc() else "tuned (lipsurrogate._allocator)"
     n_rounds = args.rounds or (2 if args.quick else 9)
     steps_per_round = args.steps or (5 if args.quick else 20)
     cli_args = sys.argv[1:] if argv is None else argv
@@ -332,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
     benchmark(cases, n_rounds, steps_per_round)
     table = format_table(cases)
     print(table)
-    write(args.out, format_report(table, n_rounds, steps_per_round, command))
+    write(args.out, format_report(table, n_rounds, steps_per_round, command, malloc))
 
 
 if __name__ == "__main__":

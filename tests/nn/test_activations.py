@@ -92,13 +92,16 @@ def test_exact_writes_into_out_the_same_values(group_size):
 
 @pytest.mark.skipif(not activations.USE_COMPILED, reason="numba is not installed (the torch path is tested above)")
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_compiled_pair_layer_equals_the_torch_path_bit_for_bit(dtype, torch_gen):
+@pytest.mark.parametrize("half", [6, 37])  # 37: vectorised loop bodies and their remainders
+def test_compiled_pair_layer_equals_the_torch_path_bit_for_bit(dtype, half, torch_gen):
     """Note [compiled pair layer]: same forward values (ties, infinities and NaN included) and the
     gradient routed to the winner exactly, in both dtypes and for inputs of any leading shape."""
-    x = torch.randn(6, 5, 12, generator=torch_gen, dtype=dtype)
-    x[0, 0, :6] = x[0, 0, 6:]  # ties
-    x[1, 0, 0], x[1, 0, 6], x[1, 1, 1], x[1, 2, 8] = float("inf"), -float("inf"), float("nan"), float("nan")
-    g = torch.randn(6, 5, 12, generator=torch_gen, dtype=dtype)
+    x = torch.randn(6, 5, 2 * half, generator=torch_gen, dtype=dtype)
+    x[0, 0, :half] = x[0, 0, half:]  # ties
+    x[0, 1, 0], x[0, 1, half] = -0.0, 0.0  # a tie of signed zeros (equal values; the signs may differ)
+    x[1, 0, 0], x[1, 0, half], x[1, 1, 1], x[1, 2, half + 2] = float("inf"), -float("inf"), float("nan"), float("nan")
+    x[2, 3, half - 1] = float("nan")  # the last pair (a loop's remainder)
+    g = torch.randn(6, 5, 2 * half, generator=torch_gen, dtype=dtype)
     results = {}
     for compiled in (True, False):
         z = x.clone().requires_grad_()

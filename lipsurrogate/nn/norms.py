@@ -55,6 +55,7 @@ from torch.nn.utils import parametrize
 
 from .._validation import positive_float
 from ..exceptions import ConfigurationError
+from ._fused_norms import can_fuse, fused_line_l1_scale
 
 __all__ = [
     "NORM_KINDS",
@@ -154,6 +155,8 @@ class ColumnL1Norm(OperatorNormConstraint):
     kind = "l1-column"
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if can_fuse(weight):  # training: one compiled pass each way (lipsurrogate.nn._fused_norms)
+            return fused_line_l1_scale(weight, 0, self._target())
         norms = weight.double().abs().sum(dim=0, keepdim=True)
         return self._scale(weight, norms, self._target())
 
@@ -164,6 +167,8 @@ class RowLinfNorm(OperatorNormConstraint):
     kind = "linf-row"
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        if can_fuse(weight):  # training: one compiled pass each way (lipsurrogate.nn._fused_norms)
+            return fused_line_l1_scale(weight, 1, self._target())
         norms = weight.double().abs().sum(dim=1, keepdim=True)
         return self._scale(weight, norms, self._target())
 

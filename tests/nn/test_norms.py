@@ -1,3 +1,5 @@
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -164,3 +166,112 @@ def test_column_max_norm_bounds_l1_to_linf(torch_gen):
 
     out = ColumnMaxNorm(0.5)(_big_weight(torch_gen))
     assert out.double().abs().max() <= 0.5
+
+
+# --- the compiled training pass of the column and row norms (lipsurrogate.nn._fused_norms) ---
+
+from lipsurrogate._compiled import flag_off  # noqa: E402
+from lipsurrogate.nn import _fused_norms  # noqa: E402
+
+needs_fused = pytest.mark.skipif(not _fused_norms.USE_FUSED, reason="numba is not installed (the torch formula is tested above)")
+
+
+def _line_weight(gen, shape):
+    """Lines above and below the bound, an exact zero (sgn 0) and a line of one large entry."""
+    w = torch.randn(*shape, generator=gen) * 0.3
+    w[:, 0] *= 40
+    w[0, :] *= 40
+    w[-1, -1] = 0.0
+    return w
+
+
+def _analytic_gradient(w: torch.Tensor, g: torch.Tensor, axis: int, target: float) -> torch.Tensor:
+    """The module docstring's gradient in float64 from its definition (not through autograd)."""
+    w64, g64 = w.double(), g.double()
+    n = w64.abs().sum(dim=axis, keepdim=True)
+    q = n / target
+    f = 1.0 / torch.clamp(q, min=1.0)
+    s = (g64 * w64).sum(dim=axis, keepdim=True)
+    d = torch.where(q >= 1.0, -s * f * f / target, torch.zeros_like(s))
+    return g64 * f + torch.sign(w64) * d
+
+
+@needs_fused
+@pytest.mark.parametrize("constraint, axis, shape", [(ColumnL1Norm(0.9), 0, (33, 20)), (RowLinfNorm(0.9), 1, (20, 33)),
+                                                    (ColumnL1Norm(1.3), 0, (1, 7)), (RowLinfNorm(0.5), 1, (7, 1))])
+def test_fused_training_pass_gives_the_torch_weight_and_the_analytic_gradient(constraint, axis, shape, torch_gen):
+    """Training takes one compiled pass each way: the weight is the torch formula's (the same bits
+    here, where every float64 line sum is exact), the constraint holds exactly, and the gradient is
+    d(W f(n))/dW within float32 rounding of the float64 derivative."""
+    w = _line_weight(torch_gen, shape).requires_grad_()
+    g = torch.randn(*shape, generator=torch_gen)
+    out = constraint(w)
+    assert type(out.grad_fn).__name__ == "_LineL1ScaleBackward"  # the compiled pass ran
+    with torch.no_grad():
+        reference = constraint(w)  # evaluation: the torch formula
+    assert torch.equal(out, reference)
+    assert torch.all(out.detach().double().abs().sum(dim=axis) <= constraint.max_norm)
+    (grad,) = torch.autograd.grad(out, w, g)
+    expected = _analytic_gradient(w.detach(), g, axis, constraint._target())
+    torch.testing.assert_close(grad.double(), expected, rtol=0, atol=4e-7 * expected.abs().max().item())
+    with flag_off(_fused_norms, "USE_FUSED"):
+        (grad_torch,) = torch.autograd.grad(constraint(w), w, g)
+    torch.testing.assert_close(grad, grad_torch, rtol=0, atol=4e-7 * grad_torch.abs().max().item())
+
+
+@needs_fused
+def test_fused_pass_serves_training_only(torch_gen):
+    """Evaluation, float64 weights and weights without gradient take the torch formula."""
+    constraint = ColumnL1Norm(0.8)
+    w = _line_weight(torch_gen, (6, 5))
+    assert constraint(w).grad_fn is None
+    assert type(constraint(w.double().requires_grad_()).grad_fn).__name__ != "_LineL1ScaleBackward"
+    with torch.no_grad():
+        assert not _fused_norms.can_fuse(w.requires_grad_())
+    assert _fused_norms.can_fuse(w)
+
+
+@needs_fused
+def test_fused_pass_can_be_differentiated_twice(torch_gen):
+    """Note [double backward]: a gradient taken with create_graph=True follows the torch formula,
+    so that it can be differentiated again (second derivatives as the torch formula's)."""
+    constraint = RowLinfNorm(0.7)
+    w = _line_weight(torch_gen, (5, 6)).requires_grad_()
+    x = torch.randn(6, generator=torch_gen)
+    (first,) = torch.autograd.grad((constraint(w) @ x).pow(2).sum(), w, create_graph=True)
+    (second,) = torch.autograd.grad(first.pow(2).sum(), w)
+    with flag_off(_fused_norms, "USE_FUSED"):
+        (first_t,) = torch.autograd.grad((constraint(w) @ x).pow(2).sum(), w, create_graph=True)
+        (second_t,) = torch.autograd.grad(first_t.pow(2).sum(), w)
+    torch.testing.assert_close(first, first_t, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(second, second_t, rtol=1e-4, atol=1e-5)
+
+
+@needs_fused
+def test_fused_pass_trains_a_network_as_the_torch_formula_does_within_its_bound(torch_gen):
+    """Adam steps through the compiled pass from the same start as through the torch formula: the
+    same losses up to rounding, and every column sum at most the per-layer bound (exactly)."""
+    from lipsurrogate.nn import LipschitzMLP
+
+    x = torch.randn(256, 2, generator=torch_gen)
+    y = x[:, :1].sin() + 0.5 * x[:, 1:].abs()
+    histories = {}
+    for fused in (True, False):
+        model = LipschitzMLP(2, 1, [16, 16], norm="l1-column", lipschitz=2.0, seed=0)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        losses = []
+        with contextlib.nullcontext() if fused else flag_off(_fused_norms, "USE_FUSED"):
+            for _ in range(60):
+                opt.zero_grad()
+                loss = (model(x) - y).pow(2).mean()
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+        histories[fused] = losses
+        with torch.no_grad():
+            for layer in model.modules():
+                constraint = weight_constraint(layer)
+                if constraint is not None:
+                    assert torch.all(layer.weight.double().abs().sum(dim=0) <= constraint.max_norm)
+    assert histories[True][-1] < 0.2 * histories[True][0]
+    np.testing.assert_allclose(histories[True], histories[False], rtol=1e-3)

@@ -36,9 +36,10 @@ Note [what is the same and what is not]
     in a cascade, here in order, and a float64 sum of float32 magnitudes is exact (so the same in
     any order) only while a line's magnitudes span fewer than about 22 binades. The gradient's
     :math:`s_k` is summed here in float64 (autograd: float32). So the compiled path serves only
-    **training** (gradients enabled, a float32 CPU weight that requires a gradient); every
-    evaluation, the certificate, projection and export compute the weight with the torch formula,
-    exactly as before. A trained network is then a (very slightly) different network than the torch
+    **training** (a constraint module in training mode, gradients enabled, a float32 CPU weight that
+    requires a gradient); every evaluation (evaluation mode or no gradient), the certificate
+    (:func:`~lipsurrogate.bounds.extract_chain` reads the weights in evaluation mode without
+    gradients), projection and export compute the weight with the torch formula, exactly as before. A trained network is then a (very slightly) different network than the torch
     formula would have trained, and it is certified as always from its own weights.
 Note [double backward]
     Where a gradient is itself differentiated (``create_graph=True`` through this node), the

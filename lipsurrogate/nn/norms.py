@@ -155,7 +155,7 @@ class ColumnL1Norm(OperatorNormConstraint):
     kind = "l1-column"
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if can_fuse(weight):  # training: one compiled pass each way (lipsurrogate.nn._fused_norms)
+        if self.training and can_fuse(weight):  # training: one compiled pass each way (nn._fused_norms)
             return fused_line_l1_scale(weight, 0, self._target())
         norms = weight.double().abs().sum(dim=0, keepdim=True)
         return self._scale(weight, norms, self._target())
@@ -167,7 +167,7 @@ class RowLinfNorm(OperatorNormConstraint):
     kind = "linf-row"
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
-        if can_fuse(weight):  # training: one compiled pass each way (lipsurrogate.nn._fused_norms)
+        if self.training and can_fuse(weight):  # training: one compiled pass each way (nn._fused_norms)
             return fused_line_l1_scale(weight, 1, self._target())
         norms = weight.double().abs().sum(dim=1, keepdim=True)
         return self._scale(weight, norms, self._target())
@@ -333,7 +333,8 @@ def lipschitz_norm(
     )
     constraint.to(module.weight.device)
     if enforce == "reparametrize":
-        parametrize.register_parametrization(module, "weight", constraint)
+        with torch.no_grad():  # the registration's trial evaluation needs no graph (nor the training pass)
+            parametrize.register_parametrization(module, "weight", constraint)
     else:
         if not constraint.idempotent:
             raise ConfigurationError(

@@ -221,10 +221,14 @@ def test_fused_training_pass_gives_the_torch_weight_and_the_analytic_gradient(co
 
 @needs_fused
 def test_fused_pass_serves_training_only(torch_gen):
-    """Evaluation, float64 weights and weights without gradient take the torch formula."""
+    """Evaluation mode, float64 weights and weights without gradient take the torch formula."""
     constraint = ColumnL1Norm(0.8)
     w = _line_weight(torch_gen, (6, 5))
     assert constraint(w).grad_fn is None
+    w_grad = w.clone().requires_grad_()
+    assert type(constraint(w_grad).grad_fn).__name__ == "_LineL1ScaleBackward"
+    assert type(constraint.eval()(w_grad).grad_fn).__name__ != "_LineL1ScaleBackward"
+    constraint.train()
     assert type(constraint(w.double().requires_grad_()).grad_fn).__name__ != "_LineL1ScaleBackward"
     with torch.no_grad():
         assert not _fused_norms.can_fuse(w.requires_grad_())
@@ -261,6 +265,8 @@ def test_fused_pass_trains_a_network_as_the_torch_formula_does_within_its_bound(
         opt = torch.optim.Adam(model.parameters(), lr=1e-2)
         losses = []
         with contextlib.nullcontext() if fused else flag_off(_fused_norms, "USE_FUSED"):
+            took = type(model.linears[1].weight.grad_fn).__name__
+            assert (took == "_LineL1ScaleBackward") == fused
             for _ in range(60):
                 opt.zero_grad()
                 loss = (model(x) - y).pow(2).mean()

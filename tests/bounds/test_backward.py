@@ -230,3 +230,72 @@ def test_certify_uses_the_backward_bounds_on_its_blocks(rng):
     assert np.all(err <= after[locate_cells(pts, tight.cells.edges)])
     refined = certify(model, ref, **kwargs, refine_budget=5000)
     assert refined.bound <= tight.bound
+
+
+def _relax_reference(y, q_lower, q_upper, e_lower, e_upper, dz, rows, d):
+    """The compiled relaxation step as it was written before stop 36: one scalar loop with branches
+    and running sums (Python's min/max pick the first argument on ties and NaN as numba's do)."""
+    U, TINY = 2.0**-53, 1e-300  # noqa: N806
+    s_count, n, w = y.shape
+    h = w // 2
+    c, terms, c_rows = np.empty_like(y), np.zeros((s_count, n)), np.zeros((s_count, n))
+    nmin = lambda a, b: b if b < a else a  # noqa: E731 - numba's builtin min
+    nmax = lambda a, b: b if b > a else a  # noqa: E731
+    for sk in range(s_count):
+        k = sk % d
+        for i in range(n):
+            acc_mu = acc_err = acc_rows = 0.0
+            for j in range(h):
+                alpha, beta = y[sk, i, j], y[sk, i, j + h]
+                g = beta - alpha
+                el, eu = e_lower[k, i, j], e_upper[k, i, j]
+                p1, p2 = g * el, g * eu
+                eta = 3 * U * abs(g) * nmax(abs(el), abs(eu)) + TINY
+                yl, yu = nmin(p1, p2) - eta, nmax(p1, p2) + eta
+                if q_lower[i, j] >= 0:
+                    lam, mu = 1.0, 0.0
+                elif q_upper[i, j] <= 0:
+                    lam, mu = 0.0, 0.0
+                else:
+                    if yl >= 0:
+                        lam = 1.0
+                    elif yu <= 0:
+                        lam = 0.0
+                    else:
+                        span = yu - yl
+                        lam = nmin(nmax(yu / (span if span > 0 else 1.0), 0.0), 1.0)
+                    mu = nmax(0.0, nmax(-lam * yl, (1 - lam) * yu)) * (1 + 4 * U)
+                lg = lam * g
+                ca, cb = alpha + lg, beta - lg
+                c[sk, i, j], c[sk, i, j + h] = ca, cb
+                err = 4 * U * (abs(alpha) + abs(beta) + 2 * abs(lg))
+                acc_mu += mu
+                acc_err += err * (dz[k, j] + dz[k, j + h])
+                acc_rows += abs(ca) * rows[j, k] + abs(cb) * rows[j + h, k]
+            terms[sk, i] = acc_mu + acc_err
+            c_rows[sk, i] = acc_rows
+    return c, terms, c_rows
+
+
+@pytest.mark.skipif(not backward.ENABLED, reason="numba is not installed (the numpy step is tested above)")
+def test_compiled_relaxation_step_equals_its_scalar_definition_bit_for_bit(rng):
+    """Note [selects, then sums in order]: the vectorised kernel gives the same bits as the scalar
+    loop with branches, on pairs decided either way (exactly at 0 too), intervals of e on either
+    side of 0, g = 0, an empty e interval and a NaN."""
+    d, n, w = 3, 9, 22
+    h = w // 2
+    y = rng.standard_normal((2 * d, n, w))
+    q_lower = rng.standard_normal((n, h))
+    q_upper = q_lower + np.abs(rng.standard_normal((n, h))) * rng.choice([0.1, 3.0], (n, h))
+    q_lower[0, :3], q_upper[1, :3] = 0.0, 0.0  # exactly on the decisions
+    e_lower = rng.standard_normal((d, n, h)) * rng.choice([0.0, 1.0], (d, n, h))
+    e_upper = e_lower + np.abs(rng.standard_normal((d, n, h))) * rng.choice([0.0, 0.2, 5.0], (d, n, h))
+    e_lower[:, 2, :2], e_upper[:, 2, :2] = -0.0, 0.0
+    y[:, 3, :4] = y[:, 3, h:h + 4]  # g = 0
+    y[1, 4, 5] = np.nan
+    dz = np.abs(rng.standard_normal((d, w)))
+    rows = np.abs(rng.standard_normal((w, d)))
+    expected = _relax_reference(y, q_lower, q_upper, e_lower, e_upper, dz, rows, d)
+    got = backward._relax_kernel(y, q_lower, q_upper, e_lower, e_upper, dz, np.ascontiguousarray(rows.T), d)
+    for a, b in zip(got, expected):
+        assert np.array_equal(a.view(np.int64), b.view(np.int64))

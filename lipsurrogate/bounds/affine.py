@@ -51,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .. import _gemm as gemm
 from ..exceptions import CertificationError
 from ..nn.activations import GroupSort
 from . import _pair_kernel
@@ -369,10 +370,14 @@ def _forms(model, chain, xc, s, dtype=torch.float64, fused=True, record: dict | 
     for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
         gamma = (w.shape[1] + 2) * u
         rows = _up(np.abs(w).sum(axis=1), dtype)  # bounds |W_o.| . |v| <= rows_o max|v|
-        wt, awt, bt, ab = _t(w.T, dtype), _t(np.abs(w).T, dtype), _t(b, dtype), _up(np.abs(b), dtype)
-        P = (P.reshape(-1, P.shape[-1]) @ wt).reshape(n, a_rows, a_rows, -1)
+        bt, ab = _t(b, dtype), _up(np.abs(b), dtype)
+        if dtype == torch.float32:  # oneDNN where torch has it (lipsurrogate._gemm): any summation order is covered
+            P = gemm.linear(P.reshape(-1, P.shape[-1]), _t(w, dtype)).reshape(n, a_rows, a_rows, -1)
+            R = gemm.linear(R.reshape(-1, R.shape[-1]), _t(np.abs(w), dtype)).reshape(n, a_rows, -1) * (1 + 2 * gamma)
+        else:
+            P = (P.reshape(-1, P.shape[-1]) @ _t(w.T, dtype)).reshape(n, a_rows, a_rows, -1)
+            R = (R.reshape(-1, R.shape[-1]) @ _t(np.abs(w).T, dtype)).reshape(n, a_rows, -1) * (1 + 2 * gamma)
         P[:, 0, 0] += bt
-        R = (R.reshape(-1, R.shape[-1]) @ awt).reshape(n, a_rows, -1) * (1 + 2 * gamma)
         R = R + (gamma * slack + u_conv * (slack + r_max) * (1 + 2 * gamma))[..., None] * rows + tiny
         R[:, 0] += (gamma + 2 * u_conv) * ab
         if i == n_layers - 1:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .._repeated_rows import runs_of_equal_rows
+from .._repeated_rows import rowwise_products, runs_of_equal_rows
 from ..exceptions import CertificationError
 from ..nn.activations import GroupSort
 from . import _interval_kernel
@@ -148,8 +148,11 @@ def _wave_intervals(feats, xc: np.ndarray, xr: np.ndarray):
     d = xc.shape[1]
     freq = feats.frequencies.double().numpy()  # (waves, d)
     gamma = (d + 2) * 2.0**-53  # rounding of the d-term phase dot products
-    pc = xc @ freq.T
-    pr = (xr @ np.abs(freq).T) * (1 + 2 * gamma) + gamma * (np.abs(xc) @ np.abs(freq).T) + 1e-300
+    # summed over the inputs in order, row by row: a row's intervals are the same in any table
+    # (Note [repeated periodic coordinates] of FourierFeatures)
+    abs_freq = np.abs(freq)
+    pc = rowwise_products(xc, freq)
+    pr = rowwise_products(xr, abs_freq) * (1 + 2 * gamma) + gamma * rowwise_products(np.abs(xc), abs_freq) + 1e-300
     cos_lo, cos_hi = cos_range(pc, pr)
     sin_lo, sin_hi = cos_range(pc - np.pi / 2, pr)
     # d cos(p)/dx_k = -sin(p) w_k ; d sin(p)/dx_k = cos(p) w_k; derivatives are stored (n, k, unit)

@@ -24,7 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from .._repeated_rows import runs_of_equal_rows
+from .._repeated_rows import rowwise_products, runs_of_equal_rows
 from .._validation import positive_float, positive_int
 from ..exceptions import ConfigurationError
 from .mlp import LipschitzMLP
@@ -110,10 +110,12 @@ class FourierFeatures(nn.Module):
             a grid in C order with the periodic axes first (the certificate's vertices: 33 times
             steps per (x, y) on heat2d's grid), consecutive rows repeat the same periodic
             coordinates, and the waves are computed once per run of equal rows and copied to the
-            run: the same operations on the same numbers, so the same values and bounds (a
-            table of fewer than 64 rows is not used: BLAS's small-matrix kernels sum in another
-            order, which the bound allows, but the bits would change with the blocking). Where the
-            rows do not repeat, or an input is not finite (0 * inf is NaN), every row is computed.
+            run: the same operations on the same numbers, so the same values and bounds. The
+            phases are summed over the inputs in order, row by row, not by a BLAS product, whose
+            order of summation may depend on the number of rows (it does on this project's AMD
+            machines, between 187 and 1,683 rows; until stop 36 the phases were a BLAS product and
+            tables under 64 rows were not used). Where the rows do not repeat, or an input is not
+            finite (0 * inf is NaN), every row is computed.
         """
         u = 2.0**-53
         x = np.ascontiguousarray(x, dtype=np.float64)
@@ -147,13 +149,15 @@ class FourierFeatures(nn.Module):
         n_waves = len(freq)
         values_t, errors_t = torch.from_numpy(values), torch.from_numpy(errors)
         with torch.no_grad():
-            phase = x_t @ freq.T
+            # summed over the inputs in order, row by row (Note [repeated periodic coordinates])
+            freq_np = freq.numpy()
+            phase = torch.from_numpy(rowwise_products(x, freq_np))
+            reach = torch.from_numpy(rowwise_products(np.abs(x), np.abs(freq_np)))
             torch.cos(phase, out=values_t[:, :n_waves])
             torch.sin(phase, out=values_t[:, n_waves : 2 * n_waves])
             # the phase's bound (the factor 1.01 covers the rounding of the bound's own
             # arithmetic) with its 4u floor as before, plus 4u for cos and sin themselves: 8u
-            err = torch.addmm(torch.full((1,), 8 * u, dtype=torch.float64), x_t.abs(), freq.abs().T,
-                              alpha=(self.in_features + 1) * u * 1.01)
+            err = reach.mul_((self.in_features + 1) * u * 1.01).add_(8 * u)
             errors_t[:, :n_waves] = err
             errors_t[:, n_waves : 2 * n_waves] = err
 

@@ -1,4 +1,4 @@
-r"""The per-column and per-row :math:`\ell_1` constraints as one compiled pass each way, for training.
+r"""The per-column and per-row :math:`\ell_1` constraints with one compiled pass each way, for training.
 
 :class:`~lipsurrogate.nn.norms.ColumnL1Norm` (Eq. 2.8) and :class:`~lipsurrogate.nn.norms.RowLinfNorm`
 map a raw weight :math:`W` to :math:`W_{ij} f_k` with, for the column (``axis=0``, :math:`k = j`) or
@@ -12,35 +12,34 @@ row (``axis=1``, :math:`k = i`) :math:`k`,
 and the weight used is :math:`W_{ij} \cdot \mathrm{fl}_{32}(f_k)`. Through autograd that is about
 eight small tensor operations forward and twelve backward per layer, each a few microseconds of
 dispatch on a 128 x 128 matrix: about 0.1x a training step of a 4 x 128 network (issue 17).
-Here both passes are one compiled loop:
+Here the line sums stay torch's (one reduction each way) and everything else is one compiled loop:
 
-* **forward**: the same formula, with :math:`n_k` summed along the line in order;
-* **backward**, for an upstream gradient :math:`G`:
+* **forward**: :math:`n_k` by torch, then :math:`q_k`, :math:`f_k`, :math:`\mathrm{fl}_{32}(f_k)`
+  and the product, each number through the same operations as torch's;
+* **backward**, for an upstream gradient :math:`G`, with :math:`s_k = \sum_{\text{line } k} G_{ij}
+  W_{ij}` summed by torch in float32 as autograd sums it:
 
   .. math::
 
       \frac{\partial L}{\partial W_{ij}} = G_{ij}\, \mathrm{fl}_{32}(f_k)
-      + \mathrm{fl}_{32}\big(\operatorname{sgn}(W_{ij})\, d_k\big), \qquad
-      d_k = [q_k \ge 1]\; \frac{-s_k f_k^2}{c}, \qquad s_k = \sum_{\text{line } k} G_{ij} W_{ij},
+      + \mathrm{fl}_{32}\big(d_k \operatorname{sgn}(W_{ij})\big), \qquad
+      d_k = [q_k \ge 1]\; \frac{-s_k\, \mathrm{fl}(f_k^2)}{c},
 
   the derivative of :math:`W_{ij} f_k(n_k)` (:math:`\partial f_k / \partial n_k = -f_k^2 / c` where
   :math:`q_k > 1`, 0 where :math:`q_k < 1`; at :math:`q_k = 1` the subgradient of autograd's
-  ``clamp``, which passes the gradient there, and ``sgn(0) = 0`` as autograd's ``abs``).
+  ``clamp``, which passes the gradient there, and ``sgn(0) = 0`` as autograd's ``abs``), with
+  autograd's operations in autograd's order (``reciprocal``'s backward :math:`-g \cdot r^2`, then
+  ``clamp``'s, then the division's).
 
-Note [what is the same and what is not]
-    The *constraint* is unchanged: the weight is :math:`W f` with :math:`f` from float64 sums,
-    and the slack of :mod:`~lipsurrogate.nn.norms` (target :math:`c = \lambda (1 - 2^{-20})`)
-    absorbs any order of summation (:math:`n - 1` float64 additions of non-negative terms err by
-    at most :math:`(n - 1) 2^{-53}` relative, far below :math:`2^{-20}`). So whatever the order,
-    the weights used satisfy the bound. The *bits* can differ from the torch formula: torch sums
-    in a cascade, here in order, and a float64 sum of float32 magnitudes is exact (so the same in
-    any order) only while a line's magnitudes span fewer than about 22 binades. The gradient's
-    :math:`s_k` is summed here in float64 (autograd: float32). So the compiled path serves only
-    **training** (a constraint module in training mode, gradients enabled, a float32 CPU weight that
-    requires a gradient); every evaluation (evaluation mode or no gradient), the certificate
-    (:func:`~lipsurrogate.bounds.extract_chain` reads the weights in evaluation mode without
-    gradients), projection and export compute the weight with the torch formula, exactly as before. A trained network is then a (very slightly) different network than the torch
-    formula would have trained, and it is certified as always from its own weights.
+Note [the same bits as the torch formula]
+    Both passes give the torch formula's weights and gradients bit for bit (tested on lines whose
+    magnitudes span many binades): the reductions are torch's own, the elementwise steps are the
+    same IEEE operations in the same order (numba neither reassociates nor contracts into fused
+    multiply-adds), and the two gradient terms are added once in float32, as autograd adds its
+    two contributions. So training through this pass trains the same network. It still serves
+    only **training** (a constraint module in training mode, gradients enabled, a float32 CPU
+    weight that requires a gradient); evaluation, projection, export and the certificate take the
+    torch formula.
 Note [double backward]
     Where a gradient is itself differentiated (``create_graph=True`` through this node), the
     backward pass takes the torch formula (:func:`_torch_backward`), which autograd can follow.
@@ -59,17 +58,11 @@ USE_FUSED = HAVE_NUMBA
 """Whether training takes the compiled pass where it can (switch off to compare with the torch formula)."""
 
 
-def _forward_py(weight, axis, target, out, norms, factor, factor32):  # pragma: no cover - compiled by numba
-    """``out = weight * factor32`` with ``factor[k] = 1 / max(1, norms[k] / target)``, ``factor32`` its
-    float32 rounding and ``norms[k]`` the float64 absolute sum of line ``k`` (column for ``axis=0``,
-    row for ``axis=1``)."""
+def _forward_py(weight, axis, target, norms, out, factor, factor32):  # pragma: no cover - compiled by numba
+    """``out = weight * factor32`` with ``factor[k] = 1 / max(1, norms[k] / target)`` and ``factor32``
+    its float32 rounding, for the line norms ``norms`` (column for ``axis=0``, row for ``axis=1``):
+    torch's operations on each number (``/``, ``clamp``, ``reciprocal``, ``to(float32)``, ``*``)."""
     rows, cols = weight.shape
-    for k in range(norms.shape[0]):
-        norms[k] = 0.0
-    for i in range(rows):
-        for j in range(cols):
-            k = j if axis == 0 else i
-            norms[k] += abs(np.float64(weight[i, j]))
     for k in range(norms.shape[0]):
         q = norms[k] / target
         factor[k] = 1.0 / (1.0 if q < 1.0 else q)  # a NaN stays NaN, as torch.clamp keeps it
@@ -80,24 +73,20 @@ def _forward_py(weight, axis, target, out, norms, factor, factor32):  # pragma: 
             out[i, j] = weight[i, j] * factor32[k]  # a float32 product, as torch's
 
 
-def _backward_py(weight, grad, axis, target, norms, factor, factor32, sums, out):  # pragma: no cover
-    """The gradient of the module docstring into ``out`` (``sums``: scratch of one float64 per line)."""
+def _backward_py(weight, grad, axis, target, norms, factor, factor32, sums32, out):  # pragma: no cover
+    """The gradient of the module docstring into ``out``, given ``sums32[k]``, torch's float32 sum of
+    ``grad * weight`` along line ``k``: autograd's operations on each number, in its order."""
     rows, cols = weight.shape
-    for k in range(sums.shape[0]):
-        sums[k] = 0.0
-    for i in range(rows):
-        for j in range(cols):
-            k = j if axis == 0 else i
-            sums[k] += np.float64(grad[i, j]) * np.float64(weight[i, j])
-    for k in range(sums.shape[0]):
-        passes = norms[k] / target >= 1.0
-        sums[k] = (-sums[k] * (factor[k] * factor[k])) / target if passes else 0.0
+    d = np.empty(norms.shape[0])
+    for k in range(norms.shape[0]):
+        passes = norms[k] / target >= 1.0  # clamp's backward: the gradient passes where q >= 1
+        d[k] = ((-np.float64(sums32[k])) * (factor[k] * factor[k])) / target if passes else 0.0
     for i in range(rows):
         for j in range(cols):
             k = j if axis == 0 else i
             w = weight[i, j]
             sign = 1.0 if w > 0 else (-1.0 if w < 0 else 0.0)
-            out[i, j] = grad[i, j] * factor32[k] + np.float32(sign * sums[k])
+            out[i, j] = grad[i, j] * factor32[k] + np.float32(d[k] * sign)
 
 
 if HAVE_NUMBA:
@@ -117,16 +106,17 @@ def can_fuse(weight: torch.Tensor) -> bool:
 
 
 class _LineL1Scale(torch.autograd.Function):
-    """``weight * fl32(1 / max(1, n / target))`` per column (``axis=0``) or row (``axis=1``), one
-    compiled pass each way (module docstring)."""
+    """``weight * fl32(1 / max(1, n / target))`` per column (``axis=0``) or row (``axis=1``): the
+    line sums by torch, everything else in one compiled pass each way (module docstring)."""
 
     @staticmethod
     def forward(ctx, weight: torch.Tensor, axis: int, target: float) -> torch.Tensor:
         w = weight.detach().contiguous()
-        lines = w.shape[1 - axis]
-        norms, factor, factor32 = np.empty(lines), np.empty(lines), np.empty(lines, dtype=np.float32)
+        norms = w.double().abs().sum(dim=axis).numpy()  # torch's sums: the torch formula's bits
+        lines = len(norms)
+        factor, factor32 = np.empty(lines), np.empty(lines, dtype=np.float32)
         out = torch.empty_like(w)
-        _forward(w.numpy(), axis, target, out.numpy(), norms, factor, factor32)
+        _forward(w.numpy(), axis, target, norms, out.numpy(), factor, factor32)
         ctx.save_for_backward(weight)
         ctx.axis, ctx.target, ctx.arrays = axis, target, (norms, factor, factor32)
         return out
@@ -139,8 +129,9 @@ class _LineL1Scale(torch.autograd.Function):
             return _torch_backward(weight, grad, ctx.axis, ctx.target), None, None
         w = weight.detach().contiguous()
         g = grad.contiguous()
+        sums32 = (g * w).sum(dim=ctx.axis).numpy()  # autograd's float32 sums for the factor's gradient
         out = torch.empty_like(w)
-        _backward(w.numpy(), g.numpy(), ctx.axis, ctx.target, norms, factor, factor32, np.empty(len(norms)), out.numpy())
+        _backward(w.numpy(), g.numpy(), ctx.axis, ctx.target, norms, factor, factor32, sums32, out.numpy())
         return out, None, None
 
 

@@ -5,8 +5,8 @@ torch's CPU build ships two libraries that multiply float32 matrices: its BLAS (
 project's machines (AMD EPYC, AVX-512, 2 cores) oneDNN is much faster for the shapes that matter
 here: alone, a product of the certificate's forms (32,768 x 128 times 128 x 128) in about half
 the time; inside a whole heat2d certificate, where the products share the memory bandwidth with the
-rest, the forms' products took 3.3 s against 4.0-5.5 s and the certificate 0.94x the time (three
-pairs of runs). Measured here both libraries give the same bits for the products with many output
+rest, the forms' products took 3.3-3.6 s against 4.0-5.5 s (two runs each) and the certificate
+0.94x the time (three pairs of runs). Measured here both libraries give the same bits for the products with many output
 columns (each output summed over the inner dimension in order), so the certificates computed here
 keep their bits, but nothing relies on it:
 
@@ -54,12 +54,13 @@ share of the time, and on this project's machines the wider products give the sa
 (tested), so certificates computed here keep their bits."""
 
 
-def _takes(a: torch.Tensor, weight: torch.Tensor) -> bool:
+def _takes(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> bool:
+    """Whether oneDNN takes the product: 2-D float32 CPU tensors without gradient, non-empty, with at
+    least :data:`MIN_OUTPUTS` output columns (and a float32 CPU bias, if any)."""
     return (onednn_available() and a.dim() == 2 and weight.dim() == 2 and weight.shape[0] >= MIN_OUTPUTS
-            and a.dtype == torch.float32
-            and weight.dtype == torch.float32 and a.device.type == "cpu" and weight.device.type == "cpu"
-            and a.shape[0] > 0 and a.shape[1] > 0 and weight.shape[0] > 0 and not a.requires_grad
-            and not weight.requires_grad)
+            and a.shape[0] > 0 and a.shape[1] > 0 and not a.requires_grad and not weight.requires_grad
+            and all(t.dtype == torch.float32 and t.device.type == "cpu"
+                    for t in ((a, weight) if bias is None else (a, weight, bias))))
 
 
 def linear(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -73,7 +74,7 @@ def linear(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = No
     heat2d network, with different bits; not adopted.)
     """
     global USE_ONEDNN
-    if _takes(a, weight) and (bias is None or (bias.dtype == torch.float32 and bias.device.type == "cpu")):
+    if _takes(a, weight, bias):
         b = None if bias is None else bias.contiguous()
         try:
             return _LINEAR_POINTWISE(a.contiguous(), weight.contiguous(), b, "none", [], "")

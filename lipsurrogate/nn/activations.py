@@ -57,8 +57,9 @@ class GroupSort(nn.Module):
         branches: which input of a pair wins is a coin toss on real data, and a branch on it
         mispredicts half the time and keeps the loop scalar. With selects the loops vectorise
         (stop 36): the backward kernel alone 40-49 us against 202 us, the forward 37 us against
-        42 us, the same values bit for bit; a ReLU network's training step against one with
-        GroupSort(2), under the command's malloc thresholds: 1.03x (1.20x with the branches).
+        42 us, the same values bit for bit. A GroupSort(2) network's training step against a ReLU
+        network's: 1.03x under the command's malloc thresholds, 1.07-1.09x under glibc's (1.20x
+        with the branches, under glibc's).
     Note [row maxima on the bits]
         The certificate's float64 evaluation also needs each row's ``max_j |x_ij|``. A float
         max-reduction does not vectorise (a NaN must win, and the compiler keeps the order of

@@ -145,7 +145,7 @@ class FourierFeatures(nn.Module):
         """The cos and sin columns of :meth:`evaluate_float64` at the rows of ``x``, written into
         the first ``2 * n_waves`` columns of ``values`` and ``errors``."""
         u = 2.0**-53
-        x_t, freq = torch.from_numpy(x), self.frequencies.double()
+        freq = self.frequencies.double()
         n_waves = len(freq)
         values_t, errors_t = torch.from_numpy(values), torch.from_numpy(errors)
         with torch.no_grad():

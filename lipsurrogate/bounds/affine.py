@@ -59,8 +59,8 @@ from . import backward as _backward
 from .backward import LayerRanges, TangentBounds, layer_ranges, tangent_bounds
 from .network import extract_chain
 
-__all__ = ["DerivativeForms", "box_centres", "error_slopes", "network_derivative_forms", "supports_backward",
-           "supports_forms"]
+__all__ = ["DerivativeForms", "box_centres", "error_slopes", "input_tangent_bound", "network_derivative_forms",
+           "supports_backward", "supports_forms"]
 
 _U = 2.0**-53
 _TINY = 1e-300
@@ -120,8 +120,9 @@ def supports_forms(model) -> bool:
             and (act is None or (isinstance(act, GroupSort) and act.group_size == 2) or type(act).__name__ == "ReLU"))
 
 
-def network_derivative_forms(model, centre: np.ndarray, half: np.ndarray, chunk: int = 2048,
-                             dtype: torch.dtype = torch.float32, with_backward: bool = False):
+def network_derivative_forms(model, centre: np.ndarray, half: np.ndarray, chunk: int = 2016,
+                             dtype: torch.dtype = torch.float32, with_backward: bool = False,
+                             domain: np.ndarray | None = None):
     r"""Certified affine forms of :math:`\partial f / \partial x_k` on the boxes :math:`|x - x_c| \le s`.
 
     Parameters
@@ -130,7 +131,9 @@ def network_derivative_forms(model, centre: np.ndarray, half: np.ndarray, chunk:
     centre, half : ndarray, shape (n, d)
         Box centres and half-widths (see :func:`box_centres`).
     chunk : int
-        Boxes per batch (memory is about ``chunk * width * d^2`` numbers per layer).
+        Boxes per batch (memory is about ``chunk * width * d^2`` numbers per layer); a multiple of
+        48 (:data:`~lipsurrogate.bounds.certifier.ROW_ALIGN`) keeps every box's numbers
+        independent of its place in the batch.
     dtype : torch.float32 or torch.float64
         Arithmetic of the propagation. Either is **certified**: every operation's rounding
         (unit roundoff :math:`2^{-24}` or :math:`2^{-53}`) and, in float32, the conversion of the
@@ -140,6 +143,11 @@ def network_derivative_forms(model, centre: np.ndarray, half: np.ndarray, chunk:
     with_backward : bool
         Also return the backward linear bounds of :mod:`~lipsurrogate.bounds.backward`, computed
         from this propagation's layer ranges (GroupSort(2) networks; ``None`` for others).
+    domain : array-like of shape (d, 2), optional
+        A box that holds every box (default: their hull). The backward bounds' rounding terms use
+        :func:`input_tangent_bound` over it, so with the same ``domain`` every box's forms and
+        bounds are the same whatever other boxes share the call (tested bit for bit): the
+        certifier can recompute any subset of its blocks and get the same numbers.
 
     Returns
     -------
@@ -157,6 +165,10 @@ def network_derivative_forms(model, centre: np.ndarray, half: np.ndarray, chunk:
     out_c, out_g, out_r = np.empty((n, d)), np.empty((n, d, d)), np.empty((n, d))
     chain = extract_chain(model)
     backward = with_backward and _backward.ACTIVE and _is_pair_chain(chain)
+    if backward and n:
+        if domain is None:
+            domain = np.stack([(centre - half).min(axis=0), (centre + half).max(axis=0)], 1)
+        bound = input_tangent_bound(model, chain, domain)
     tangent_parts = []
     for a in range(0, n, chunk):
         record = {} if backward else None
@@ -164,7 +176,7 @@ def network_derivative_forms(model, centre: np.ndarray, half: np.ndarray, chunk:
         c, g, r = _forms(model, chain, xc, s, dtype, record=record)
         out_c[a : a + chunk], out_g[a : a + chunk], out_r[a : a + chunk] = c, g, r
         if backward:
-            tangent_parts.append(tangent_bounds(chain.weights, record["layers"], record["inputs"], s))
+            tangent_parts.append(tangent_bounds(chain.weights, record["layers"], record["inputs"], s, bound))
     forms = DerivativeForms(out_c, out_g, out_r)
     if not with_backward:
         return forms
@@ -172,6 +184,20 @@ def network_derivative_forms(model, centre: np.ndarray, half: np.ndarray, chunk:
         return forms, None
     return forms, TangentBounds(*(np.concatenate([getattr(t, f) for t in tangent_parts])
                                   for f in ("lower_centre", "lower_slope", "upper_centre", "upper_slope")))
+
+
+def input_tangent_bound(model, chain, domain) -> np.ndarray:
+    r"""Certified bound on :math:`|\partial_k v_0(x)|` over ``domain`` (d, 2), shape (d, units of the first layer).
+
+    :math:`v_0` is the first layer's input (the Fourier features or the scaled inputs); the
+    bound comes from their certified derivative intervals over the whole box
+    (:func:`~lipsurrogate.bounds.local.input_intervals`), in the units' order of the forms.
+    """
+    from .local import input_intervals
+
+    domain = np.asarray(domain, dtype=np.float64)
+    _, _, dlo, dhi = input_intervals(model, chain, domain[None, :, 0], domain[None, :, 1])
+    return np.maximum(np.abs(dlo[0]), np.abs(dhi[0]))
 
 
 def supports_backward(model) -> bool:
@@ -197,7 +223,7 @@ def error_slopes(model, reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarr
     """
     centre, half = box_centres(lo, hi)
     if backward:
-        f, tangents = network_derivative_forms(model, centre, half, with_backward=True)
+        f, tangents = network_derivative_forms(model, centre, half, with_backward=True, domain=box)
     else:
         f, tangents = network_derivative_forms(model, centre, half), None
     u = reference_derivative_forms(reference, lo, hi, centre, half, box)

@@ -142,7 +142,7 @@ def _concretise(centre, slope, half, sign):
     return centre + sign * (reach + margin)
 
 
-def tangent_bounds(weights, records, inputs, half: np.ndarray) -> TangentBounds:
+def tangent_bounds(weights, records, inputs, half: np.ndarray, input_bound: np.ndarray | None = None) -> TangentBounds:
     r"""Backward linear bounds of every :math:`\partial_k f` of a GroupSort(2) chain on boxes.
 
     Parameters
@@ -156,6 +156,12 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray) -> TangentBounds:
         ``sigma[n, unit, k]`` (``affine._tangent_inputs``).
     half : ndarray, shape (n, d)
         Half-widths of the boxes.
+    input_bound : ndarray, shape (d, width of the first layer), optional
+        A certified bound on :math:`|\partial_k v_0|`, the input tangents' magnitudes, valid on
+        every box (e.g. over the whole certified domain:
+        :func:`~lipsurrogate.bounds.affine.input_tangent_bound`). It only scales the rounding
+        terms. With it, each box's bounds depend on that box alone, whatever else is in the batch;
+        without it, the largest magnitude of the batch's own forms is used.
 
     Returns
     -------
@@ -171,7 +177,12 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray) -> TangentBounds:
     abs_d = np.abs(D)
     h_reach = np.einsum("nwkj,nj->nwk", np.abs(H), half)  # |H_k| half per unit, box and input k
     feature_abs = abs_d + h_reach + sigma  # |dv_0| per input k
-    magnitudes = _tangent_magnitudes(weights, feature_abs.max(axis=0).T)  # (layers, d, w): |dz| bounds
+    if input_bound is None:
+        input_bound = feature_abs.max(axis=0).T
+    input_bound = np.asarray(input_bound, dtype=np.float64)
+    if input_bound.shape != (d, D.shape[1]):
+        raise ValueError(f"'input_bound' must have shape {(d, D.shape[1])}. Got {input_bound.shape}.")
+    magnitudes = _tangent_magnitudes(weights, input_bound)  # (layers, d, w): |dz| bounds
     y = np.stack([np.broadcast_to(sign * weights[-1][0], (d, n, weights[-1].shape[1])) for sign in (1.0, -1.0)])
     weights_t = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64)) for w in weights]
     const = np.zeros((2, d, n))
@@ -179,7 +190,7 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray) -> TangentBounds:
         r = records[i]
         h = r.q_lower.shape[1]
         w = weights[i]
-        below = magnitudes[i - 1] if i > 0 else feature_abs.max(axis=0).T  # (d, width of the layer below)
+        below = magnitudes[i - 1] if i > 0 else input_bound  # (d, width of the layer below)
         below = _pair_hull(below) if i > 0 else below
         rows = np.abs(w) @ below.T  # (w, d): bounds sum_j |W_oj| |dv_j| per output unit o and input k
         if ENABLED:

@@ -33,7 +33,7 @@ from ..nn.activations import GroupSort
 from . import _interval_kernel
 from .network import extract_chain
 
-__all__ = ["cos_range", "network_derivative_intervals", "network_intervals"]
+__all__ = ["cos_range", "input_intervals", "network_derivative_intervals", "network_intervals"]
 
 def cos_range(centre: np.ndarray, radius: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Exact range of :math:`\\cos` over :math:`[c - r, c + r]` (elementwise), slightly widened."""
@@ -73,43 +73,14 @@ def network_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> tuple
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
     d = lo.shape[1]
-    xc, xr = (lo + hi) / 2, (hi - lo) / 2
-
-    if getattr(model, "features", None) is not None:
-        feats = model.features
-        both = np.concatenate([xc, xr], axis=1)
-        runs = runs_of_equal_rows(both, list(feats.periodic) + [d + k for k in feats.periodic])
-        if runs is None:
-            wave_lo, wave_hi, wave_dlo, wave_dhi = _wave_intervals(feats, xc, xr)
-        else:  # Note [repeated periodic coordinates] of FourierFeatures: the waves once per run of boxes
-            starts, run = runs
-            wave_lo, wave_hi, wave_dlo, wave_dhi = (a[run] for a in _wave_intervals(feats, xc[starts], xr[starts]))
-        pas = feats.passthrough
-        off = feats.offset.double().numpy()[pas]
-        sc = feats.scale.double().numpy()[pas]
-        rest_c = (xc[:, pas] - off) * sc
-        rest_r = xr[:, pas] * np.abs(sc) * (1 + 4 * 2.0**-53) + 4 * 2.0**-53 * (np.abs(xc[:, pas]) + np.abs(off)) * np.abs(sc)
-        zlo = np.concatenate([wave_lo, rest_c - rest_r], 1)
-        zhi = np.concatenate([wave_hi, rest_c + rest_r], 1)
-        d_rest = np.zeros((len(xc), d, len(pas)))
-        for row, j in enumerate(pas):
-            d_rest[:, j, row] = sc[row]
-        dlo = np.concatenate([wave_dlo, d_rest], 2)
-        dhi = np.concatenate([wave_dhi, d_rest], 2)
-    else:
-        zc = (xc - chain.in_offset) * chain.in_scale
-        u = 2.0**-53
-        zr = xr * np.abs(chain.in_scale) * (1 + 4 * u) + 4 * u * (np.abs(xc) + np.abs(chain.in_offset)) * np.abs(chain.in_scale)
-        zlo, zhi = zc - zr, zc + zr
-        eye = np.broadcast_to(np.diag(chain.in_scale), (len(xc), d, d))  # [n, k, unit]: diagonal either way
-        dlo, dhi = eye.copy(), eye.copy()
+    zlo, zhi, dlo, dhi = input_intervals(model, chain, lo, hi)
 
     # the layer loop runs in torch (float64): multi-threaded BLAS and elementwise kernels. The
     # derivatives are stored (n, k, unit), units last, so each product with W is one matrix product
     # over n * d rows and the GroupSort halves are contiguous.
     t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
     zlo, zhi, dlo, dhi = t(zlo), t(zhi), t(dlo), t(dhi)
-    n = len(xc)
+    n = len(lo)
     n_layers = len(chain.weights)
     vc, vr, dc, dr, c_max, d_max = _centres_and_radii(zlo, zhi, dlo, dhi)
     # GroupSort(2) layers go through one compiled pass from the products to the next layer's
@@ -171,8 +142,54 @@ def _centres_and_radii(zlo, zhi, dlo, dhi):
     return vc, vr, dc, dr, vc.abs().amax(1, keepdim=True), dc.abs().amax(2, keepdim=True)
 
 
-def network_intervals(model, lo: np.ndarray, hi: np.ndarray, chunk: int = 8192) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`network_derivative_intervals` in chunks of ``chunk`` boxes (bounded memory), same result."""
+def input_intervals(model, chain, lo: np.ndarray, hi: np.ndarray):
+    """Certified intervals of the first layer's inputs and of their derivatives on the boxes ``[lo, hi]``.
+
+    Returns ``zlo, zhi`` (n, units) and ``dlo, dhi`` (n, d, units), units last: the Fourier
+    features' cos waves, sin waves and passed-through inputs, or the scaled inputs of a plain chain.
+    Each box's intervals depend on that box alone.
+    """
+    lo = np.asarray(lo, dtype=np.float64)
+    hi = np.asarray(hi, dtype=np.float64)
+    d = lo.shape[1]
+    xc, xr = (lo + hi) / 2, (hi - lo) / 2
+    if getattr(model, "features", None) is not None:
+        feats = model.features
+        both = np.concatenate([xc, xr], axis=1)
+        runs = runs_of_equal_rows(both, list(feats.periodic) + [d + k for k in feats.periodic])
+        if runs is None:
+            wave_lo, wave_hi, wave_dlo, wave_dhi = _wave_intervals(feats, xc, xr)
+        else:  # Note [repeated periodic coordinates] of FourierFeatures: the waves once per run of boxes
+            starts, run = runs
+            wave_lo, wave_hi, wave_dlo, wave_dhi = (a[run] for a in _wave_intervals(feats, xc[starts], xr[starts]))
+        pas = feats.passthrough
+        off = feats.offset.double().numpy()[pas]
+        sc = feats.scale.double().numpy()[pas]
+        rest_c = (xc[:, pas] - off) * sc
+        rest_r = xr[:, pas] * np.abs(sc) * (1 + 4 * 2.0**-53) + 4 * 2.0**-53 * (np.abs(xc[:, pas]) + np.abs(off)) * np.abs(sc)
+        zlo = np.concatenate([wave_lo, rest_c - rest_r], 1)
+        zhi = np.concatenate([wave_hi, rest_c + rest_r], 1)
+        d_rest = np.zeros((len(xc), d, len(pas)))
+        for row, j in enumerate(pas):
+            d_rest[:, j, row] = sc[row]
+        dlo = np.concatenate([wave_dlo, d_rest], 2)
+        dhi = np.concatenate([wave_dhi, d_rest], 2)
+    else:
+        zc = (xc - chain.in_offset) * chain.in_scale
+        u = 2.0**-53
+        zr = xr * np.abs(chain.in_scale) * (1 + 4 * u) + 4 * u * (np.abs(xc) + np.abs(chain.in_offset)) * np.abs(chain.in_scale)
+        zlo, zhi = zc - zr, zc + zr
+        eye = np.broadcast_to(np.diag(chain.in_scale), (len(xc), d, d))  # [n, k, unit]: diagonal either way
+        dlo, dhi = eye.copy(), eye.copy()
+
+    return zlo, zhi, dlo, dhi
+
+
+def network_intervals(model, lo: np.ndarray, hi: np.ndarray, chunk: int = 8160) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`network_derivative_intervals` in chunks of ``chunk`` boxes (bounded memory), same result.
+
+    ``chunk`` is a multiple of 48 (:data:`~lipsurrogate.bounds.certifier.ROW_ALIGN`), so that
+    a box's intervals do not depend on its place in the batch."""
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
     flo, fhi = np.empty_like(lo), np.empty_like(lo)

@@ -97,6 +97,9 @@ class TileResult:
         Cells with a bound above the candidate threshold: global multi-index (``index``, (n, d)),
         ``bound``, ``slope_lo`` and ``slope_hi`` ((n, d)); None when not asked for.
     seconds : dict
+    screened : (int, int) or None
+        Blocks that kept their screening ranges, and all blocks (Note [screened blocks]); None
+        when the tile did not screen.
     """
 
     start: tuple
@@ -109,17 +112,38 @@ class TileResult:
     floor: float
     candidates: dict | None = None
     seconds: dict = field(default_factory=dict)
+    screened: tuple | None = None
 
 
 @one_numpy_blas_thread  # also on Dask workers, which run this and not certify
 def certify_tile(job: dict, start: Sequence[int], stop: Sequence[int], candidate_floor: float | None) -> TileResult:
-    """Certify one tile (cells ``start <= i < stop``) of the grid that ``job`` describes.
+    r"""Certify one tile (cells ``start <= i < stop``) of the grid that ``job`` describes.
 
     ``job`` holds what every tile shares (see :func:`lipsurrogate.bounds.certifier.certify`):
     ``edges``, ``lipschitz``, ``errors`` (points -> (e, margin)), ``slopes`` ((lo, hi) of boxes ->
-    signed ranges, or None), ``steps`` (cells per block and axis). With ``candidate_floor`` not
-    None, the cells whose bound exceeds ``DOMINANCE * max(candidate_floor, tile floor)`` are
-    returned for refinement.
+    signed ranges, or None), ``steps`` (cells per block and axis), and optionally ``screen``
+    (cheaper, wider ranges than ``slopes``, or None). With ``candidate_floor`` not None, the cells
+    whose bound exceeds ``DOMINANCE * max(candidate_floor, tile floor)`` are returned for
+    refinement.
+
+    Note [screened blocks]
+        With ``screen``, every block first gets its ``screen`` ranges, and only the blocks that
+        hold a cell whose closed-form bound exceeds the threshold
+        :math:`\tau = 0.9 \max_v (|e_v| - m_v)` (over the tile's own vertices) get the ``slopes``
+        ranges. The others keep bounds at most :math:`\tau`: valid (any certified range gives a
+        valid bound), never candidates for refinement (whose threshold is 0.9 times a floor at
+        least as large), and never the maximum, since the maximum of valid bounds is at least the
+        true error's maximum, hence at least :math:`\max_v (|e_v| - m_v) > \tau` (when that is
+        positive). The threshold depends on the tile alone, so the result does not depend on the
+        order in which tiles finish.
+        A cell whose bound with the ``slopes`` ranges exceeds :math:`\tau` also exceeds it with
+        the wider ``screen`` ranges (the per-cell program's bound grows with the ranges; the
+        closed form is never below it), so its block is recomputed and it gets the same bound as
+        without screening, given that the ``slopes`` function computes each block's range from
+        that block alone (:func:`~lipsurrogate.bounds.certifier.certify` aligns the batches for
+        that). So the candidates for refinement, the largest bound, the pair and exact rungs of
+        the ladder and the refined bound are those of the unscreened tile; only cells below
+        :math:`\tau` keep wider (still certified) bounds. ``theory/cell-bounds.md`` section 16.
     """
     from .cells import cell_bounds
     from .refine import DOMINANCE, cell_slope_ranges
@@ -147,21 +171,35 @@ def certify_tile(job: dict, start: Sequence[int], stop: Sequence[int], candidate
     maxima = {"naive_global": float(global_cert.naive.max()), "pair_global": float(global_cert.closed_form.max()),
               "exact_global": global_cert.bound}
     local_cert = global_cert
+    floor = float(np.max(np.abs(e) - margin))
+    screened = None
     if job["slopes"] is not None:
         clock = time.perf_counter()
         lo, hi, block_shape = block_boxes(edges, steps)
-        ranges = []
-        for part in job["slopes"](lo, hi):
-            part = np.asarray(part, dtype=np.float64).reshape(*block_shape, d)
-            for axis, k in enumerate(steps):
-                part = np.repeat(part, k, axis=axis)
-            ranges.append(part)
-        local_cert = cell_bounds(e, edges, L, margin, check=False, local_slopes=tuple(ranges))
-        del ranges, lo, hi
+
+        def per_cell(ranges):
+            return cell_bounds(e, edges, L, margin, check=False, local_slopes=tuple(
+                _spread(np.asarray(part, dtype=np.float64).reshape(*block_shape, d), steps) for part in ranges))
+
+        if job.get("screen") is None:
+            local_cert = per_cell(job["slopes"](lo, hi))
+        else:  # Note [screened blocks]
+            coarse = [np.array(part, dtype=np.float64) for part in job["screen"](lo, hi)]
+            first = per_cell(coarse)
+            # the tile's own floor, not the floor known when it was submitted: the same cells
+            # whatever the order in which tiles finish
+            dominant = _blocks_with(first.closed_form > DOMINANCE * floor, block_shape, steps)
+            if len(dominant):
+                for part, tight in zip(coarse, job["slopes"](lo[dominant], hi[dominant])):
+                    part[dominant] = tight
+                local_cert = per_cell(coarse)
+            else:
+                local_cert = first
+            screened = (len(lo) - len(dominant), len(lo))
+        del lo, hi
         seconds["local_constants"] = time.perf_counter() - clock
     maxima["pair_local"] = float(local_cert.closed_form.max())
     maxima["exact_local"] = local_cert.bound
-    floor = float(np.max(np.abs(e) - margin))
     candidates = None
     if candidate_floor is not None:
         threshold = DOMINANCE * max(float(candidate_floor), floor)
@@ -171,7 +209,20 @@ def certify_tile(job: dict, start: Sequence[int], stop: Sequence[int], candidate
         candidates = {"index": index, "bound": local_cert.per_cell.reshape(-1)[flat], "slope_lo": slo, "slope_hi": shi}
     own = tuple(slice(0, (b - a) + (1 if b == len(x) - 1 else 0)) for a, b, x in zip(start, stop, edges_all))
     return TileResult(start, stop, local_cert.per_cell, global_cert.naive, np.ascontiguousarray(e[own]), maxima,
-                      float(np.max(np.abs(e) + margin)), floor, candidates, seconds)
+                      float(np.max(np.abs(e) + margin)), floor, candidates, seconds, screened)
+
+
+def _spread(part: np.ndarray, steps: Sequence[int]) -> np.ndarray:
+    """Per-block values (block grid, d) repeated onto the cells of each block (cell grid, d)."""
+    for axis, k in enumerate(steps):
+        part = np.repeat(part, k, axis=axis)
+    return part
+
+
+def _blocks_with(cells: np.ndarray, block_shape: Sequence[int], steps: Sequence[int]) -> np.ndarray:
+    """Flat indices (C order) of the blocks that hold at least one True cell."""
+    split = [n for pair in zip(block_shape, steps) for n in pair]
+    return np.flatnonzero(cells.reshape(split).any(axis=tuple(range(1, 2 * len(steps), 2))).reshape(-1))
 
 
 def block_boxes(edges: Sequence[np.ndarray], steps: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:

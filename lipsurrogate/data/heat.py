@@ -189,7 +189,9 @@ class HeatModes:
             m_lo, m_hi = f_lo * e_lo, f_hi * e_hi
             lo_m, hi_m = _interval_product(m_lo, m_hi, -amp * q * val_lo, -amp * q * val_hi)
             out_lo[:, axis], out_hi[:, axis] = lo_m.sum(1), hi_m.sum(1)
-        scale = 1 + self.laplacian_bound() * (1 + float(np.max(kap_hi)) + float(np.max(hi[:, 2]))) + self.gradient_bounds().sum()
+        # per box: its own terms are at most |grad u_0| (x, y) and |lap u_0| kappa_hi, |lap u_0| t_hi (t,
+        # kappa), so a box's pad (and its intervals) depend on that box alone
+        scale = 1 + self.laplacian_bound() * (1 + kap_hi + hi[:, 2:3]) + self.gradient_bounds().sum()
         pad = 1e-12 * scale
         return out_lo - pad, out_hi + pad
 

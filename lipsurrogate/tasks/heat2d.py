@@ -37,6 +37,7 @@ from .._io import read_json, write_json
 from ..bounds import HeatSolution
 from ..bounds import certify as certify_network
 from ..bounds.binding import check_run_folder
+from ..bounds.certifier import TIGHTEN
 from ..data.dataset import save_dataset
 from ..data.generators import heat2d, heat_modes_of
 from ..data.heat import HeatModes
@@ -77,6 +78,7 @@ class Heat2DConfig:
     cert_cells_coarse: list = field(default_factory=lambda: [64, 64, 16])
     local_block: int | list = field(default_factory=lambda: [1, 1, 4])
     slopes: str = "affine"
+    tighten: str = "dominant"
     refine_budget: int = 250_000
     density: int = 3
     dense_cells: int = 600
@@ -115,6 +117,8 @@ class Heat2DConfig:
                 raise ConfigurationError(f"'{name}' (--{name.replace('_', '-')}) needs 3 cell counts (x, y, t). "
                                          f"Got {list(getattr(self, name))}.")
         check_blocks(self.local_block, 3)
+        if self.tighten not in TIGHTEN:
+            raise ConfigurationError(f"'tighten' (--tighten) must be one of {list(TIGHTEN)}. Got {self.tighten!r}.")
 
     @classmethod
     def quick(cls, **overrides) -> "Heat2DConfig":
@@ -309,7 +313,7 @@ def certify(run_dir, *, model=None, progress: bool = False, cells=None, **where)
             raise ConfigurationError(f"Certificate grids need 3 positive cell counts. Got {cells}.")
         results[name] = certify_network(
             model, reference, config["domain"], cells, local_block=config.get("local_block", 2),
-            slopes=config.get("slopes", "auto"), refine_budget=int(config.get("refine_budget", 0)) if name == "fine" else 0,
+            slopes=config.get("slopes", "auto"), tighten=config.get("tighten", "all"), refine_budget=int(config.get("refine_budget", 0)) if name == "fine" else 0,
             progress=progress, **where)
     fine, coarse = results["fine"], results["coarse"]
     fine.document["coarse"] = {key: coarse.document[key] for key in

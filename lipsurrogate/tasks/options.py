@@ -85,6 +85,10 @@ TASK_OPTIONS: dict[str, list] = {
         *_CERTIFICATE,
         _opt("--slopes", None, "how the error's slope is bounded per block: affine forms, intervals, both "
                                "(their intersection) or auto [affine]", choices=["affine", "interval", "both", "auto"]),
+        _opt("--tighten", None, "which slope blocks get the full (backward) ranges: dominant: only those that may "
+                                "hold the largest bound (same bound, faster; the other cells keep wider certified "
+                                "bounds); all: every block (tightest per-cell bounds) [dominant]",
+             choices=["dominant", "all"]),
         _opt("--model", None, "mlp: a network fit to this initial condition; deeponet: an operator trained on a "
                               "family of other initial conditions, specialised to this one [mlp]",
              choices=["mlp", "deeponet"]),

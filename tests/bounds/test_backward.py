@@ -217,7 +217,7 @@ def test_certify_uses_the_backward_bounds_on_its_blocks(rng):
     from lipsurrogate.bounds.cells import locate_cells
 
     ref, model, box = _heat_problem(rng)
-    kwargs = dict(box=box, cells=[16, 16, 8], local_block=(1, 1, 2), slopes="affine")
+    kwargs = dict(box=box, cells=[16, 16, 8], local_block=(1, 1, 2), slopes="affine", tighten="all")
     with backward.disabled():
         forms = certify(model, ref, **kwargs)
     tight = certify(model, ref, **kwargs)
@@ -299,3 +299,48 @@ def test_compiled_relaxation_step_equals_its_scalar_definition_bit_for_bit(rng):
     got = backward._relax_kernel(y, q_lower, q_upper, e_lower, e_upper, dz, np.ascontiguousarray(rows.T), d)
     for a, b in zip(got, expected):
         assert np.array_equal(a.view(np.int64), b.view(np.int64))
+
+
+def test_the_input_tangent_bound_holds_at_sampled_points(rng):
+    """input_tangent_bound (the backward bounds' rounding terms scale with it) bounds
+    |d v_0 / d x_k| of the first layer's inputs everywhere in the domain: Fourier features and
+    passed-through inputs, against autograd."""
+    from lipsurrogate.bounds.affine import input_tangent_bound
+    from lipsurrogate.bounds.network import extract_chain
+
+    model = _features()
+    domain = np.array([[0, 2 * np.pi], [0, 2 * np.pi], [0, 1.0]])
+    bound = input_tangent_bound(model, extract_chain(model), domain)
+    pts = torch.tensor(rng.uniform(domain[:, 0], domain[:, 1], size=(400, 3)), requires_grad=True)
+    feats = to_plain(model).double().features(pts)
+    assert bound.shape == (3, feats.shape[1])
+    for unit in range(feats.shape[1]):
+        (g,) = torch.autograd.grad(feats[:, unit].sum(), pts, retain_graph=True)
+        assert np.all(np.abs(g.numpy()) <= bound[:, unit])
+    # and tight: |d cos(w.x) / dx_k| <= |w_k| (sin likewise), |d (s (x_j - o)) / dx_k| = |s| [k = j]
+    feats = model.features
+    waves = np.abs(feats.frequencies.double().numpy().T)  # (d, waves)
+    rest = np.zeros((3, len(feats.passthrough)))
+    for row, j in enumerate(feats.passthrough):
+        rest[j, row] = abs(float(feats.scale[j]))
+    np.testing.assert_allclose(bound, np.concatenate([waves, waves, rest], 1), rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("method", ["interval", "affine", "both"])
+def test_a_box_gets_the_same_slope_range_in_any_batch(method, rng):
+    """The certifier recomputes subsets of its blocks (Note [screened blocks]): a box's range must
+    not depend on the other boxes of the batch, their number or its place among them, bit for bit
+    (the backward bounds' rounding terms use a bound over the domain, the reference's pads are per
+    box, and the batches are padded to whole BLAS row tiles)."""
+    from lipsurrogate.bounds.certifier import _error_slopes
+
+    ref = HeatSolution(random_periodic_modes(rng, n_modes=3, k_max=2), 0.05)
+    model = _inflate(_features(), 2.0)
+    box = np.array([[0, 2 * np.pi], [0, 2 * np.pi], [0, 1.0]])
+    lo = rng.uniform(box[:, 0], box[:, 1] - 0.3, size=(301, 3))
+    hi = lo + rng.choice([0.01, 0.1, 0.3], size=(301, 1))
+    full = _error_slopes(model, ref, lo, hi, box, method=method)
+    for keep in (np.sort(rng.choice(301, 37, replace=False)), np.arange(5, 6), np.arange(250, 301)):
+        part = _error_slopes(model, ref, lo[keep], hi[keep], box, method=method)
+        for a, b in zip(full, part):
+            np.testing.assert_array_equal(a[keep], b)

@@ -148,8 +148,9 @@ def test_every_slope_method_is_certified_and_both_is_the_tightest(rng):
     model = FeatureLipschitzMLP(3, 1, (32, 32), periods=[2 * np.pi, 2 * np.pi, None], harmonics=2,
                                 offset=[0, 0, 0.5], scale=[1, 1, 2], input_budget=[6, 6, 2], seed=5)
     box = [[0, 2 * np.pi], [0, 2 * np.pi], [0, 1.0]]
-    certs = {m: certify(model, ref, box, [16, 16, 4], slopes=m) for m in ("symmetric", "interval", "affine", "both")}
-    auto = certify(model, ref, box, [16, 16, 4])  # the default takes the intersection
+    certs = {m: certify(model, ref, box, [16, 16, 4], slopes=m, tighten="all")
+             for m in ("symmetric", "interval", "affine", "both")}
+    auto = certify(model, ref, box, [16, 16, 4], tighten="all")  # the default takes the intersection
     pts = rng.uniform([0, 0, 0], [2 * np.pi, 2 * np.pi, 1.0], size=(5000, 3))
     with torch.no_grad():
         err = np.abs(model.double()(torch.from_numpy(pts))[:, 0].numpy() - ref.values(pts)[0])

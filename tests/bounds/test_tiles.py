@@ -39,9 +39,11 @@ def heat_case():
     return model, reference, options, certify(model, reference, BOX, **options)
 
 
-def _same(a, b, exact=True):
+def _same(a, b, exact=True, cells=True):
     check = np.testing.assert_array_equal if exact else (lambda x, y: np.testing.assert_allclose(x, y, rtol=1e-9))
-    check(a.cells.per_cell, b.cells.per_cell)
+    if cells:
+        check(a.cells.per_cell, b.cells.per_cell)
+    check(a.bound, b.bound)
     check(a.cells.naive, b.cells.naive)
     check(a.vertex_errors, b.vertex_errors)
     for key in a.document["ladder"]:
@@ -55,9 +57,33 @@ def test_a_grid_in_tiles_gives_the_bounds_of_one_piece(heat_case):
     assert whole.document["grid"]["tiles"] == 1 and whole.document["refinement"]["refined_cells"] > 0
     tiled = certify(model, reference, BOX, tile_cells=70, **options)
     assert tiled.document["grid"]["tiles"] > 10
-    _same(whole, tiled, exact=False)  # the BLAS may sum another batch in another order: last bits only
+    # the BLAS may sum another batch in another order: last bits only. With tighten="dominant" each
+    # tile screens against its own largest vertex error, so the cells below the threshold differ
+    _same(whole, tiled, exact=False, cells=False)
     # and the tiled certificate holds (every rounding is covered by a proven margin, whatever the order)
     assert verify(tiled, model, reference, density=5, random_points=20_000, seed=1).violations == 0
+    every = {**options, "tighten": "all"}
+    _same(certify(model, reference, BOX, **every), certify(model, reference, BOX, tile_cells=70, **every), exact=False)
+
+
+def test_screening_keeps_the_bound_the_ladder_and_the_refinement(heat_case):
+    """tighten="dominant" (Note [screened blocks]): the full slope ranges only on blocks with a cell
+    above 0.9 max(|e| - m); the same bound, ladder and refinement as tighten="all", the same bound on
+    every cell above the threshold, and wider but certified bounds below it."""
+    model, reference, options, screened = heat_case
+    every = certify(model, reference, BOX, **{**options, "tighten": "all"})
+    _same(screened, every, exact=True, cells=False)
+    assert screened.document["refinement"]["history"] == every.document["refinement"]["history"]
+    tightened = screened.document["tightened"]
+    assert every.document["tightened"] is None and 0 < tightened["blocks"] < tightened["of"] == 8 * 8 * 2
+    tau = 0.9 * np.max(np.abs(screened.vertex_errors))  # at least the threshold (its margins are >= 0)
+    a, b = screened.cells.per_cell, every.cells.per_cell
+    above = b > tau
+    assert np.any(above) and not np.all(above)
+    np.testing.assert_array_equal(a[above], b[above])  # refined alike, too
+    assert np.all(a[~above] <= tau) and np.all(a >= b)
+    assert np.mean(a[~above] > b[~above]) > 0.2  # screening did leave some cells wider
+    assert verify(screened, model, reference, density=5, random_points=20_000, seed=3).violations == 0
 
 
 def test_tiles_on_dask_workers_give_the_same_bits_as_in_this_process(heat_case):

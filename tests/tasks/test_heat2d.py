@@ -33,6 +33,8 @@ def test_run_folder_contract(run_dir):
     for key in ["bound", "per_cell", "lipschitz_f", "lipschitz_u", "lipschitz_u_source", "grid", "level", "method"]:
         assert key in cert
     assert "maximum principle" in cert["lipschitz_u_source"]
+    # the quick run screens its blocks (tighten="dominant", the default) and says how many it tightened
+    assert 0 < cert["tightened"]["blocks"] <= cert["tightened"]["of"] == 32 * 32 * 8
     # local constants (interval propagation) never loosen the global-constant bound
     assert cert["bound"] <= cert["bound_global_constants"] <= cert["naive_bound"]
     ver = json.loads((run_dir / "verification.json").read_text())
@@ -165,6 +167,8 @@ def test_deeponet_run_certifies_the_operator_on_an_unseen_initial_condition(tmp_
 def test_unknown_model_is_refused():
     with pytest.raises(lipsurrogate.exceptions.ConfigurationError, match="'model' of heat2d"):
         heat2d.Heat2DConfig(model="fno")
+    with pytest.raises(lipsurrogate.exceptions.ConfigurationError, match="'tighten' \\(--tighten\\)"):
+        heat2d.Heat2DConfig(tighten="some")
 
 
 def test_fast_preset_sits_under_the_options_given():

@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from .. import _gemm as gemm
+from .._repeated_rows import rowwise_products, runs_of_equal_rows
 from ..exceptions import CertificationError
 from ..nn.activations import GroupSort
 from . import _pair_kernel
@@ -305,9 +306,42 @@ def _input_forms(model, chain, xc: np.ndarray, s: np.ndarray):
     width = 2 * waves + len(pas)
     P = np.empty((n, d + 1, d + 1, width))
     R = np.empty((n, d + 1, width))
-    pc = xc @ freq.T
-    eps_p = (d + 2) * _U * (np.abs(xc) @ np.abs(freq).T) * (1 + 4 * _U)  # rounding of the phase
-    Pr = (s @ np.abs(freq).T) * (1 + (d + 2) * _U)  # |delta p| <= Pr
+    # Note [repeated periodic coordinates] of FourierFeatures: the waves depend on the periodic
+    # coordinates of a box alone (the others have frequency 0), so they are computed once per run
+    # of boxes that share them (heat2d's slope blocks: 8 along t per x-y cell), with the same
+    # operations per box as for every box
+    runs = runs_of_equal_rows(np.concatenate([xc, s], 1), list(feats.periodic) + [d + k for k in feats.periodic])
+    if runs is None:
+        _wave_forms(freq, xc, s, P[..., : 2 * waves], R[..., : 2 * waves])
+    else:
+        starts, run = runs
+        part_p, part_r = np.empty((len(starts), d + 1, d + 1, 2 * waves)), np.empty((len(starts), d + 1, 2 * waves))
+        _wave_forms(freq, xc[starts], s[starts], part_p, part_r)
+        P[..., : 2 * waves], R[..., : 2 * waves] = part_p[run], part_r[run]
+    if pas:
+        rest = slice(2 * waves, width)
+        off = feats.offset.double().numpy()[pas]
+        sc = feats.scale.double().numpy()[pas]
+        P[:, :, :, rest] = 0.0
+        R[:, 1:, rest] = 0.0
+        P[:, 0, 0, rest] = (xc[:, pas] - off) * sc
+        R[:, 0, rest] = 4 * _U * (np.abs(xc[:, pas]) + np.abs(off)) * np.abs(sc) + _TINY
+        for row, j in enumerate(pas):
+            P[:, 0, 1 + j, 2 * waves + row] = sc[row]
+            P[:, 1 + j, 0, 2 * waves + row] = sc[row]
+    return P, R
+
+
+def _wave_forms(freq: np.ndarray, xc: np.ndarray, s: np.ndarray, P: np.ndarray, R: np.ndarray) -> None:  # noqa: N803
+    """The cos and sin waves' packed forms on the boxes ``xc +- s``, written into ``P`` (n, d + 1,
+    d + 1, 2 waves) and ``R`` (n, d + 1, 2 waves): :func:`_input_forms`'s layout, cos waves first.
+    Each box's entries depend on that box alone (the phases are summed over the inputs in order,
+    :func:`~lipsurrogate._repeated_rows.rowwise_products`)."""
+    d = xc.shape[1]
+    waves = len(freq)
+    pc = rowwise_products(xc, freq)
+    eps_p = (d + 2) * _U * rowwise_products(np.abs(xc), np.abs(freq)) * (1 + 4 * _U)  # rounding of the phase
+    Pr = rowwise_products(s, np.abs(freq)) * (1 + (d + 2) * _U)  # |delta p| <= Pr
     pad = 1e-12 * (1.0 + np.abs(pc))  # libm error of cos/sin, generously
     # expansion at the computed phase: |p - pc| <= Pr + eps_p, first-order remainder <= (Pr + eps_p)^2 / 2
     rem = 0.5 * (Pr + eps_p) ** 2 * (1 + 4 * _U) + eps_p + pad * (1 + Pr) + 8 * _U * (1 + Pr) * (1 + Pr)
@@ -330,18 +364,6 @@ def _input_forms(model, chain, xc: np.ndarray, s: np.ndarray):
             P[:, 1 + k, 1 + j, sin_part] = neg_sin * freq[:, k] * freq[:, j]
         R[:, 1 + j, cos_part] = rem * np.abs(freq[:, j]) * (1 + 4 * _U)
         R[:, 1 + j, sin_part] = R[:, 1 + j, cos_part]
-    if pas:
-        rest = slice(2 * waves, width)
-        off = feats.offset.double().numpy()[pas]
-        sc = feats.scale.double().numpy()[pas]
-        P[:, :, :, rest] = 0.0
-        R[:, 1:, rest] = 0.0
-        P[:, 0, 0, rest] = (xc[:, pas] - off) * sc
-        R[:, 0, rest] = 4 * _U * (np.abs(xc[:, pas]) + np.abs(off)) * np.abs(sc) + _TINY
-        for row, j in enumerate(pas):
-            P[:, 0, 1 + j, 2 * waves + row] = sc[row]
-            P[:, 1 + j, 0, 2 * waves + row] = sc[row]
-    return P, R
 
 
 def _tangent_inputs(P: np.ndarray, R: np.ndarray):

@@ -219,3 +219,21 @@ def test_packed_input_forms_contain_the_first_layer_inputs_and_their_derivatives
     D, H, sigma = _tangent_inputs(P, R)  # noqa: N806 - the backward bounds' layout of the same numbers
     assert np.array_equal(D, np.moveaxis(P[:, 1:, 0], 1, 2)) and np.array_equal(sigma, np.moveaxis(R[:, 1:], 1, 2))
     assert np.array_equal(np.einsum("nukj->nkju", H), P[:, 1:, 1:])
+
+
+def test_input_forms_once_per_run_of_periodic_coordinates_are_those_of_every_box(rng):
+    """Boxes that share their periodic coordinates (heat2d's blocks along t) get the waves' forms
+    computed once per run (Note [repeated periodic coordinates]): the same bits, signed zeros
+    included, as when every box is computed on its own (a shuffled batch has no runs)."""
+    from lipsurrogate.bounds.affine import _input_forms
+    from lipsurrogate.bounds.network import extract_chain
+
+    model = next(_models())
+    xy = rng.uniform(0, 2 * np.pi, size=(300, 2))
+    lo = np.concatenate([np.repeat(xy, 8, axis=0), np.tile(np.linspace(0, 0.875, 8), 300)[:, None]], 1)
+    centre, half = box_centres(lo, lo + [0.05, 0.05, 0.125])
+    runs = _input_forms(model, extract_chain(model), centre, half)
+    order = rng.permutation(len(lo))
+    alone = _input_forms(model, extract_chain(model), centre[order], half[order])
+    for a, b in zip(runs, alone):
+        np.testing.assert_array_equal(a[order].view(np.int64), b.view(np.int64))

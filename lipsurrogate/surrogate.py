@@ -40,7 +40,14 @@ class Surrogate:
         return self.certificate.bound
 
     def predict(self, points, with_bound: bool = False):
-        """Values at ``points`` of shape (n, d); and per-point certified bounds if ``with_bound``."""
+        """Values at ``points`` of shape (n, d); and per-point certified bounds if ``with_bound``.
+
+        The bound of a point is its cell's certified bound. Certificates computed with
+        ``tighten="dominant"`` (the default of :func:`~lipsurrogate.bounds.certify`) tighten only
+        the cells that may hold the largest bound; the others keep a wider, still certified,
+        bound below 0.9 times the largest vertex error (``certificate.json``, key ``tightened``).
+        Certify with ``tighten="all"`` (``--tighten all``) for the tightest bound in every cell.
+        """
         from .bounds.cells import locate_cells
 
         x = np.asarray(points, dtype=np.float64)

@@ -214,14 +214,25 @@ def _is_pair_chain(chain) -> bool:
 
 
 def error_slopes(model, reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarray,
-                 backward: bool = True) -> tuple[np.ndarray, np.ndarray]:
+                 backward: bool = True, select=None):
     r"""Certified signed ranges of :math:`\partial_k (f - u)` on each box ``[lo, hi]``, from affine forms.
 
     The error's form is the network's minus the reference's (same centres); its interval keeps
     their common linear part out of the width. With ``backward`` (GroupSort(2) networks) the
     range is intersected with the backward linear bounds of f' minus u's form (section 14): about
     twice the cost, and often much tighter on boxes where GroupSort pairs stay undecided.
+
+    ``select`` (with ``backward``): a function ``(start, stop, lower, upper) -> mask`` that sees
+    the forward forms' ranges of the boxes ``start:stop`` (one batch at a time) and says which of
+    them get the backward bounds too (the certifier's screening, ``theory/cell-bounds.md``
+    section 16); the others keep the forward ranges. Each box's numbers are those of the call
+    without ``select``. Returns ``(lower, upper, mask)`` then, else ``(lower, upper)``.
     """
+    if select is not None:
+        if not (backward and supports_backward(model)):
+            lower, upper = error_slopes(model, reference, lo, hi, box, backward=False)
+            return lower, upper, np.zeros(len(lo), dtype=bool)
+        return _selected_error_slopes(model, reference, lo, hi, box, select)
     centre, half = box_centres(lo, hi)
     if backward:
         f, tangents = network_derivative_forms(model, centre, half, with_backward=True, domain=box)
@@ -235,6 +246,43 @@ def error_slopes(model, reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarr
     _, b_upper = _difference(tangents.upper_centre, tangents.upper_slope, 0.0, u, half)
     b_lower, _ = _difference(tangents.lower_centre, tangents.lower_slope, 0.0, u, half)
     return np.maximum(lower, b_lower), np.minimum(upper, b_upper)
+
+
+def _selected_error_slopes(model, reference, lo, hi, box, select, chunk: int = 2016):
+    """:func:`error_slopes` with ``select``: one forward propagation per batch, the backward bounds on
+    the selected boxes of the batch from its layer ranges (each box's numbers depend on that box
+    alone: the backward batch is padded to whole BLAS row tiles, like the certifier's batches)."""
+    from .certifier import ROW_ALIGN
+
+    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+    n, d = lo.shape
+    chain = extract_chain(model)
+    bound = input_tangent_bound(model, chain, box) if n else None
+    lower, upper, kept = np.empty((n, d)), np.empty((n, d)), np.zeros(n, dtype=bool)
+    for a in range(0, n, chunk):
+        b = min(n, a + chunk)
+        centre, half = box_centres(lo[a:b], hi[a:b])
+        record: dict = {}
+        c, g, r = _forms(model, chain, centre, half, torch.float32, record=record)
+        u = reference_derivative_forms(reference, lo[a:b], hi[a:b], centre, half, box)
+        f_lower, f_upper = _difference(c, g, r, u, half)
+        lower[a:b], upper[a:b] = f_lower, f_upper
+        mask = np.asarray(select(a, b, f_lower, f_upper), dtype=bool)
+        kept[a:b] = mask
+        idx = np.flatnonzero(mask)
+        if not len(idx):
+            continue
+        rows = np.concatenate([idx, np.repeat(idx[-1:], -len(idx) % ROW_ALIGN)])
+        layers = [LayerRanges(x.q_lower[rows], x.q_upper[rows], x.e_lower[:, rows], x.e_upper[:, rows])
+                  for x in record["layers"]]
+        tangents = tangent_bounds(chain.weights, layers, tuple(x[rows] for x in record["inputs"]), half[rows], bound)
+        m = len(idx)
+        u_sub = DerivativeForms(u.centre[idx], u.generators[idx], u.radius[idx])
+        _, b_upper = _difference(tangents.upper_centre[:m], tangents.upper_slope[:m], 0.0, u_sub, half[idx])
+        b_lower, _ = _difference(tangents.lower_centre[:m], tangents.lower_slope[:m], 0.0, u_sub, half[idx])
+        lower[a + idx] = np.maximum(f_lower[idx], b_lower)
+        upper[a + idx] = np.minimum(f_upper[idx], b_upper)
+    return lower, upper, kept
 
 
 def _difference(centre, generators, radius, u: DerivativeForms, half):

@@ -28,6 +28,7 @@ Memory
 
 from __future__ import annotations
 
+import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -121,29 +122,31 @@ def certify_tile(job: dict, start: Sequence[int], stop: Sequence[int], candidate
 
     ``job`` holds what every tile shares (see :func:`lipsurrogate.bounds.certifier.certify`):
     ``edges``, ``lipschitz``, ``errors`` (points -> (e, margin)), ``slopes`` ((lo, hi) of boxes ->
-    signed ranges, or None), ``steps`` (cells per block and axis), and optionally ``screen``
-    (cheaper, wider ranges than ``slopes``, or None). With ``candidate_floor`` not None, the cells
-    whose bound exceeds ``DOMINANCE * max(candidate_floor, tile floor)`` are returned for
-    refinement.
+    signed ranges, or None), ``steps`` (cells per block and axis), and ``screen`` (whether
+    ``slopes`` takes a ``select`` function: Note [screened blocks]). With ``candidate_floor`` not
+    None, the cells whose bound exceeds ``DOMINANCE * max(candidate_floor, tile floor)`` are
+    returned for refinement.
 
     Note [screened blocks]
-        With ``screen``, every block first gets its ``screen`` ranges, and only the blocks that
-        hold a cell whose closed-form bound exceeds the threshold
-        :math:`\tau = 0.9 \max_v (|e_v| - m_v)` (over the tile's own vertices) get the ``slopes``
-        ranges. The others keep bounds at most :math:`\tau`: valid (any certified range gives a
-        valid bound), never candidates for refinement (whose threshold is 0.9 times a floor at
-        least as large), and never the maximum, since the maximum of valid bounds is at least the
-        true error's maximum, hence at least :math:`\max_v (|e_v| - m_v) > \tau` (when that is
-        positive). The threshold depends on the tile alone, so the result does not depend on the
-        order in which tiles finish.
-        A cell whose bound with the ``slopes`` ranges exceeds :math:`\tau` also exceeds it with
-        the wider ``screen`` ranges (the per-cell program's bound grows with the ranges; the
-        closed form is never below it), so its block is recomputed and it gets the same bound as
-        without screening, given that the ``slopes`` function computes each block's range from
-        that block alone (:func:`~lipsurrogate.bounds.certifier.certify` aligns the batches for
-        that). So the candidates for refinement, the largest bound, the pair and exact rungs of
-        the ladder and the refined bound are those of the unscreened tile; only cells below
-        :math:`\tau` keep wider (still certified) bounds. ``theory/cell-bounds.md`` section 16.
+        With ``screen``, ``slopes`` propagates the forward affine forms of a batch of blocks and
+        hands their ranges (the *cheap* ranges) to ``select`` (:func:`_screen`), which marks the
+        blocks that hold a cell whose closed-form bound with them exceeds the threshold
+        :math:`\tau = 0.9 \max_v (|e_v| - m_v)` (over the tile's own vertices); only those get the
+        backward bounds (and, for ``slopes="both"``, the intervals), from the same propagation's
+        layer ranges. The others keep bounds at most :math:`\tau`: valid (any certified range
+        gives a valid bound), never candidates for refinement (whose threshold is 0.9 times a
+        floor at least as large), and never the maximum, since the maximum of valid bounds is at
+        least the true error's maximum, hence at least :math:`\max_v (|e_v| - m_v) > \tau` (when
+        that is positive). The threshold depends on the tile alone, so the result does not depend
+        on the order in which tiles finish.
+        A cell whose bound with the full ranges exceeds :math:`\tau` also exceeds it with the
+        wider cheap ranges (the per-cell program's bound grows with the ranges; the closed form
+        is never below it), so its block is selected and it gets the same bound as without
+        screening, given that each block's range depends on that block alone (the batches are
+        aligned for that, :data:`~lipsurrogate.bounds.certifier.ROW_ALIGN`). So the candidates for
+        refinement, the largest bound, the pair and exact rungs of the ladder and the refined
+        bound are those of the unscreened tile; only cells below :math:`\tau` keep wider (still
+        certified) bounds. ``theory/cell-bounds.md`` section 16.
     """
     from .cells import cell_bounds
     from .refine import DOMINANCE, cell_slope_ranges
@@ -181,21 +184,15 @@ def certify_tile(job: dict, start: Sequence[int], stop: Sequence[int], candidate
             return cell_bounds(e, edges, L, margin, check=False, local_slopes=tuple(
                 _spread(np.asarray(part, dtype=np.float64).reshape(*block_shape, d), steps) for part in ranges))
 
-        if job.get("screen") is None:
+        if not job.get("screen"):
             local_cert = per_cell(job["slopes"](lo, hi))
         else:  # Note [screened blocks]
-            coarse = [np.array(part, dtype=np.float64) for part in job["screen"](lo, hi)]
-            first = per_cell(coarse)
             # the tile's own floor, not the floor known when it was submitted: the same cells
             # whatever the order in which tiles finish
-            dominant = _blocks_with(first.closed_form > DOMINANCE * floor, block_shape, steps)
-            if len(dominant):
-                for part, tight in zip(coarse, job["slopes"](lo[dominant], hi[dominant])):
-                    part[dominant] = tight
-                local_cert = per_cell(coarse)
-            else:
-                local_cert = first
-            screened = (len(lo) - len(dominant), len(lo))
+            select = _screen(e, margin, edges, L, steps, block_shape, DOMINANCE * floor)
+            lower, upper, kept = job["slopes"](lo, hi, select=select)
+            local_cert = per_cell((lower, upper))
+            screened = (len(lo) - int(np.count_nonzero(kept)), len(lo))
         del lo, hi
         seconds["local_constants"] = time.perf_counter() - clock
     maxima["pair_local"] = float(local_cert.closed_form.max())
@@ -212,17 +209,46 @@ def certify_tile(job: dict, start: Sequence[int], stop: Sequence[int], candidate
                       float(np.max(np.abs(e) + margin)), floor, candidates, seconds, screened)
 
 
+def _screen(e: np.ndarray, margin: np.ndarray, edges, L: np.ndarray, steps: Sequence[int], block_shape: Sequence[int],
+            threshold: float):
+    """The selection of Note [screened blocks]: ``select(start, stop, lower, upper)`` marks the blocks
+    ``start:stop`` (C order) that hold a cell whose closed-form bound with the ranges ``[lower,
+    upper]`` exceeds ``threshold``, with the same operations as :func:`~lipsurrogate.bounds.cells.cell_bounds`."""
+    d = e.ndim
+    cell_shape = tuple(n - 1 for n in e.shape)
+    best = np.full(cell_shape, np.inf)
+    for offset in itertools.product((0, 1), repeat=d):
+        if offset[0] == 1:
+            continue
+        sl = tuple(slice(o, o + n) for o, n in zip(offset, cell_shape))
+        opp = tuple(slice(1 - o, 1 - o + n) for o, n in zip(offset, cell_shape))
+        best = np.minimum(best, 0.5 * (np.abs(e[sl] + e[opp]) + margin[sl] + margin[opp]))
+    per_block = int(np.prod(steps))
+
+    def by_block(a: np.ndarray) -> np.ndarray:  # cell grid -> (blocks, cells of the block)
+        split = [n for pair in zip(block_shape, steps) for n in pair]
+        order = list(range(0, 2 * d, 2)) + list(range(1, 2 * d, 2))
+        return np.ascontiguousarray(a.reshape(split).transpose(order)).reshape(-1, per_block)
+
+    best = by_block(best)
+    spans = [by_block(np.broadcast_to(np.diff(x).reshape([-1 if i == k else 1 for i in range(d)]), cell_shape))
+             for k, x in enumerate(edges)]
+
+    def select(start: int, stop: int, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+        slope_lo, slope_hi = np.maximum(lower, -L), np.minimum(upper, L)
+        local = np.maximum(np.abs(slope_lo), np.abs(slope_hi))  # (blocks, d)
+        half = np.stack([0.5 * (local[:, k : k + 1] * spans[k][start:stop]) for k in range(d)], -1)
+        closed = (best[start:stop] + half.sum(axis=-1)) * (1 + 8 * 2.0**-53)
+        return np.any(closed > threshold, axis=1)
+
+    return select
+
+
 def _spread(part: np.ndarray, steps: Sequence[int]) -> np.ndarray:
     """Per-block values (block grid, d) repeated onto the cells of each block (cell grid, d)."""
     for axis, k in enumerate(steps):
         part = np.repeat(part, k, axis=axis)
     return part
-
-
-def _blocks_with(cells: np.ndarray, block_shape: Sequence[int], steps: Sequence[int]) -> np.ndarray:
-    """Flat indices (C order) of the blocks that hold at least one True cell."""
-    split = [n for pair in zip(block_shape, steps) for n in pair]
-    return np.flatnonzero(cells.reshape(split).any(axis=tuple(range(1, 2 * len(steps), 2))).reshape(-1))
 
 
 def block_boxes(edges: Sequence[np.ndarray], steps: Sequence[int]) -> tuple[np.ndarray, np.ndarray, list[int]]:

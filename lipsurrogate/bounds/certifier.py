@@ -557,14 +557,14 @@ def certify(
         "slopes": slopes if blocks is not None else None,
         "blocks": steps if blocks is not None else None,
         "backward_bounds": ("on every slope block (theory/cell-bounds.md section 14)" if backward and not screen
-                            else "on the dominant slope blocks, see 'tightened' (theory/cell-bounds.md section 14)" if backward
-                            else None),
+                            else "on the dominant slope blocks, see 'tightened' (theory/cell-bounds.md section 14)"
+                            if backward else None),
         "tightened": (None if not screen else
                       {"blocks": screened[1] - screened[0], "of": screened[1],
                        "rule": "blocks with a cell whose closed-form bound with the forward affine forms alone exceeds "
-                               "0.9 x max(|e_v| - m_v) over its tile's vertices get the full ranges; the others keep the forward forms' "
-                               "ranges (certified; their cells' bounds stay below that threshold, so the global "
-                               "bound, the ladder and the refinement are those of tighten='all'; "
+                               "0.9 x max(|e_v| - m_v) over its tile's vertices get the backward bounds too; the others "
+                               "keep the forward forms' ranges (certified; their cells' bounds stay below that "
+                               "threshold, so the global bound, the ladder and the refinement are those of tighten='all'; "
                                "theory/cell-bounds.md section 16)"}),
         "refinement_slopes": ("none: each child keeps its cell's slope range" if not refine_slopes or use_slopes is None
                               else "each child's own forward forms, intersected with its cell's range" if backward

@@ -66,6 +66,16 @@ __all__ = ["DerivativeForms", "box_centres", "error_slopes", "input_tangent_boun
 _U = 2.0**-53
 _TINY = 1e-300
 
+ROW_ALIGN = 48
+"""Batches of boxes are padded to a multiple of this (and the propagations' chunks are multiples
+of it), so that every matrix product has a row count that the BLAS kernels' row tiles divide (4,
+6, 8, 12, 16, 24 rows), and a box's numbers do not depend on where it sits in the batch (measured
+here: MKL sums a product's last ``M mod 4`` rows in another order; ``theory/cell-bounds.md``
+section 16)."""
+
+CHUNK = 42 * ROW_ALIGN
+"""Boxes per batch of the propagations (2,016)."""
+
 
 @dataclass(frozen=True)
 class DerivativeForms:
@@ -121,7 +131,7 @@ def supports_forms(model) -> bool:
             and (act is None or (isinstance(act, GroupSort) and act.group_size == 2) or type(act).__name__ == "ReLU"))
 
 
-def network_derivative_forms(model, centre: np.ndarray, half: np.ndarray, chunk: int = 2016,
+def network_derivative_forms(model, centre: np.ndarray, half: np.ndarray, chunk: int = CHUNK,
                              dtype: torch.dtype = torch.float32, with_backward: bool = False,
                              domain: np.ndarray | None = None):
     r"""Certified affine forms of :math:`\partial f / \partial x_k` on the boxes :math:`|x - x_c| \le s`.
@@ -133,8 +143,7 @@ def network_derivative_forms(model, centre: np.ndarray, half: np.ndarray, chunk:
         Box centres and half-widths (see :func:`box_centres`).
     chunk : int
         Boxes per batch (memory is about ``chunk * width * d^2`` numbers per layer); a multiple of
-        48 (:data:`~lipsurrogate.bounds.certifier.ROW_ALIGN`) keeps every box's numbers
-        independent of its place in the batch.
+        :data:`ROW_ALIGN` keeps every box's numbers independent of its place in the batch.
     dtype : torch.float32 or torch.float64
         Arithmetic of the propagation. Either is **certified**: every operation's rounding
         (unit roundoff :math:`2^{-24}` or :math:`2^{-53}`) and, in float32, the conversion of the
@@ -230,8 +239,8 @@ def error_slopes(model, reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarr
     """
     if select is not None:
         if not (backward and supports_backward(model)):
-            lower, upper = error_slopes(model, reference, lo, hi, box, backward=False)
-            return lower, upper, np.zeros(len(lo), dtype=bool)
+            raise CertificationError("'select' chooses the boxes that get the backward bounds: it needs them "
+                                     "(backward=True and a GroupSort(2) network).")
         return _selected_error_slopes(model, reference, lo, hi, box, select)
     centre, half = box_centres(lo, hi)
     if backward:
@@ -248,12 +257,10 @@ def error_slopes(model, reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarr
     return np.maximum(lower, b_lower), np.minimum(upper, b_upper)
 
 
-def _selected_error_slopes(model, reference, lo, hi, box, select, chunk: int = 2016):
+def _selected_error_slopes(model, reference, lo, hi, box, select, chunk: int = CHUNK):
     """:func:`error_slopes` with ``select``: one forward propagation per batch, the backward bounds on
     the selected boxes of the batch from its layer ranges (each box's numbers depend on that box
     alone: the backward batch is padded to whole BLAS row tiles, like the certifier's batches)."""
-    from .certifier import ROW_ALIGN
-
     lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
     n, d = lo.shape
     chain = extract_chain(model)

@@ -142,7 +142,7 @@ def _concretise(centre, slope, half, sign):
     return centre + sign * (reach + margin)
 
 
-def tangent_bounds(weights, records, inputs, half: np.ndarray, input_bound: np.ndarray | None = None) -> TangentBounds:
+def tangent_bounds(weights, records, inputs, half: np.ndarray, input_bound: np.ndarray) -> TangentBounds:
     r"""Backward linear bounds of every :math:`\partial_k f` of a GroupSort(2) chain on boxes.
 
     Parameters
@@ -156,12 +156,12 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray, input_bound: np.n
         ``sigma[n, unit, k]`` (``affine._tangent_inputs``).
     half : ndarray, shape (n, d)
         Half-widths of the boxes.
-    input_bound : ndarray, shape (d, width of the first layer), optional
+    input_bound : ndarray, shape (d, width of the first layer)
         A certified bound on :math:`|\partial_k v_0|`, the input tangents' magnitudes, valid on
         every box (e.g. over the whole certified domain:
         :func:`~lipsurrogate.bounds.affine.input_tangent_bound`). It only scales the rounding
-        terms. With it, each box's bounds depend on that box alone, whatever else is in the batch;
-        without it, the largest magnitude of the batch's own forms is used.
+        terms, and since it does not depend on the batch, each box's bounds depend on that box
+        alone.
 
     Returns
     -------
@@ -176,9 +176,6 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray, input_bound: np.n
     n, _, d = D.shape
     abs_d = np.abs(D)
     h_reach = np.einsum("nwkj,nj->nwk", np.abs(H), half)  # |H_k| half per unit, box and input k
-    feature_abs = abs_d + h_reach + sigma  # |dv_0| per input k
-    if input_bound is None:
-        input_bound = feature_abs.max(axis=0).T
     input_bound = np.asarray(input_bound, dtype=np.float64)
     if input_bound.shape != (d, D.shape[1]):
         raise ValueError(f"'input_bound' must have shape {(d, D.shape[1])}. Got {input_bound.shape}.")

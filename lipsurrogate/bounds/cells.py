@@ -41,7 +41,7 @@ import numpy as np
 from ..exceptions import CertificationError
 from .cell_lp import exact_abs_bounds, signed_abs_bounds
 
-__all__ = ["CellCertificate", "cell_bounds", "locate_cells"]
+__all__ = ["CellCertificate", "cell_bounds", "closed_form_bounds", "locate_cells", "pair_minimum"]
 
 
 @dataclass(frozen=True)
@@ -222,9 +222,8 @@ def cell_bounds(
                                      "one of them is wrong; no bound is printed.")
         local = np.maximum(np.abs(slope_lo), np.abs(slope_hi))
         slopes = np.stack([slope_lo, slope_hi], -1)
-    half = np.stack([0.5 * np.broadcast_to(local[..., k] * spans[k], cell_shape) for k in range(d)], -1)
-    lip_term = half.sum(axis=-1)
-    best = np.full(cell_shape, np.inf)
+    closed_form, lip_term, half = closed_form_bounds(pair_minimum(e, m), [local[..., k] for k in range(d)], spans,
+                                                     cell_shape)
     worst_vertex = np.zeros(cell_shape)
     # the corners vertex by vertex, (2^d, N), each row written once from the strided grid (only the
     # exact program reads them)
@@ -236,12 +235,6 @@ def cell_bounds(
         worst_vertex = np.maximum(worst_vertex, np.abs(e[sl]) + m[sl])
         if corners_e is not None:
             corners_e[v], corners_m[v] = e[sl], m[sl]
-        if offset[0] == 1:  # each pair once: v with first coordinate low
-            continue
-        opp = tuple(slice(1 - o, 1 - o + n) for o, n in zip(offset, cell_shape))
-        pair = 0.5 * (np.abs(e[sl] + e[opp]) + m[sl] + m[opp])
-        best = np.minimum(best, pair)
-    closed_form = (best + lip_term) * (1 + 8 * 2.0**-53)
     naive = (worst_vertex + lip_term) * (1 + 8 * 2.0**-53)
     per_cell = closed_form
     if method == "exact" and slopes is not None:
@@ -258,6 +251,34 @@ def cell_bounds(
         per_cell = np.minimum(exact.reshape(cell_shape), closed_form)
     return CellCertificate(per_cell, naive, edges, L, float(np.max(np.abs(e) + m)), closed_form, method,
                            np.ascontiguousarray(local), slopes)
+
+
+def pair_minimum(e: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """Per cell, :math:`\\min_v (|e_v + e_{v'}| + m_v + m_{v'}) / 2` over the pairs of opposite
+    corners :math:`(v, v')` (each pair once), from vertex errors ``e`` and margins ``m`` on the grid:
+    the vertex part of the closed-form pair bound (section 3)."""
+    d = e.ndim
+    cell_shape = tuple(n - 1 for n in e.shape)
+    best = np.full(cell_shape, np.inf)
+    for offset in itertools.product((0, 1), repeat=d):
+        if offset[0] == 1:  # each pair once: v with first coordinate low
+            continue
+        sl = tuple(slice(o, o + n) for o, n in zip(offset, cell_shape))
+        opp = tuple(slice(1 - o, 1 - o + n) for o, n in zip(offset, cell_shape))
+        best = np.minimum(best, 0.5 * (np.abs(e[sl] + e[opp]) + m[sl] + m[opp]))
+    return best
+
+
+def closed_form_bounds(best: np.ndarray, local: Sequence[np.ndarray], spans: Sequence[np.ndarray],
+                       shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The closed-form pair bound :math:`(\\text{best} + \\sum_k L_k h_k / 2)(1 + 8u)` of cells of
+    ``shape``, its Lipschitz term :math:`\\sum_k L_k h_k / 2` and the terms :math:`L_k h_k / 2`
+    (stacked last), from :func:`pair_minimum`'s
+    ``best``, each axis' slope bound ``local[k]`` and cell width ``spans[k]`` (broadcastable).
+    **Certified** (the margin covers the d + 2 roundings)."""
+    half = np.stack([0.5 * np.broadcast_to(lk * sk, shape) for lk, sk in zip(local, spans)], -1)
+    lip_term = half.sum(axis=-1)
+    return (best + lip_term) * (1 + 8 * 2.0**-53), lip_term, half
 
 
 def locate_cells(points: np.ndarray, edges: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:

@@ -43,7 +43,7 @@ from ..exceptions import CertificationError, ConfigurationError, ModelFileError
 from .._dask import check_scheduler
 from .._validation import positive_int
 from .._threads import one_numpy_blas_thread
-from .affine import error_slopes, supports_backward, supports_forms
+from .affine import ROW_ALIGN, error_slopes, supports_backward, supports_forms
 from .cells import CellCertificate
 from .local import network_intervals
 from .network import evaluate_float64, extract_chain, lipschitz_bounds
@@ -209,13 +209,6 @@ affine nor interval ranges is tighter everywhere (affine wins on the plain MSE h
 the 4-input heat2d-kappa net), so the default takes their intersection."""
 
 
-ROW_ALIGN = 48
-"""Boxes per batch of :func:`_error_slopes` are padded to a multiple of this (and the propagations'
-chunks are multiples of it), so that every matrix product has a row count that the BLAS kernels'
-row tiles divide (4, 6, 8, 12, 16, 24 rows), and a box's numbers do not depend on where it sits in
-the batch (measured here: MKL sums a product's last ``M mod 4`` rows in another order)."""
-
-
 def _error_slopes(model, reference: Reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarray,
                   method: str = "affine", backward: bool = True, select=None):
     """Certified signed ranges of :math:`\\partial_k (f - u)` on each box: the network's range minus the reference's.
@@ -224,7 +217,8 @@ def _error_slopes(model, reference: Reference, lo: np.ndarray, hi: np.ndarray, b
     of :func:`~lipsurrogate.bounds.affine.error_slopes` (the common linear part of f' and u' cancels;
     with ``backward``, intersected with the backward bounds); others the difference of the interval
     ranges, rounded outwards (one ``nextafter`` covers the half-ulp error of each subtraction).
-    The batch is padded with copies of its last box to a multiple of :data:`ROW_ALIGN` boxes.
+    The batch is padded with copies of its last box to a multiple of
+    :data:`~lipsurrogate.bounds.affine.ROW_ALIGN` boxes.
 
     ``select`` (methods ``"affine"`` and ``"both"``): see
     :func:`~lipsurrogate.bounds.affine.error_slopes`; the boxes it leaves out keep the forward
@@ -233,9 +227,8 @@ def _error_slopes(model, reference: Reference, lo: np.ndarray, hi: np.ndarray, b
     n = len(lo)
     pad = -n % ROW_ALIGN
     if select is not None:
-        if method not in ("affine", "both") or not (backward and supports_backward(model)):
-            raise ConfigurationError(f"Screening needs the backward bounds of the affine forms (GroupSort(2) "
-                                     f"networks, slopes 'affine' or 'both'). Got slopes={method!r}.")
+        if method not in ("affine", "both"):
+            raise ConfigurationError(f"Screening needs the affine forms (slopes 'affine' or 'both'). Got {method!r}.")
         inner = select
 
         def select(a, b, lower, upper):  # the padding boxes are never selected

@@ -188,7 +188,7 @@ def input_intervals(model, chain, lo: np.ndarray, hi: np.ndarray):
 def network_intervals(model, lo: np.ndarray, hi: np.ndarray, chunk: int = 8160) -> tuple[np.ndarray, np.ndarray]:
     """:func:`network_derivative_intervals` in chunks of ``chunk`` boxes (bounded memory), same result.
 
-    ``chunk`` is a multiple of 48 (:data:`~lipsurrogate.bounds.certifier.ROW_ALIGN`), so that
+    ``chunk`` is a multiple of 48 (:data:`~lipsurrogate.bounds.affine.ROW_ALIGN`), so that
     a box's intervals do not depend on its place in the batch."""
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)

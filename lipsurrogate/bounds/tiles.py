@@ -28,7 +28,6 @@ Memory
 
 from __future__ import annotations
 
-import itertools
 import math
 import time
 from dataclasses import dataclass, field
@@ -143,7 +142,7 @@ def certify_tile(job: dict, start: Sequence[int], stop: Sequence[int], candidate
         wider cheap ranges (the per-cell program's bound grows with the ranges; the closed form
         is never below it), so its block is selected and it gets the same bound as without
         screening, given that each block's range depends on that block alone (the batches are
-        aligned for that, :data:`~lipsurrogate.bounds.certifier.ROW_ALIGN`). So the candidates for
+        aligned for that, :data:`~lipsurrogate.bounds.affine.ROW_ALIGN`). So the candidates for
         refinement, the largest bound, the pair and exact rungs of the ladder and the refined
         bound are those of the unscreened tile; only cells below :math:`\tau` keep wider (still
         certified) bounds. ``theory/cell-bounds.md`` section 16.
@@ -213,16 +212,12 @@ def _screen(e: np.ndarray, margin: np.ndarray, edges, L: np.ndarray, steps: Sequ
             threshold: float):
     """The selection of Note [screened blocks]: ``select(start, stop, lower, upper)`` marks the blocks
     ``start:stop`` (C order) that hold a cell whose closed-form bound with the ranges ``[lower,
-    upper]`` exceeds ``threshold``, with the same operations as :func:`~lipsurrogate.bounds.cells.cell_bounds`."""
+    upper]`` exceeds ``threshold``: :func:`~lipsurrogate.bounds.cells.cell_bounds`'s closed form
+    (the same functions, the same numbers), on the blocks' cells only."""
+    from .cells import closed_form_bounds, pair_minimum
+
     d = e.ndim
     cell_shape = tuple(n - 1 for n in e.shape)
-    best = np.full(cell_shape, np.inf)
-    for offset in itertools.product((0, 1), repeat=d):
-        if offset[0] == 1:
-            continue
-        sl = tuple(slice(o, o + n) for o, n in zip(offset, cell_shape))
-        opp = tuple(slice(1 - o, 1 - o + n) for o, n in zip(offset, cell_shape))
-        best = np.minimum(best, 0.5 * (np.abs(e[sl] + e[opp]) + margin[sl] + margin[opp]))
     per_block = int(np.prod(steps))
 
     def by_block(a: np.ndarray) -> np.ndarray:  # cell grid -> (blocks, cells of the block)
@@ -230,15 +225,15 @@ def _screen(e: np.ndarray, margin: np.ndarray, edges, L: np.ndarray, steps: Sequ
         order = list(range(0, 2 * d, 2)) + list(range(1, 2 * d, 2))
         return np.ascontiguousarray(a.reshape(split).transpose(order)).reshape(-1, per_block)
 
-    best = by_block(best)
+    best = by_block(pair_minimum(e, margin))
     spans = [by_block(np.broadcast_to(np.diff(x).reshape([-1 if i == k else 1 for i in range(d)]), cell_shape))
              for k, x in enumerate(edges)]
 
     def select(start: int, stop: int, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
         slope_lo, slope_hi = np.maximum(lower, -L), np.minimum(upper, L)
-        local = np.maximum(np.abs(slope_lo), np.abs(slope_hi))  # (blocks, d)
-        half = np.stack([0.5 * (local[:, k : k + 1] * spans[k][start:stop]) for k in range(d)], -1)
-        closed = (best[start:stop] + half.sum(axis=-1)) * (1 + 8 * 2.0**-53)
+        local = np.maximum(np.abs(slope_lo), np.abs(slope_hi))  # (blocks, d), as cell_bounds clips them
+        closed, _, _ = closed_form_bounds(best[start:stop], [local[:, k : k + 1] for k in range(d)],
+                                          [s[start:stop] for s in spans], (stop - start, per_block))
         return np.any(closed > threshold, axis=1)
 
     return select

@@ -23,14 +23,16 @@ step, and enclosures of sampled derivatives).
 
 from __future__ import annotations
 
+import functools
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
 from .._compiled import HAVE_NUMBA, abs_max_bits, flag_off, magnitude_bits, parallel_kernel
 from .._compiled import prange as _prange
 
-__all__ = ["HAVE_KERNEL", "ENABLED", "disabled", "pack_forms", "pair_forms"]
+__all__ = ["HAVE_KERNEL", "ENABLED", "FormLayout", "disabled", "pack_forms", "pair_forms"]
 
 HAVE_KERNEL = HAVE_NUMBA  # without numba the torch step is used
 ENABLED = HAVE_KERNEL
@@ -50,8 +52,11 @@ _MAGNITUDE_64 = magnitude_bits(np.float64)[1]  # the float64 sums of the kernel'
 
 
 def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R,  # noqa: N803, PLR0913
-                   P_bits, R_bits, magnitude, top_c_bits, top_m_bits, top_r_bits, want_ranges, q_range, e_range):
-    n, rows, cols, _ = P.shape
+                   P_bits, R_bits, magnitude, top_c_bits, top_m_bits, top_r_bits, want_ranges, q_range, e_range,
+                   starts, columns):
+    n, entries, _ = P.shape
+    rows = len(starts) - 1
+    cols = starts[1]  # the value row stores every column
     h = half_units
     # boxes in groups of BOXES_PER_TASK: each task allocates its scratch once (an allocation per box
     # cost about a tenth of the kernel's time)
@@ -77,16 +82,16 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R,  # noqa: N8
             for j in range(h):
                 mass0[j] = 0.0
                 qspread[j] = 0.0
-            for b in range(1, cols):
+            for b in range(1, cols):  # the value row: entry b is column b
                 sb = sb_[b - 1]
                 for j in range(h):
-                    pa = np.float64(P[i, 0, b, j])
-                    pb = 0.0 if relu else np.float64(P[i, 0, b, j + h])
+                    pa = np.float64(P[i, b, j])
+                    pb = 0.0 if relu else np.float64(P[i, b, j + h])
                     mass0[j] += abs(pa) * sb + abs(pb) * sb
                     qspread[j] += abs(pa - pb) * sb
             for j in range(h):
-                ca = np.float64(P[i, 0, 0, j])
-                cb = 0.0 if relu else np.float64(P[i, 0, 0, j + h])
+                ca = np.float64(P[i, 0, j])
+                cb = 0.0 if relu else np.float64(P[i, 0, j + h])
                 ra0 = np.float64(R[i, 0, j])
                 rb0 = 0.0 if relu else np.float64(R[i, 0, j + h])
                 qc = ca - cb
@@ -118,14 +123,14 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R,  # noqa: N8
             # value row
             for b in range(cols):
                 for j in range(h):
-                    pa = np.float64(P[i, 0, b, j])
-                    pb = 0.0 if relu else np.float64(P[i, 0, b, j + h])
+                    pa = np.float64(P[i, b, j])
+                    pb = 0.0 if relu else np.float64(P[i, b, j + h])
                     sh = shift[j] if b == 0 else 0.0
                     if relu:
-                        out_P[i, 0, b, j] = va[j] * pa + vb[j] * pb + sh
+                        out_P[i, b, j] = va[j] * pa + vb[j] * pb + sh
                     else:
-                        out_P[i, 0, b, j + h] = va[j] * pa + vb[j] * pb + sh
-                        out_P[i, 0, b, j] = wa[j] * pa + wb[j] * pb - sh
+                        out_P[i, b, j + h] = va[j] * pa + vb[j] * pb + sh
+                        out_P[i, b, j] = wa[j] * pa + wb[j] * pb - sh
             for j in range(h):
                 ra0 = np.float64(R[i, 0, j])
                 rb0 = 0.0 if relu else np.float64(R[i, 0, j + h])
@@ -134,32 +139,34 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R,  # noqa: N8
                 else:
                     out_R[i, 0, j + h] = (va[j] * ra0 + vb[j] * rb0 + shift[j]) * rfac[j] + radd[j]
                     out_R[i, 0, j] = (wa[j] * ra0 + wb[j] * rb0 + shift[j]) * rfac[j] + radd[j]
-            # derivative rows
+            # derivative rows: their stored entries, the centre first, the columns in order
             for a in range(1, rows):
                 for j in range(h):
                     massa[j] = 0.0
                     jump[j] = 0.0
                     spread[j] = 0.0
-                for b in range(cols):
+                for e in range(starts[a], starts[a + 1]):
+                    b = columns[e]
                     sb = 1.0 if b == 0 else sb_[b - 1]
                     for j in range(h):
-                        pa = np.float64(P[i, a, b, j])
-                        pb = 0.0 if relu else np.float64(P[i, a, b, j + h])
+                        pa = np.float64(P[i, e, j])
+                        pb = 0.0 if relu else np.float64(P[i, e, j + h])
                         if relu:
-                            out_P[i, a, b, j] = da[j] * pa + db[j] * pb
+                            out_P[i, e, j] = da[j] * pa + db[j] * pb
                         else:
-                            out_P[i, a, b, j + h] = da[j] * pa + db[j] * pb
-                            out_P[i, a, b, j] = ea[j] * pa + eb[j] * pb
+                            out_P[i, e, j + h] = da[j] * pa + db[j] * pb
+                            out_P[i, e, j] = ea[j] * pa + eb[j] * pb
                         gap = abs(pa - pb) * sb
                         jump[j] += gap
                         if b > 0:
                             massa[j] += abs(pa) * sb + abs(pb) * sb
                             spread[j] += gap
+                centre = starts[a]
                 for j in range(h):
                     rra = np.float64(R[i, a, j])
                     rrb = 0.0 if relu else np.float64(R[i, a, j + h])
-                    pa0 = np.float64(P[i, a, 0, j])
-                    pb0 = 0.0 if relu else np.float64(P[i, a, 0, j + h])
+                    pa0 = np.float64(P[i, centre, j])
+                    pb0 = 0.0 if relu else np.float64(P[i, centre, j + h])
                     hull_r = (rra + rrb + 0.5 * jump[j]) * (1 + 4 * u) + (8 * u * (abs(pa0) + abs(pb0) + massa[j] + rra + rrb) + tiny)
                     if want_ranges:  # e = da - db in (pa0 - pb0) + sum_b (pa_b - pb_b) delta_b +- (rra + rrb)
                         ec = pa0 - pb0
@@ -177,28 +184,31 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R,  # noqa: N8
             # the bits] of GroupSort: exact, and a NaN wins), which vectorise where float maxima do not
             w_out = h if relu else 2 * h
             for a in range(rows):
-                top_c_bits[i, a] = abs_max_bits(P_bits, (i * rows + a) * cols, w_out, magnitude)  # rows (box, a, b)
+                top_c_bits[i, a] = abs_max_bits(P_bits, i * entries + starts[a], w_out, magnitude)  # rows (box, entry)
                 top_r_bits[i, a] = abs_max_bits(R_bits, i * rows + a, w_out, magnitude)  # rows (box, a)
                 m = m_scratch
                 for jo in range(w_out):
                     m[jo] = 0.0
-                for b in range(1, cols):
-                    sb = sb_[b - 1]
+                for e in range(starts[a] + 1, starts[a + 1]):
+                    sb = sb_[columns[e] - 1]
                     for jo in range(w_out):
-                        m[jo] += abs(np.float64(out_P[i, a, b, jo])) * sb
+                        m[jo] += abs(np.float64(out_P[i, e, jo])) * sb
                 top_m_bits[i, a] = abs_max_bits(m_bits, 0, w_out, _MAGNITUDE_64)
 
 
 _kernel = parallel_kernel(_pair_forms_py)
 
 
-def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool, ranges: bool = False):  # noqa: N803
+def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool, ranges: bool = False,  # noqa: N803
+               layout: "FormLayout | None" = None):
     r"""The forms after a GroupSort(2) (units ``j`` and ``j + w/2`` paired) or ReLU layer.
 
     Parameters
     ----------
-    P : ndarray, shape (n, d + 1, d + 1, w), float32 or float64
-        Rows (value, :math:`\partial_1`, ...), columns (centre, generator_1, ...), units last.
+    P : ndarray, shape (n, entries, w), float32 or float64
+        The stored entries of the forms (``layout``), units last. Without ``layout``, also the
+        whole forms of shape (n, d + 1, d + 1, w): rows (value, :math:`\partial_1`, ...), columns
+        (centre, generator_1, ...).
     R : ndarray, shape (n, d + 1, w)
         Radii (non-negative, same dtype).
     s : ndarray, shape (n, d)
@@ -209,11 +219,14 @@ def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool, ranges: 
         Also return the certified ranges of every pair's :math:`q = a - b` and
         :math:`\partial_k a - \partial_k b` on the boxes (the backward bounds' input,
         ``theory/cell-bounds.md`` section 14).
+    layout : FormLayout, optional
+        Which entries ``P`` stores (default: all of them).
 
     Returns
     -------
     P_out, R_out : ndarrays
-        The **certified** forms after the activation (same formulas as ``affine._pair``).
+        The **certified** forms after the activation (same formulas as ``affine._pair``), in the
+        shape of ``P``.
     top_centre, top_mass, top_radius : ndarrays, shape (n, d + 1), float64
         Per row, the maxima over units of :math:`|c|`, :math:`\sum_b |G_b| s_b` and the radius of
         the output (the next layer's rounding bound).
@@ -225,10 +238,18 @@ def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool, ranges: 
     """
     if not HAVE_KERNEL:  # pragma: no cover
         raise RuntimeError("numba is not installed: use the torch step.")
+    shape = P.shape
+    if layout is None:
+        layout = FormLayout.full(R.shape[1] - 1)
+    P = P.reshape(shape[0], -1, shape[-1])
+    if P.shape[1] != layout.entries or R.shape[1] != layout.rows:
+        raise ValueError(f"The forms do not match their layout: {layout.entries} entries and {layout.rows} rows "
+                         f"expected, got P {shape} and R {R.shape}.")
     dtype = P.dtype
     u = 2.0**-53 if dtype == np.float64 else 2.0**-24
     tiny = 1e-300 if dtype == np.float64 else 1e-30
-    n, rows, cols, w = P.shape
+    n, _, w = P.shape
+    rows = layout.rows
     if not relu and w % 2:
         raise ValueError(f"GroupSort(2) needs an even width. Got {w}.")
     if ranges and relu:
@@ -244,14 +265,15 @@ def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool, ranges: 
     e_range = np.empty((2, rows - 1, n, half_units) if ranges else (2, 0, 0, 0))
     _kernel(P, R, np.ascontiguousarray(s, dtype=dtype), half_units, bool(relu), u, tiny, out_P, out_R,
             out_P.view(int_type).reshape(-1, w), out_R.view(int_type).reshape(-1, w), magnitude, top_c.view(int_type), top[1].view(np.int64),
-            top_r.view(int_type), bool(ranges), q_range, e_range)
+            top_r.view(int_type), bool(ranges), q_range, e_range, layout.starts, layout.columns)
     top[0], top[2] = top_c, top_r  # exact conversions to float64
+    out_P = out_P.reshape(shape)
     if ranges:
         return out_P, out_R, top[0], top[1], top[2], q_range, e_range
     return out_P, out_R, top[0], top[1], top[2]
 
 
-def _pack_py(P, R, s, out_P, out_R, with_tangents, D, H, sigma):  # noqa: N803, PLR0913
+def _pack_py(P, R, s, out_P, out_R, with_tangents, D, H, sigma, starts, columns):  # noqa: N803, PLR0913
     n, rows, cols, w = P.shape
     grow = 1 + 2.0**-20
     up = np.float32(1 + 4 * 2.0**-24)
@@ -263,8 +285,10 @@ def _pack_py(P, R, s, out_P, out_R, with_tangents, D, H, sigma):  # noqa: N803, 
                     reach += abs(P[i, a, b, j]) * s[i, b - 1]
                 moved = 2.0**-24 * (abs(P[i, a, 0, j]) + reach) * grow
                 out_R[i, a, j] = np.float32(R[i, a, j] + moved) * up
-                for b in range(cols):
-                    out_P[i, a, b, j] = np.float32(P[i, a, b, j])
+            for e in range(starts[a], starts[a + 1]):
+                b = columns[e]
+                for j in range(w):
+                    out_P[i, e, j] = np.float32(P[i, a, b, j])
         if with_tangents:
             for j in range(w):
                 for k in range(rows - 1):
@@ -277,7 +301,7 @@ def _pack_py(P, R, s, out_P, out_R, with_tangents, D, H, sigma):  # noqa: N803, 
 _pack_kernel = parallel_kernel(_pack_py)
 
 
-def pack_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, tangents: bool):  # noqa: N803
+def pack_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, tangents: bool, layout: "FormLayout | None" = None):  # noqa: N803
     r"""The float64 input forms as float32 forms with their conversion added to the radii, in one pass.
 
     The numbers of ``affine._pack`` (float32 storage) and, with ``tangents``, of
@@ -287,16 +311,105 @@ def pack_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, tangents: bool):  # 
     their order, as numpy's ``einsum`` takes it (tested equal); and the tangents ``D[n, unit, k]``,
     ``H[n, unit, k, j]``, ``sigma[n, unit, k]`` copied from the float64 forms.
 
+    With ``layout``, ``P32`` holds only the layout's entries, shape (n, entries, w) (the others must
+    be zero, :meth:`FormLayout.of`); without, all of them, shape (n, d + 1, d + 1, w).
+
     Returns ``(P32, R32)`` or ``(P32, R32, (D, H, sigma))``.
     """
     if not HAVE_KERNEL:  # pragma: no cover
         raise RuntimeError("numba is not installed: use the numpy path.")
     n, rows, cols, w = P.shape
-    out_P = np.empty(P.shape, dtype=np.float32)
+    full = layout is None
+    layout = FormLayout.full(rows - 1) if full else layout
+    out_P = np.empty((n, layout.entries, w), dtype=np.float32)
     out_R = np.empty(R.shape, dtype=np.float32)
     shape = (n, w, rows - 1) if tangents else (0, 0, 0)
     D, sigma = np.empty(shape), np.empty(shape)
     H = np.empty((*shape, cols - 1) if tangents else (0, 0, 0, 0))
     _pack_kernel(np.ascontiguousarray(P), np.ascontiguousarray(R), np.ascontiguousarray(s, dtype=np.float64),
-                 out_P, out_R, bool(tangents), D, H, sigma)
+                 out_P, out_R, bool(tangents), D, H, sigma, layout.starts, layout.columns)
+    if full:
+        out_P = out_P.reshape(P.shape)
     return (out_P, out_R, (D, H, sigma)) if tangents else (out_P, out_R)
+
+
+# Note [zero generators]
+# ~~~~~~~~~~~~~~~~~~~~~~
+# Entry (a, b), a, b >= 1, of the forms is the generator b of the derivative d/dx_a: a second
+# derivative. Where it is zero in every box and unit of the input forms (heat2d: t passes through
+# the Fourier features, so every second derivative with t is zero; a plain network's inputs are
+# affine, so all of them are), it stays exactly zero in every layer: a linear layer maps a row of
+# zeros to zeros (sums of signed zeros are zero); the pair step writes da a + db b (decided or
+# hull) from the same entry of the pair, and the value row (the only row with another rule) is
+# always stored; the radii and the row maxima add |0| s_b = 0, which changes no float sum. So the
+# compiled path drops those entries (fewer rows in every matrix product and pass: 11 of 16 on
+# heat2d) and gets every number of the whole forms bit for bit (theory/cell-bounds.md section 17;
+# tests/bounds/test_affine.py compares the two).
+
+
+@dataclass(frozen=True)
+class FormLayout:
+    r"""Which entries of the forms ``P[n, a, b, unit]`` are stored: Note [zero generators].
+
+    Row ``a = 0`` (the value) keeps every column, each derivative row ``a >= 1`` its centre
+    (``b = 0``) and the generators ``b >= 1`` that :attr:`kept` names. Stored entry ``e`` is
+    row ``a`` with ``starts[a] <= e < starts[a + 1]``, column ``columns[e]`` (increasing within
+    a row, the centre first).
+    """
+
+    kept: tuple  # kept[k][j]: whether the generator j of the derivative d/dx_k is stored
+
+    @classmethod
+    def full(cls, d: int) -> "FormLayout":
+        """Every entry stored."""
+        return cls(tuple((True,) * d for _ in range(d)))
+
+    @classmethod
+    def of(cls, P: np.ndarray) -> "FormLayout":  # noqa: N803
+        """The layout without the derivatives' generators that are zero in every box and unit of the
+        input forms ``P`` (n, d + 1, d + 1, w): they stay exactly zero through every layer."""
+        nonzero = np.any(P[:, 1:, 1:] != 0, axis=(0, 3))
+        return cls(tuple(tuple(bool(v) for v in row) for row in nonzero))
+
+    @functools.cached_property
+    def rows(self) -> int:
+        """d + 1: the value and the d derivatives."""
+        return len(self.kept) + 1
+
+    @functools.cached_property
+    def starts(self) -> np.ndarray:
+        """First stored entry of each row, and the number of entries at the end (int64, rows + 1)."""
+        sizes = [self.rows] + [1 + sum(row) for row in self.kept]
+        return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+    @functools.cached_property
+    def columns(self) -> np.ndarray:
+        """The column ``b`` of each stored entry (int64)."""
+        cols = list(range(self.rows))
+        for row in self.kept:
+            cols += [0] + [1 + j for j, k in enumerate(row) if k]
+        return np.array(cols, dtype=np.int64)
+
+    @property
+    def entries(self) -> int:
+        """Stored entries per box."""
+        return int(self.starts[-1])
+
+    @property
+    def is_full(self) -> bool:
+        """Whether every entry is stored."""
+        return all(all(row) for row in self.kept)
+
+    def expand(self, P):  # noqa: N803
+        """The whole forms ``(n, d + 1, d + 1, w)`` (zeros where nothing is stored) of stored entries
+        ``P`` (n, entries, w); a numpy array or a torch tensor."""
+        rows = self.rows
+        index = np.concatenate([np.full(self.starts[a + 1] - self.starts[a], a) for a in range(rows)]) * rows + self.columns
+        if isinstance(P, np.ndarray):
+            out = np.zeros((P.shape[0], rows * rows, P.shape[-1]), dtype=P.dtype)
+        else:
+            import torch
+
+            out = torch.zeros((P.shape[0], rows * rows, P.shape[-1]), dtype=P.dtype)
+        out[:, index] = P
+        return out.reshape(P.shape[0], rows, rows, P.shape[-1])

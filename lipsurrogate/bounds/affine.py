@@ -448,49 +448,61 @@ def _mass(P: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 def _forms(model, chain, xc, s, dtype=torch.float64, fused=True, record: dict | None = None):
     """Forms of the network's derivatives on the boxes; with ``record`` (a dict), also the input
     tangents' forms (``"inputs"``: D, H, sigma) and the certified ranges at every hidden layer
-    (``"layers"``: :func:`~lipsurrogate.bounds.backward.layer_ranges`)."""
+    (``"layers"``: :func:`~lipsurrogate.bounds.backward.layer_ranges`).
+
+    The compiled path stores only the entries of :class:`~lipsurrogate.bounds._pair_kernel.FormLayout`
+    (Note [zero generators]): ``P`` is ``(n, entries, units)`` there, ``(n, d + 1, d + 1, units)``
+    on the torch path."""
     u, tiny = _unit(dtype), _tiny(dtype)
     P, R = _input_forms(model, chain, xc, s)
     fused = fused and _pair_kernel.ENABLED
+    s_t = _up(s, dtype)  # a larger box only widens every enclosure
+    layout = None
     if fused and dtype == torch.float32:  # the same numbers as below, in one compiled pass
-        P, R, *inputs = _pair_kernel.pack_forms(P, R, s, tangents=record is not None)
+        layout = _pair_kernel.FormLayout.of(P)
+        P, R, *inputs = _pair_kernel.pack_forms(P, R, s, tangents=record is not None, layout=layout)
         P, R = torch.from_numpy(P), torch.from_numpy(R)
         if record is not None:
             record["inputs"], record["layers"] = inputs[0], []
+        whole = layout.expand(P)  # the input layer is narrow: its maxima as below, on the whole forms
+        slack = whole[:, :, 0].abs().amax(-1) + _mass(whole, s_t).amax(-1)  # (n, a)
     else:
         if record is not None:
             record["inputs"], record["layers"] = _tangent_inputs(P, R), []
         P, R = _pack(P, R, s, dtype)
-    s_t = _up(s, dtype)  # a larger box only widens every enclosure
-    n, a_rows = P.shape[0], P.shape[1]
+        # rounding of W P (centres and generators): gamma rows_o (max|centre| + max sum_j |gen_j| s_j)
+        slack = P[:, :, 0].abs().amax(-1) + _mass(P, s_t).amax(-1)  # (n, a)
+    n, a_rows = P.shape[0], R.shape[1]
     n_layers = len(chain.weights)
     act = chain.activation
     # float32: the stored weights W32 = fl(W) move W z by at most u32 |W| |z| <= u32 rows (max|z|)
     u_conv = 0.0 if dtype == torch.float64 else 2.0**-24
-    # rounding of W P (centres and generators): gamma rows_o (max|centre| + max sum_j |gen_j| s_j)
-    slack = P[:, :, 0].abs().amax(-1) + _mass(P, s_t).amax(-1)  # (n, a)
     r_max = R.amax(-1)
     for i, (w, b) in enumerate(zip(chain.weights, chain.biases)):
         gamma = (w.shape[1] + 2) * u
         rows = _up(np.abs(w).sum(axis=1), dtype)  # bounds |W_o.| . |v| <= rows_o max|v|
         bt, ab = _t(b, dtype), _up(np.abs(b), dtype)
+        shape = (*P.shape[:-1], -1)
         if dtype == torch.float32:  # oneDNN where torch has it (lipsurrogate._gemm): any summation order is covered
-            P = gemm.linear(P.reshape(-1, P.shape[-1]), _t(w, dtype)).reshape(n, a_rows, a_rows, -1)
+            P = gemm.linear(P.reshape(-1, P.shape[-1]), _t(w, dtype)).reshape(shape)
             R = gemm.linear(R.reshape(-1, R.shape[-1]), _t(np.abs(w), dtype)).reshape(n, a_rows, -1) * (1 + 2 * gamma)
         else:
-            P = (P.reshape(-1, P.shape[-1]) @ _t(w.T, dtype)).reshape(n, a_rows, a_rows, -1)
+            P = (P.reshape(-1, P.shape[-1]) @ _t(w.T, dtype)).reshape(shape)
             R = (R.reshape(-1, R.shape[-1]) @ _t(np.abs(w).T, dtype)).reshape(n, a_rows, -1) * (1 + 2 * gamma)
-        P[:, 0, 0] += bt
+        if layout is None:
+            P[:, 0, 0] += bt
+        else:  # entry 0: the value's centre
+            P[:, 0] += bt
         R = R + (gamma * slack + u_conv * (slack + r_max) * (1 + 2 * gamma))[..., None] * rows + tiny
         R[:, 0] += (gamma + 2 * u_conv) * ab
         if i == n_layers - 1:
             break
         relu = type(act).__name__ == "ReLU"
         if record is not None and not (fused and act is not None):
-            record["layers"].append(layer_ranges(P, R, s))
+            record["layers"].append(layer_ranges(P if layout is None else layout.expand(P), R, s))
         if fused and act is not None:
             P_np, R_np, top_c, top_m, top_r, *ranges = _pair_kernel.pair_forms(
-                P.numpy(), R.numpy(), s_t.numpy(), relu=relu, ranges=record is not None and not relu)
+                P.numpy(), R.numpy(), s_t.numpy(), relu=relu, ranges=record is not None and not relu, layout=layout)
             if ranges:  # the kernel's enclosures of a - b and its derivatives (section 14)
                 (q_lo, q_hi), (e_lo, e_hi) = ranges
                 record["layers"].append(LayerRanges(q_lo, q_hi, e_lo, e_hi))
@@ -500,9 +512,13 @@ def _forms(model, chain, xc, s, dtype=torch.float64, fused=True, record: dict | 
             r_max = _t(top_r, dtype)
             slack, r_max = slack * (1 + 4 * u), r_max * (1 + 4 * u)  # their rounding to dtype
         else:
+            if layout is not None:
+                P, layout = layout.expand(P), None
             P, R = _activation(act, P, R, s_t)
             slack = P[:, :, 0].abs().amax(-1) + _mass(P, s_t).amax(-1)
             r_max = R.amax(-1)
+    if layout is not None:
+        P = layout.expand(P)
     out = P[:, 1:, 0, 0], P[:, 1:, 1:, 0], R[:, 1:, 0]
     return tuple(x.double().numpy() for x in out)
 

@@ -122,6 +122,64 @@ def test_compiled_packing_equals_the_numpy_packing_bit_for_bit(model, rng):
     assert _pair_kernel.pack_forms(P, R, half, tangents=False)[1].tobytes() == R_k.tobytes()
 
 
+@pytest.mark.parametrize("model", list(_models()), ids=["features", "groupsort", "relu", "sequential-relu"])
+def test_forms_without_their_zero_generators_are_the_whole_forms_bit_for_bit(model, rng, monkeypatch):
+    """Note [zero generators]: storing only the derivatives' generators that are not zero at the
+    input gives the forms, the backward bounds' layer ranges and input tangents of the whole
+    forms, bit for bit (the dropped entries stay exactly zero through every layer)."""
+    from lipsurrogate.bounds import _pair_kernel
+    from lipsurrogate.bounds.affine import _forms, _input_forms
+    from lipsurrogate.bounds.network import extract_chain
+
+    _, _, centre, half = _inflated_boxes(model, 240, rng)
+    chain = extract_chain(model)
+    layout = _pair_kernel.FormLayout.of(_input_forms(model, chain, centre, half)[0])
+    d = centre.shape[1]
+    # the Fourier features depend on (x, y) only, t passes through: t's second derivatives are zero;
+    # the plain networks' inputs are affine: every second derivative is zero
+    expected = [[True, True, False], [True, True, False], [False, False, False]] if d == 3 else [[False] * d] * d
+    assert [list(row) for row in layout.kept] == expected
+    assert layout.entries < (d + 1) ** 2
+
+    def run():
+        record = {}
+        return _forms(model, chain, centre, half, torch.float32, record=record), record
+
+    compact, compact_record = run()
+    monkeypatch.setattr(_pair_kernel.FormLayout, "of", classmethod(lambda cls, P: cls.full(P.shape[1] - 1)))
+    whole, whole_record = run()
+    for a, b in zip(compact, whole):
+        assert np.array_equal(a, b)
+    for a, b in zip(compact_record["inputs"], whole_record["inputs"]):
+        assert np.array_equal(a, b)
+    assert len(compact_record["layers"]) == len(whole_record["layers"])
+    for a, b in zip(compact_record["layers"], whole_record["layers"]):
+        for field in ("q_lower", "q_upper", "e_lower", "e_upper"):
+            assert np.array_equal(getattr(a, field), getattr(b, field))
+
+
+def test_form_layouts_store_what_they_say(rng):
+    from lipsurrogate.bounds._pair_kernel import FormLayout, pack_forms, pair_forms
+
+    kept = ((True, False), (False, False))
+    layout = FormLayout(kept)
+    assert layout.rows == 3 and layout.entries == 3 + 2 + 1
+    assert layout.starts.tolist() == [0, 3, 5, 6] and layout.columns.tolist() == [0, 1, 2, 0, 1, 0]
+    P = rng.normal(size=(5, 3, 3, 4))
+    P[:, 1, 2] = 0
+    P[:, 2, 1:] = 0
+    assert FormLayout.of(P) == layout
+    half = rng.uniform(0.1, 1, size=(5, 2))
+    R = rng.uniform(size=(5, 3, 4))
+    stored, R32 = pack_forms(P, R, half, tangents=False, layout=layout)
+    whole, R_whole = pack_forms(P, R, half, tangents=False)
+    assert stored.shape == (5, 6, 4) and np.array_equal(layout.expand(stored), whole)
+    assert np.array_equal(layout.expand(torch.from_numpy(stored)).numpy(), whole)
+    assert np.array_equal(R32, R_whole)
+    with pytest.raises(ValueError, match="layout"):
+        pair_forms(whole, R_whole, half.astype(np.float32), relu=False, layout=layout)
+
+
 def test_unsupported_networks_are_refused():
     torch.manual_seed(0)
     tanh = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from .._format import up
-from .html import HtmlReport, pyplot, run_documents, save_figure
+from .html import HtmlReport, plot_training, pyplot, run_documents, save_figure
 from .statement import add_statement, percent, percent_up, run_status
 
 __all__ = ["write_report"]
@@ -93,8 +93,7 @@ def write_report(run_dir: Path) -> Path:
 
     # 3. training curve
     fig, ax = plt.subplots(figsize=(6, 3.5), layout="constrained")
-    ax.semilogy(history["steps"], history["losses"])
-    ax.set(xlabel="step", ylabel="mini-batch MSE (estimate)", title="training loss")
+    plot_training(ax, history, config.get("loss"))
     pngs["training"] = (save_figure(fig, run_dir / "figures" / "training.png"), "Training loss")
     plt.close(fig)
 

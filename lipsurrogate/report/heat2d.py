@@ -8,7 +8,7 @@ import numpy as np
 
 from .._format import up
 from .._io import read_json
-from .html import HtmlReport, pyplot, run_documents, save_figure
+from .html import HtmlReport, plot_training, pyplot, run_documents, save_figure
 from .statement import add_statement, percent, percent_up, run_status
 
 __all__ = ["write_report"]
@@ -37,20 +37,25 @@ def write_report(run_dir: Path) -> Path:
     g = np.linspace(0, 2 * np.pi, 129)
     X, Y = np.meshgrid(g, g, indexing="ij")
     fig, axes = plt.subplots(3, 3, figsize=(12, 10.5), layout="constrained")
-    for col, t in enumerate([0.0, t_end / 2, t_end]):
+    fields = []
+    for t in [0.0, t_end / 2, t_end]:
         pts = np.stack([X.ravel(), Y.ravel(), np.full(X.size, t)], 1)
         with torch.no_grad():
             f = model(torch.from_numpy(pts))[:, 0].numpy().reshape(X.shape)
         u = modes.solution(X, Y, t, kappa)
-        lim = np.abs(u).max()
-        for row, (field, title, cmap) in enumerate([(u, "exact u", "RdBu_r"), (f, "surrogate f", "RdBu_r"),
-                                                     (f - u, "error f - u", "PuOr")]):
+        fields.append((t, u, f))
+    # one colour scale per row, shared by the three times (the decay shows), one colour bar each
+    lim = max(np.abs(u).max() for _, u, _ in fields)
+    err_lim = max(np.abs(f - u).max() for _, u, f in fields)
+    for col, (t, u, f) in enumerate(fields):
+        for row, (field, title, cmap, vmax) in enumerate([(u, "exact u", "RdBu_r", lim), (f, "surrogate f", "RdBu_r", lim),
+                                                           (f - u, "error f - u", "PuOr", err_lim)]):
             ax = axes[row, col]
-            vmax = lim if row < 2 else np.abs(f - u).max()
             im = ax.pcolormesh(g, g, field.T, cmap=cmap, vmin=-vmax, vmax=vmax, shading="auto")
             ax.set(title=f"{title}, t = {t:.2f}", aspect="equal", xticks=[], yticks=[])
-            fig.colorbar(im, ax=ax, shrink=0.85)
-    figures["solution"] = (fig, "Exact solution, surrogate and error (measured) at three times.")
+            if col == 2:
+                fig.colorbar(im, ax=axes[row, :], shrink=0.85)
+    figures["solution"] = (fig, "Exact solution, surrogate and error (measured) at three times, each row on one colour scale.")
 
     # 2. per-cell bound vs observed vertex error at the middle time layer
     bound = cells.bound.values
@@ -66,13 +71,12 @@ def write_report(run_dir: Path) -> Path:
     figures["bound_vs_error"] = (fig, "The certified bound of each cell next to the error observed at its vertex.")
 
     # 3. training curve
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.semilogy(history["steps"], history["losses"])
-    ax.set(xlabel="step", ylabel="mini-batch MSE (estimate of the training loss)", title="training")
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
+    plot_training(ax, history, config.get("loss"))
     figures["training"] = (fig, "Training curve.")
 
     # 4. tightness distribution
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(6, 4), layout="constrained")
     values = ver["per_cell_tightness"].get("values")
     if values:
         ax.hist(values, bins=40)
@@ -123,8 +127,8 @@ def write_report(run_dir: Path) -> Path:
              "measured (a lower bound of the true max)"],
             [f"bound, {'x'.join(map(str, cert['grid']['cells']))} cells", up(cert["bound"], 4), percent_up(cert["bound"], u_max),
              f"{word}, rounded up"],
-            [f"bound, {'x'.join(map(str, cert['coarse']['grid']['cells']))} cells", up(cert["coarse"]["bound"], 4),
-             percent_up(cert["coarse"]["bound"], u_max), f"{word}, rounded up"],
+            *([[f"bound, {'x'.join(map(str, cert['coarse']['grid']['cells']))} cells", up(cert["coarse"]["bound"], 4),
+                percent_up(cert["coarse"]["bound"], u_max), f"{word}, rounded up"]] if cert.get("coarse") else []),
             ["tightness = bound / observed max", f"{ver['tightness']:.2f}", "", "ratio (1 is ideal)"],
             ["violations", ver["violations"], "", "must be 0"],
         ],

@@ -10,7 +10,7 @@ from typing import Sequence
 
 from .._io import atomic_path
 
-__all__ = ["HtmlReport", "save_figure", "run_documents", "pyplot"]
+__all__ = ["HtmlReport", "save_figure", "run_documents", "pyplot", "plot_training"]
 
 
 def pyplot():
@@ -31,10 +31,22 @@ def pyplot():
     return plt
 
 
+def plot_training(ax, history: dict, loss: str | None) -> None:
+    """The training curve of a run's ``training.json`` on ``ax``, labelled with the loss trained on
+    (``config["loss"]``; mini-batch values: **estimates** of the training loss)."""
+    ax.semilogy(history["steps"], history["losses"])
+    ax.set(xlabel="step", ylabel=f"mini-batch {str(loss or 'mse').upper()} loss (estimate)", title="training")
+
+
 def save_figure(fig, path: str | Path, dpi: int = 110) -> bytes:
-    """Save a matplotlib figure as PNG at ``path`` (atomically) and return the PNG bytes."""
+    """Save a matplotlib figure as PNG at ``path`` (atomically) and return the PNG bytes.
+
+    A figure with a layout engine (``layout="constrained"``) is saved as laid out; others are
+    cropped to their contents (``bbox_inches="tight"``, which draws the figure twice).
+    """
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    tight = fig.get_layout_engine() is None
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight" if tight else None)
     data = buffer.getvalue()
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)

@@ -24,6 +24,11 @@ def int_list(text: str) -> list[int]:
     return values
 
 
+def int_list_or_none(text: str) -> list[int]:
+    """``"64,64,16"`` -> ``[64, 64, 16]``; ``"none"`` -> ``[]``."""
+    return [] if text.strip().lower() == "none" else int_list(text)
+
+
 def block_sizes(text: str) -> int | list[int]:
     """``"2"`` -> ``2`` (every axis), ``"1,1,4"`` -> ``[1, 1, 4]`` (one per axis); ranges are checked by the task."""
     try:
@@ -81,7 +86,8 @@ TASK_OPTIONS: dict[str, list] = {
         _opt("--k-max", int, "largest |k| of the initial condition [3]"),
         *_TRAINING,
         _opt("--cert-cells", int_list, "certificate cells in x,y,t [128,128,32]"),
-        _opt("--cert-cells-coarse", int_list, "second certificate grid [64,64,16]"),
+        _opt("--cert-cells-coarse", int_list_or_none, "a second certificate grid in x,y,t for comparison (no "
+                                                      "refinement), e.g. 64,64,16; none: no second grid [none]"),
         *_CERTIFICATE,
         _opt("--slopes", None, "how the error's slope is bounded per block: affine forms, intervals, both "
                                "(their intersection) or auto [affine]", choices=["affine", "interval", "both", "auto"]),

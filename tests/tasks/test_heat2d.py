@@ -38,6 +38,8 @@ def test_run_folder_contract(run_dir):
     # local constants (interval propagation) never loosen the global-constant bound
     assert cert["bound"] <= cert["bound_global_constants"] <= cert["naive_bound"]
     ver = json.loads((run_dir / "verification.json").read_text())
+    # the quick settings keep the comparison grid (the defaults have none): certified too
+    assert cert["coarse"]["grid"]["cells"] == [16, 16, 4] and cert["coarse"]["bound"] >= ver["max_error_observed"]
     for key in ["violations", "max_error_observed", "bound", "tightness", "samples"]:
         assert key in ver
     assert ver["violations"] == 0
@@ -143,7 +145,7 @@ def test_unknown_option_is_refused(tmp_path):
 def test_deeponet_run_certifies_the_operator_on_an_unseen_initial_condition(tmp_path):
     out = tmp_path / "don"
     assert main(["fit", "heat2d", "--quick", "--model", "deeponet", "--operator-steps", "200", "--no-progress",
-                 "--out", str(out)]) == 0
+                 "--cert-cells-coarse", "none", "--out", str(out)]) == 0
     for name in ["operator.safetensors", "operator.json", "operator_fit.json", "model.safetensors", "certificate.json",
                  "verification.json", "report.html"]:
         assert (out / name).is_file(), name
@@ -151,6 +153,9 @@ def test_deeponet_run_certifies_the_operator_on_an_unseen_initial_condition(tmp_
     assert op["family_seed"] == 1 and op["train_samples"] + op["held_out_samples"] == op["family_samples"]
     ver = json.loads((out / "verification.json").read_text())
     assert ver["violations"] == 0
+    # no comparison grid asked for: none computed, none reported
+    assert json.loads((out / "certificate.json").read_text())["coarse"] is None
+    assert json.loads((out / "summary.json").read_text())["bound_coarse"] is None
     # the certified object is the specialised network, and it is what load() evaluates
     s = lipsurrogate.load(out)
     pts = np.array([[1.0, 2.0, 0.3], [4.0, 0.5, 0.9]])
@@ -169,6 +174,8 @@ def test_unknown_model_is_refused():
         heat2d.Heat2DConfig(model="fno")
     with pytest.raises(lipsurrogate.exceptions.ConfigurationError, match="'tighten' \\(--tighten\\)"):
         heat2d.Heat2DConfig(tighten="some")
+    with pytest.raises(lipsurrogate.exceptions.ConfigurationError, match="3 cell counts \\(x, y, t\\) or none"):
+        heat2d.Heat2DConfig(cert_cells_coarse=[64, 64])
 
 
 def test_fast_preset_sits_under_the_options_given():
@@ -185,3 +192,5 @@ def test_fast_preset_sits_under_the_options_given():
     args = build_parser().parse_args(["fit", "heat2d", "--fast"])
     assert args.fast is True
     assert build_parser().parse_args(["fit", "heat2d"]).fast is None
+    assert build_parser().parse_args(["fit", "heat2d", "--cert-cells-coarse", "none"]).cert_cells_coarse == []
+    assert build_parser().parse_args(["fit", "heat2d", "--cert-cells-coarse", "64,64,16"]).cert_cells_coarse == [64, 64, 16]

@@ -167,11 +167,18 @@ def signed_abs_kernel(errors: np.ndarray, margins: np.ndarray, half_spans: np.nd
         raise RuntimeError("numba is not installed: use the numpy path.")
     index, weight, size, m = duals
     corners = [np.asarray(a, dtype=np.float64) for a in (errors, margins)]
-    if not vertex_major:  # transposed views: numba compiles the kernel for either memory order, no copy
-        corners = [a.T for a in corners]
-    corners = [a if a.flags.c_contiguous or a.flags.f_contiguous else np.ascontiguousarray(a) for a in corners]
+    # C order and read-only views always: one compiled signature (numba specialises on the memory
+    # order and on writability; a second signature cost another 3 s of compilation on a first run)
+    corners = [_read_only(np.ascontiguousarray(a if vertex_major else a.T)) for a in corners]
     nv, d = corners[0].shape[0], m.shape[1]
     out = np.empty(corners[0].shape[1])
-    arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (half_spans, centre, radius)]
+    arrays = [_read_only(np.ascontiguousarray(a, dtype=np.float64)) for a in (half_spans, centre, radius)]
     _kernel(*corners, *arrays, index, weight, size, m, 2 * (nv + 3 * d + 6) * _U, out)
     return out
+
+
+def _read_only(a: np.ndarray) -> np.ndarray:
+    """A read-only view of ``a`` (no copy)."""
+    view = a.view()
+    view.flags.writeable = False
+    return view

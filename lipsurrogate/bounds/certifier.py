@@ -45,7 +45,7 @@ from .._validation import positive_int
 from .._threads import one_numpy_blas_thread
 from .affine import ROW_ALIGN, error_slopes, supports_backward, supports_forms
 from .cells import CellCertificate
-from .local import network_intervals
+from .local import check_interval_support, network_intervals
 from .network import evaluate_float64, extract_chain, lipschitz_bounds
 from .reference import Reference
 from .refine import DOMINANCE, RefinementResult, cell_boxes, refine_boxes
@@ -469,7 +469,7 @@ def certify(
     local_note, use_slopes, backward, screen = "not computed (local_block = 0)", None, False, False
     if blocks is not None:
         try:
-            network_intervals(model, box[None, :, 0], box[None, :, 1])
+            check_interval_support(model)
         except CertificationError as err:
             local_note = f"unavailable for this network ({err}); global constants only"
         else:

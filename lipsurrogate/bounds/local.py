@@ -50,6 +50,19 @@ def cos_range(centre: np.ndarray, radius: np.ndarray) -> tuple[np.ndarray, np.nd
     return np.maximum(lo - pad, -1.0), np.minimum(hi + pad, 1.0)
 
 
+def check_interval_support(model):
+    """The model's :func:`~lipsurrogate.bounds.extract_chain` if :func:`network_derivative_intervals`
+    supports it; else :class:`~lipsurrogate.exceptions.CertificationError` saying why (nothing is
+    computed: the certifier asks before it plans its tiles)."""
+    chain = extract_chain(model)
+    if chain.out_scale is not None or chain.aux is not None or chain.residual is not None or chain.out_features != 1:
+        raise CertificationError("Local derivative bounds support single-output networks without scale/aux/residual heads.")
+    act = chain.activation
+    if not (act is None or (isinstance(act, GroupSort) and act.group_size == 2) or type(act).__name__ in ("ReLU", "Tanh")):
+        raise CertificationError(f"Local derivative bounds support GroupSort(2), ReLU and Tanh; got {act!r}.")
+    return chain
+
+
 def network_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Certified intervals of :math:`\\partial f / \\partial x_k` on each box ``[lo, hi]``.
 
@@ -64,12 +77,8 @@ def network_derivative_intervals(model, lo: np.ndarray, hi: np.ndarray) -> tuple
     dlo, dhi : ndarray, shape (n, d)
         For every x in box i (where the derivative exists), ``dlo[i, k] <= d f / d x_k <= dhi[i, k]``.
     """
-    chain = extract_chain(model)
-    if chain.out_scale is not None or chain.aux is not None or chain.residual is not None or chain.out_features != 1:
-        raise CertificationError("Local derivative bounds support single-output networks without scale/aux/residual heads.")
+    chain = check_interval_support(model)
     act = chain.activation
-    if not (act is None or (isinstance(act, GroupSort) and act.group_size == 2) or type(act).__name__ in ("ReLU", "Tanh")):
-        raise CertificationError(f"Local derivative bounds support GroupSort(2), ReLU and Tanh; got {act!r}.")
     lo = np.asarray(lo, dtype=np.float64)
     hi = np.asarray(hi, dtype=np.float64)
     d = lo.shape[1]

@@ -220,3 +220,21 @@ def test_refinement_without_the_childrens_own_slopes_is_certified_and_says_so(rn
     points = rng.uniform(BOX[:, 0], BOX[:, 1], size=(100_000, 2))
     errors = _sampled_errors(net, points)
     assert np.all(errors <= kept.cells.per_cell[locate_cells(points, kept.cells.edges)])
+
+
+def test_networks_without_local_slope_bounds_are_certified_with_global_constants(rng):
+    """A trainable output scale is outside what the slope propagations support: the certifier says so
+    (without computing anything to find out) and certifies with the global constants alone."""
+    from lipsurrogate.bounds.local import check_interval_support, network_derivative_intervals
+    from lipsurrogate.nn import LipschitzMLP
+
+    net = LipschitzMLP(2, 1, (16, 16), lipschitz=3.0, head="scale", seed=0)
+    with pytest.raises(CertificationError, match="scale/aux/residual"):
+        check_interval_support(net)
+    with pytest.raises(CertificationError, match="scale/aux/residual"):
+        network_derivative_intervals(net, BOX[None, :, 0], BOX[None, :, 1])
+    cert = certify(net, REFERENCE, BOX, cells=12, local_block=2)
+    assert cert.document["local_constants"].startswith("unavailable for this network")
+    assert cert.bound == cert.document["bound_global_constants"]
+    x = rng.uniform(BOX[:, 0], BOX[:, 1], size=(4000, 2))
+    assert np.all(_sampled_errors(net, x) <= cert.bound)

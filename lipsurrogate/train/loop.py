@@ -10,6 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from .adam import Adam
 from .device import current_device, resolve_device
 from ..exceptions import ConfigurationError
 from .._threads import threads_for_load
@@ -238,16 +239,17 @@ def train(
     run_device = next(model.parameters()).device
     generator = torch.Generator().manual_seed(int(seed))
     mdmm = physics.constraint() if physics is not None else None
-    if mdmm is not None:
-        mdmm = mdmm.to(dtype=next(model.parameters()).dtype, device=run_device)
-        optimizer = torch.optim.Adam(mdmm.parameter_groups(model.parameters(), lr=lr, weight_decay=weight_decay))
-    else:
-        optimizer = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     if schedule == "cosine":
         lr_lambda = lambda step: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * min(step, steps) / steps))  # noqa: E731
     else:
         lr_lambda = lambda step: 1.0  # noqa: E731
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    if mdmm is not None:
+        mdmm = mdmm.to(dtype=next(model.parameters()).dtype, device=run_device)
+        optimizer = torch.optim.Adam(mdmm.parameter_groups(model.parameters(), lr=lr, weight_decay=weight_decay))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda)
+    else:  # torch.optim.Adam's update without torch.optim (whose first use imports torch._dynamo: 1.5 s)
+        optimizer = Adam(model.parameters(), lr=lr, weight_decay=weight_decay, schedule=lr_lambda)
+        scheduler = None
     history = TrainingHistory(device=str(run_device))
     full_batch = batch_size >= n and sampler is None
     project = weight_projector(model)  # the projected layers, found once
@@ -278,7 +280,8 @@ def train(
         value.backward()
         optimizer.step()
         project()
-        scheduler.step()
+        if scheduler is not None:
+            scheduler.step()
         if step % log_every == 0 or step == steps - 1:
             history.steps.append(step)
             history.losses.append(float(value.detach()))

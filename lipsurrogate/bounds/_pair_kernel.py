@@ -53,7 +53,7 @@ _MAGNITUDE_64 = magnitude_bits(np.float64)[1]  # the float64 sums of the kernel'
 
 def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R,  # noqa: N803, PLR0913
                    P_bits, R_bits, magnitude, top_c_bits, top_m_bits, top_r_bits, want_ranges, q_range, e_range,
-                   starts, columns):
+                   starts, columns, store):
     n, entries, _ = P.shape
     rows = len(starts) - 1
     cols = starts[1]  # the value row stores every column
@@ -147,21 +147,22 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R,  # noqa: N8
                     spread[j] = 0.0
                 for e in range(starts[a], starts[a + 1]):
                     b = columns[e]
+                    k = store[e]  # a shared H_kj = H_jk is written twice, the same numbers
                     sb = 1.0 if b == 0 else sb_[b - 1]
                     for j in range(h):
-                        pa = np.float64(P[i, e, j])
-                        pb = 0.0 if relu else np.float64(P[i, e, j + h])
+                        pa = np.float64(P[i, k, j])
+                        pb = 0.0 if relu else np.float64(P[i, k, j + h])
                         if relu:
-                            out_P[i, e, j] = da[j] * pa + db[j] * pb
+                            out_P[i, k, j] = da[j] * pa + db[j] * pb
                         else:
-                            out_P[i, e, j + h] = da[j] * pa + db[j] * pb
-                            out_P[i, e, j] = ea[j] * pa + eb[j] * pb
+                            out_P[i, k, j + h] = da[j] * pa + db[j] * pb
+                            out_P[i, k, j] = ea[j] * pa + eb[j] * pb
                         gap = abs(pa - pb) * sb
                         jump[j] += gap
                         if b > 0:
                             massa[j] += abs(pa) * sb + abs(pb) * sb
                             spread[j] += gap
-                centre = starts[a]
+                centre = store[starts[a]]
                 for j in range(h):
                     rra = np.float64(R[i, a, j])
                     rrb = 0.0 if relu else np.float64(R[i, a, j + h])
@@ -184,15 +185,16 @@ def _pair_forms_py(P, R, s, half_units, relu, u, tiny, out_P, out_R,  # noqa: N8
             # the bits] of GroupSort: exact, and a NaN wins), which vectorise where float maxima do not
             w_out = h if relu else 2 * h
             for a in range(rows):
-                top_c_bits[i, a] = abs_max_bits(P_bits, i * entries + starts[a], w_out, magnitude)  # rows (box, entry)
+                top_c_bits[i, a] = abs_max_bits(P_bits, i * entries + store[starts[a]], w_out, magnitude)  # rows (box, entry)
                 top_r_bits[i, a] = abs_max_bits(R_bits, i * rows + a, w_out, magnitude)  # rows (box, a)
                 m = m_scratch
                 for jo in range(w_out):
                     m[jo] = 0.0
                 for e in range(starts[a] + 1, starts[a + 1]):
                     sb = sb_[columns[e] - 1]
+                    k = store[e]
                     for jo in range(w_out):
-                        m[jo] += abs(np.float64(out_P[i, e, jo])) * sb
+                        m[jo] += abs(np.float64(out_P[i, k, jo])) * sb
                 top_m_bits[i, a] = abs_max_bits(m_bits, 0, w_out, _MAGNITUDE_64)
 
 
@@ -265,7 +267,7 @@ def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool, ranges: 
     e_range = np.empty((2, rows - 1, n, half_units) if ranges else (2, 0, 0, 0))
     _kernel(P, R, np.ascontiguousarray(s, dtype=dtype), half_units, bool(relu), u, tiny, out_P, out_R,
             out_P.view(int_type).reshape(-1, w), out_R.view(int_type).reshape(-1, w), magnitude, top_c.view(int_type), top[1].view(np.int64),
-            top_r.view(int_type), bool(ranges), q_range, e_range, layout.starts, layout.columns)
+            top_r.view(int_type), bool(ranges), q_range, e_range, layout.starts, layout.columns, layout.store)
     top[0], top[2] = top_c, top_r  # exact conversions to float64
     out_P = out_P.reshape(shape)
     if ranges:
@@ -273,7 +275,7 @@ def pair_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, relu: bool, ranges: 
     return out_P, out_R, top[0], top[1], top[2]
 
 
-def _pack_py(P, R, s, out_P, out_R, with_tangents, D, H, sigma, starts, columns):  # noqa: N803, PLR0913
+def _pack_py(P, R, s, out_P, out_R, with_tangents, D, H, sigma, starts, columns, store):  # noqa: N803, PLR0913
     n, rows, cols, w = P.shape
     grow = 1 + 2.0**-20
     up = np.float32(1 + 4 * 2.0**-24)
@@ -287,8 +289,9 @@ def _pack_py(P, R, s, out_P, out_R, with_tangents, D, H, sigma, starts, columns)
                 out_R[i, a, j] = np.float32(R[i, a, j] + moved) * up
             for e in range(starts[a], starts[a + 1]):
                 b = columns[e]
+                k = store[e]  # a shared H_kj = H_jk: the same number written twice
                 for j in range(w):
-                    out_P[i, e, j] = np.float32(P[i, a, b, j])
+                    out_P[i, k, j] = np.float32(P[i, a, b, j])
         if with_tangents:
             for j in range(w):
                 for k in range(rows - 1):
@@ -327,7 +330,7 @@ def pack_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, tangents: bool, layo
     D, sigma = np.empty(shape), np.empty(shape)
     H = np.empty((*shape, cols - 1) if tangents else (0, 0, 0, 0))
     _pack_kernel(np.ascontiguousarray(P), np.ascontiguousarray(R), np.ascontiguousarray(s, dtype=np.float64),
-                 out_P, out_R, bool(tangents), D, H, sigma, layout.starts, layout.columns)
+                 out_P, out_R, bool(tangents), D, H, sigma, layout.starts, layout.columns, layout.store)
     if full:
         out_P = out_P.reshape(P.shape)
     return (out_P, out_R, (D, H, sigma)) if tangents else (out_P, out_R)
@@ -342,9 +345,11 @@ def pack_forms(P: np.ndarray, R: np.ndarray, s: np.ndarray, tangents: bool, layo
 # zeros to zeros (sums of signed zeros are zero); the pair step writes da a + db b (decided or
 # hull) from the same entry of the pair, and the value row (the only row with another rule) is
 # always stored; the radii and the row maxima add |0| s_b = 0, which changes no float sum. So the
-# compiled path drops those entries (fewer rows in every matrix product and pass: 11 of 16 on
-# heat2d) and gets every number of the whole forms bit for bit (theory/cell-bounds.md section 17;
-# tests/bounds/test_affine.py compares the two).
+# compiled path drops those entries. Likewise, where H_kj and H_jk are equal bit for bit at the
+# input (heat2d's waves: -cos(p) F_x F_y, the same products of small integers), every layer
+# computes them with the same operations from equal numbers, so one stored row serves both.
+# Fewer rows in every matrix product and pass (10 of 16 on heat2d), every number of the whole
+# forms bit for bit (theory/cell-bounds.md section 17; tests/bounds/test_affine.py compares).
 
 
 @dataclass(frozen=True)
@@ -352,24 +357,32 @@ class FormLayout:
     r"""Which entries of the forms ``P[n, a, b, unit]`` are stored: Note [zero generators].
 
     Row ``a = 0`` (the value) keeps every column, each derivative row ``a >= 1`` its centre
-    (``b = 0``) and the generators ``b >= 1`` that :attr:`kept` names. Stored entry ``e`` is
-    row ``a`` with ``starts[a] <= e < starts[a + 1]``, column ``columns[e]`` (increasing within
-    a row, the centre first).
+    (``b = 0``) and the generators ``b >= 1`` that :attr:`kept` names. The entries of row ``a``
+    are ``starts[a] <= e < starts[a + 1]``, column ``columns[e]`` (increasing within a row, the
+    centre first), stored in row ``store[e]`` of the packed array; the second derivatives of
+    :attr:`shared` pairs :math:`H_{kj} = H_{jk}` share one stored row.
     """
 
     kept: tuple  # kept[k][j]: whether the generator j of the derivative d/dx_k is stored
+    shared: tuple = ()  # pairs (k, j), k > j: H_kj is stored in the row of H_jk (equal bit for bit)
 
     @classmethod
     def full(cls, d: int) -> "FormLayout":
-        """Every entry stored."""
+        """Every entry stored, each in its own row."""
         return cls(tuple((True,) * d for _ in range(d)))
 
     @classmethod
     def of(cls, P: np.ndarray) -> "FormLayout":  # noqa: N803
-        """The layout without the derivatives' generators that are zero in every box and unit of the
-        input forms ``P`` (n, d + 1, d + 1, w): they stay exactly zero through every layer."""
+        """The layout of the input forms ``P`` (n, d + 1, d + 1, w) without the derivatives' generators
+        that are zero in every box and unit (they stay exactly zero through every layer), and with
+        one row for :math:`H_{kj}` and :math:`H_{jk}` where the two are equal bit for bit in every box
+        and unit (they stay equal: each layer computes them with the same operations)."""
         nonzero = np.any(P[:, 1:, 1:] != 0, axis=(0, 3))
-        return cls(tuple(tuple(bool(v) for v in row) for row in nonzero))
+        d = nonzero.shape[0]
+        bits = P[:, 1:, 1:].view(np.int64) if P.dtype == np.float64 else None
+        shared = tuple((k, j) for k in range(d) for j in range(k) if nonzero[k, j] and nonzero[j, k]
+                       and bits is not None and np.array_equal(bits[:, k, j], bits[:, j, k]))
+        return cls(tuple(tuple(bool(v) for v in row) for row in nonzero), shared)
 
     @functools.cached_property
     def rows(self) -> int:
@@ -378,30 +391,46 @@ class FormLayout:
 
     @functools.cached_property
     def starts(self) -> np.ndarray:
-        """First stored entry of each row, and the number of entries at the end (int64, rows + 1)."""
+        """First entry of each row, and the number of entries at the end (int64, rows + 1)."""
         sizes = [self.rows] + [1 + sum(row) for row in self.kept]
         return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
     @functools.cached_property
     def columns(self) -> np.ndarray:
-        """The column ``b`` of each stored entry (int64)."""
+        """The column ``b`` of each entry (int64)."""
         cols = list(range(self.rows))
         for row in self.kept:
             cols += [0] + [1 + j for j, k in enumerate(row) if k]
         return np.array(cols, dtype=np.int64)
 
+    @functools.cached_property
+    def store(self) -> np.ndarray:
+        """The stored row of each entry (int64): its own, or for a shared :math:`H_{kj}` that of :math:`H_{jk}`."""
+        where, store, rows = {}, [], 0
+        for a in range(self.rows):
+            for e in range(self.starts[a], self.starts[a + 1]):
+                b = int(self.columns[e])
+                twin = (b, a) if a >= 1 and b >= 1 and (a - 1, b - 1) in self.shared else None
+                if twin is not None:
+                    store.append(where[twin])
+                else:
+                    where[(a, b)] = rows
+                    store.append(rows)
+                    rows += 1
+        return np.array(store, dtype=np.int64)
+
     @property
     def entries(self) -> int:
-        """Stored entries per box."""
-        return int(self.starts[-1])
+        """Stored rows per box."""
+        return int(self.store.max()) + 1
 
     @property
     def is_full(self) -> bool:
-        """Whether every entry is stored."""
-        return all(all(row) for row in self.kept)
+        """Whether every entry is stored in its own row."""
+        return all(all(row) for row in self.kept) and not self.shared
 
     def expand(self, P):  # noqa: N803
-        """The whole forms ``(n, d + 1, d + 1, w)`` (zeros where nothing is stored) of stored entries
+        """The whole forms ``(n, d + 1, d + 1, w)`` (zeros where nothing is stored) of stored rows
         ``P`` (n, entries, w); a numpy array or a torch tensor."""
         rows = self.rows
         index = np.concatenate([np.full(self.starts[a + 1] - self.starts[a], a) for a in range(rows)]) * rows + self.columns
@@ -411,5 +440,5 @@ class FormLayout:
             import torch
 
             out = torch.zeros((P.shape[0], rows * rows, P.shape[-1]), dtype=P.dtype)
-        out[:, index] = P
+        out[:, index] = P[:, self.store]
         return out.reshape(P.shape[0], rows, rows, P.shape[-1])

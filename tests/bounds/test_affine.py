@@ -125,8 +125,9 @@ def test_compiled_packing_equals_the_numpy_packing_bit_for_bit(model, rng):
 @pytest.mark.parametrize("model", list(_models()), ids=["features", "groupsort", "relu", "sequential-relu"])
 def test_forms_without_their_zero_generators_are_the_whole_forms_bit_for_bit(model, rng, monkeypatch):
     """Note [zero generators]: storing only the derivatives' generators that are not zero at the
-    input gives the forms, the backward bounds' layer ranges and input tangents of the whole
-    forms, bit for bit (the dropped entries stay exactly zero through every layer)."""
+    input, and the equal H_xy and H_yx once, gives the forms, the backward bounds' layer ranges and
+    input tangents of the whole forms, bit for bit (the dropped entries stay exactly zero through
+    every layer, the shared ones equal)."""
     from lipsurrogate.bounds import _pair_kernel
     from lipsurrogate.bounds.affine import _forms, _input_forms
     from lipsurrogate.bounds.network import extract_chain
@@ -139,7 +140,9 @@ def test_forms_without_their_zero_generators_are_the_whole_forms_bit_for_bit(mod
     # the plain networks' inputs are affine: every second derivative is zero
     expected = [[True, True, False], [True, True, False], [False, False, False]] if d == 3 else [[False] * d] * d
     assert [list(row) for row in layout.kept] == expected
-    assert layout.entries < (d + 1) ** 2
+    # the waves' d2/dxdy and d2/dydx are the same products of integer frequencies: one stored row
+    assert layout.shared == (((1, 0),) if d == 3 else ())
+    assert layout.entries == (10 if d == 3 else (d + 1) + d)  # of (d + 1)^2
 
     def run():
         record = {}
@@ -178,6 +181,15 @@ def test_form_layouts_store_what_they_say(rng):
     assert np.array_equal(R32, R_whole)
     with pytest.raises(ValueError, match="layout"):
         pair_forms(whole, R_whole, half.astype(np.float32), relu=False, layout=layout)
+    # H_xy = H_yx bit for bit: one stored row, both entries expand from it
+    P[:, 2, 1] = P[:, 1, 2] = rng.normal(size=(5, 4))
+    shared = FormLayout.of(P)
+    assert shared == FormLayout(((True, True), (True, False)), ((1, 0),)) and shared.entries == 3 + 3 + 2 - 1
+    assert shared.store.tolist() == [0, 1, 2, 3, 4, 5, 6, 5]
+    stored, _ = pack_forms(P, R, half, tangents=False, layout=shared)
+    assert np.array_equal(shared.expand(stored), pack_forms(P, R, half, tangents=False)[0])
+    P[0, 2, 1, 0] = np.nextafter(P[0, 1, 2, 0], np.inf)  # one ulp apart: two rows
+    assert FormLayout.of(P).shared == ()
 
 
 def test_unsupported_networks_are_refused():

@@ -327,7 +327,8 @@ def _refine(cert: CellCertificate, found: list, floor: float, job: dict, budget:
     slo, shi = parts["slope_lo"][keep][order], parts["slope_hi"][keep][order]
     lo, hi = cell_boxes(cert.edges, np.unravel_index(flat, cert.per_cell.shape))
     boxes = refine_boxes(lo, hi, cert.per_cell.reshape(-1)[flat], slo, shi, cert.lipschitz, job["errors"],
-                         local_slopes=job["refine_slopes"], budget=budget, progress=progress)
+                         local_slopes=job["refine_slopes"], budget=budget, progress=progress,
+                         screen_floor=floor if job["screen"] else None)
     refined = cert.per_cell.copy()
     refined.reshape(-1)[flat] = boxes.bounds
     return RefinementResult(replace(cert, per_cell=refined), boxes.rounds, boxes.evaluations, boxes.leaves,

@@ -244,6 +244,21 @@ class RefinedBoxes:
     history: list
 
 
+# Note [screened children]
+# ~~~~~~~~~~~~~~~~~~~~~~~~
+# Let F <= max|e| (the largest |e_v| - m_v at the grid's vertices) and tau = dominance * F. Every
+# round's threshold is dominance * current (or the target, larger) with current the largest
+# certified box bound, so current >= max|e| >= F and the threshold is >= tau. A child whose bound
+# with its parent's slope range ("cheap") is <= tau has, with its own range intersected in, a
+# bound <= cheap <= tau (the program's bound grows with the range): with either, it is never
+# split (splits need a bound above the threshold) and never the largest (the largest is >= F >
+# tau when F > 0). So the splits, the budget's partition over the candidates, every round's
+# current and the global bound are the same; a base box's bound (the largest of its leaves)
+# differs only where it is <= tau. Its own range is computed for the other children only:
+# each box's range depends on that box alone (section 16), so they are the same numbers.
+# theory/cell-bounds.md section 18; tests/bounds/test_refine.py.
+
+
 def refine_boxes(
     lo: np.ndarray,
     hi: np.ndarray,
@@ -260,13 +275,20 @@ def refine_boxes(
     max_rounds: int = 32,
     dominance: float = DOMINANCE,
     progress: bool = False,
+    screen_floor: float | None = None,
 ) -> RefinedBoxes:
-    """The refinement loop of :func:`refine_certificate` on a list of base boxes.
+    r"""The refinement loop of :func:`refine_certificate` on a list of base boxes.
 
     ``lo``, ``hi`` (n, d) are the boxes, ``bound`` (n,) their **certified** bounds, ``slope_lo``,
     ``slope_hi`` (n, d) their **certified** signed slope ranges (already within the global
     constants ``lipschitz``). Rounds as described in the module docstring; the returned bound of a
     box is the largest bound of the leaves that tile it, never above its ``bound``.
+
+    ``screen_floor`` (with ``local_slopes``): a number at most the true :math:`\max |e|` (e.g.
+    the largest :math:`|e_v| - m_v` at the grid's vertices). Children whose bound with the range
+    inherited from their parent is at most ``dominance * screen_floor`` keep that range and bound,
+    and ``local_slopes`` runs on the others only (Note [screened children]): the rounds, the splits
+    and the global bound are those without it; those children's bounds may be wider.
     """
     if not 0 < dominance < 1:
         raise CertificationError(f"dominance must lie in (0, 1). Got {dominance}.")
@@ -346,19 +368,33 @@ def refine_boxes(
         if local_constants is not None:
             cl = np.asarray(local_constants(clo, chi), dtype=np.float64)
             cslo, cshi = np.maximum(cslo, -cl), np.minimum(cshi, cl)
-        if local_slopes is not None:
-            a, b = local_slopes(clo, chi)
-            cslo, cshi = np.maximum(cslo, np.asarray(a, dtype=np.float64)), np.minimum(cshi, np.asarray(b, dtype=np.float64))
-        if np.any(cslo > cshi):
-            raise CertificationError("Refinement found slope ranges that contradict each other on a child box: one of "
-                                     "the certified ranges is wrong; no bound is printed.")
         cvals = e[:, child_vertex].reshape(-1, len(offsets))
         cmarg = m[:, child_vertex].reshape(-1, len(offsets))
         spans = chi - clo
+        half = 0.5 * spans * (1 + 4 * _U)
+        inherited = np.repeat(parent_bound, len(child_of))
+        own = np.arange(len(clo))  # the children that get ranges of their own
+        if local_slopes is not None and screen_floor is not None and screen_floor > 0:
+            # Note [screened children]: a child at most dominance * floor with its parent's range is
+            # never split and never the largest, with its own range or without
+            cheap = np.minimum(signed_abs_bounds(cvals, cmarg, half, cslo, cshi), inherited)
+            own = np.flatnonzero(cheap > dominance * screen_floor)
+        if local_slopes is not None and len(own):
+            a, b = local_slopes(clo[own], chi[own])
+            cslo[own] = np.maximum(cslo[own], np.asarray(a, dtype=np.float64))
+            cshi[own] = np.minimum(cshi[own], np.asarray(b, dtype=np.float64))
+        if np.any(cslo > cshi):
+            raise CertificationError("Refinement found slope ranges that contradict each other on a child box: one of "
+                                     "the certified ranges is wrong; no bound is printed.")
         _check_children(cvals, cmarg, spans, L, d)
         # a parent's bound holds on each of its children too: keep the smaller (both certified)
-        cbound = np.minimum(signed_abs_bounds(cvals, cmarg, 0.5 * spans * (1 + 4 * _U), cslo, cshi),
-                            np.repeat(parent_bound, len(child_of)))
+        if len(own) == len(clo):
+            cbound = np.minimum(signed_abs_bounds(cvals, cmarg, half, cslo, cshi), inherited)
+        else:
+            cbound = cheap
+            if len(own):
+                cbound[own] = np.minimum(signed_abs_bounds(cvals[own], cmarg[own], half[own], cslo[own], cshi[own]),
+                                         inherited[own])
         cowner = np.repeat(owner, len(child_of))
 
         leaf_lo = np.concatenate([leaf_lo[keep], clo])

@@ -174,3 +174,42 @@ def test_refinement_on_the_candidates_above_the_floor_is_the_same(rng):
     assert whole.rounds >= 2 and whole.refined_cells < cert.per_cell.size  # some cells are never candidates
     np.testing.assert_array_equal(whole.certificate.per_cell, part.certificate.per_cell)
     assert whole.history == part.history and whole.evaluations == part.evaluations
+
+
+def test_screened_children_keep_the_rounds_the_splits_and_the_bound(rng):
+    """Note [screened children]: children at most 0.9 * floor with their parent's slope range do not
+    get ranges of their own; the rounds, the splits and the largest bound are unchanged."""
+    from lipsurrogate.bounds.refine import cell_boxes, refine_boxes, refinement_floor
+
+    freq = rng.uniform(1.0, 3.0, size=2)
+
+    def f(x):
+        return 0.3 * np.sin(x @ freq) + 0.05 * x[:, 0]
+
+    def slopes(lo, hi):  # each box's own certified gradient range: cos over [p - r, p + r] is within cos(p) +- r
+        calls.append(len(lo))
+        c, r = np.cos(0.5 * (lo + hi) @ freq), 0.5 * (hi - lo) @ freq
+        return (0.3 * freq[None] * (c - r)[:, None] + [0.05, 0.0],
+                0.3 * freq[None] * (c + r)[:, None] + [0.05, 0.0])
+
+    edges = [np.linspace(0, 1, 13)] * 2
+    values = _grid_values(f, edges)
+    L = 0.3 * freq + [0.05, 0.0]
+    cert = cell_bounds(values, edges, L, margin=1e-15)
+    lo, hi = cell_boxes(cert.edges, np.unravel_index(np.arange(cert.per_cell.size), cert.per_cell.shape))
+    slo, shi = -np.broadcast_to(L, lo.shape), np.broadcast_to(L, lo.shape)
+    error = lambda p: (f(p), 1e-15)  # noqa: E731
+    runs = {}
+    for name, floor in (("all", None), ("screened", refinement_floor(values, 1e-15))):
+        calls = []
+        runs[name] = (refine_boxes(lo, hi, cert.per_cell.reshape(-1), slo, shi, L, error, local_slopes=slopes,
+                                   budget=20_000, screen_floor=floor), sum(calls))
+    (every, n_every), (screened, n_screened) = runs["all"], runs["screened"]
+    assert every.rounds >= 2 and every.history == screened.history and every.evaluations == screened.evaluations
+    assert every.bounds.max() == screened.bounds.max() and np.all(screened.bounds >= every.bounds)
+    tau = 0.9 * refinement_floor(values, 1e-15)
+    differ = screened.bounds != every.bounds
+    assert np.all(screened.bounds[differ] <= tau)
+    assert n_screened < n_every  # fewer children got ranges of their own
+    pts = rng.uniform(0, 1, size=(20000, 2))
+    assert np.all(np.abs(f(pts)) <= screened.bounds.reshape(cert.per_cell.shape)[locate_cells(pts, edges)])

@@ -411,9 +411,11 @@ def certify(
         ``slopes="both"``) on top of the forward affine forms, for networks that have them.
         ``"dominant"``: only the blocks with a cell whose bound with the forward forms alone
         exceeds 0.9 times the largest vertex error (less its margin) (Note [screened blocks] in
-        :mod:`~lipsurrogate.bounds.tiles`). The global bound, every rung of the ladder and the
-        refinement are those of ``"all"``; the cells left below that threshold keep wider, still
-        certified, bounds. ``"all"``: every block (the tightest per-cell bounds, for
+        :mod:`~lipsurrogate.bounds.tiles`); likewise refinement computes ranges of their own
+        only for the children whose bound with their parent's range exceeds 0.9 times the largest
+        vertex error less its margin (Note [screened children] of :mod:`~lipsurrogate.bounds.refine`).
+        The global bound, every rung of the ladder and the refinement are those of ``"all"``; the
+        cells left below that threshold keep wider, still certified, bounds. ``"all"``: every block (the tightest per-cell bounds, for
         :meth:`~lipsurrogate.Surrogate.predict` with ``with_bound=True``). On heat2d the slope
         stage took 0.72-0.77x the time of ``"all"`` where 20% of the blocks were selected and
         about 0.9x where 49% were (``theory/cell-bounds.md`` section 16).
@@ -561,7 +563,10 @@ def certify(
                                "threshold, so the global bound, the ladder and the refinement are those of tighten='all'; "
                                "theory/cell-bounds.md section 16)"}),
         "refinement_slopes": ("none: each child keeps its cell's slope range" if not refine_slopes or use_slopes is None
-                              else "each child's own forward forms, intersected with its cell's range" if backward
+                              else ("each child's own forward forms, intersected with its cell's range"
+                                    + ("; only children whose bound with their cell's range exceeds 0.9 x max(|e_v| - m_v) "
+                                       "get them, the others keep that range (the same splits and bound; "
+                                       "theory/cell-bounds.md section 18)" if screen else "")) if backward
                               else "each child's own ranges, intersected with its cell's range"),
         "refinement": refinement.summary() if refinement is not None else None,
         "per_cell": summary["per_cell"],

@@ -379,9 +379,9 @@ class FormLayout:
         and unit (they stay equal: each layer computes them with the same operations)."""
         nonzero = np.any(P[:, 1:, 1:] != 0, axis=(0, 3))
         d = nonzero.shape[0]
-        bits = P[:, 1:, 1:].view(np.int64) if P.dtype == np.float64 else None
+        bits = np.asarray(P, dtype=np.float64)[:, 1:, 1:].view(np.int64)  # equal bit for bit, signed zeros too
         shared = tuple((k, j) for k in range(d) for j in range(k) if nonzero[k, j] and nonzero[j, k]
-                       and bits is not None and np.array_equal(bits[:, k, j], bits[:, j, k]))
+                       and np.array_equal(bits[:, k, j], bits[:, j, k]))
         return cls(tuple(tuple(bool(v) for v in row) for row in nonzero), shared)
 
     @functools.cached_property
@@ -423,11 +423,6 @@ class FormLayout:
     def entries(self) -> int:
         """Stored rows per box."""
         return int(self.store.max()) + 1
-
-    @property
-    def is_full(self) -> bool:
-        """Whether every entry is stored in its own row."""
-        return all(all(row) for row in self.kept) and not self.shared
 
     def expand(self, P):  # noqa: N803
         """The whole forms ``(n, d + 1, d + 1, w)`` (zeros where nothing is stored) of stored rows

@@ -251,6 +251,11 @@ def error_slopes(model, reference, lo: np.ndarray, hi: np.ndarray, box: np.ndarr
     lower, upper = _difference(f.centre, f.generators, f.radius, u, half)
     if tangents is None:
         return lower, upper
+    return _tightened(lower, upper, tangents, u, half)
+
+
+def _tightened(lower, upper, tangents: TangentBounds, u: DerivativeForms, half):
+    """The forward ranges ``[lower, upper]`` intersected with the backward bounds of f' minus u's form."""
     # the backward bounds are one-sided linear functions: subtract u's form from each side
     _, b_upper = _difference(tangents.upper_centre, tangents.upper_slope, 0.0, u, half)
     b_lower, _ = _difference(tangents.lower_centre, tangents.lower_slope, 0.0, u, half)
@@ -283,12 +288,11 @@ def _selected_error_slopes(model, reference, lo, hi, box, select, chunk: int = C
         layers = [LayerRanges(x.q_lower[rows], x.q_upper[rows], x.e_lower[:, rows], x.e_upper[:, rows])
                   for x in record["layers"]]
         tangents = tangent_bounds(chain.weights, layers, tuple(x[rows] for x in record["inputs"]), half[rows], bound)
-        m = len(idx)
-        u_sub = DerivativeForms(u.centre[idx], u.generators[idx], u.radius[idx])
-        _, b_upper = _difference(tangents.upper_centre[:m], tangents.upper_slope[:m], 0.0, u_sub, half[idx])
-        b_lower, _ = _difference(tangents.lower_centre[:m], tangents.lower_slope[:m], 0.0, u_sub, half[idx])
-        lower[a + idx] = np.maximum(f_lower[idx], b_lower)
-        upper[a + idx] = np.minimum(f_upper[idx], b_upper)
+        m = len(idx)  # the padding rows dropped
+        lower[a + idx], upper[a + idx] = _tightened(
+            f_lower[idx], f_upper[idx], TangentBounds(tangents.lower_centre[:m], tangents.lower_slope[:m],
+                                                         tangents.upper_centre[:m], tangents.upper_slope[:m]),
+            DerivativeForms(u.centre[idx], u.generators[idx], u.radius[idx]), half[idx])
     return lower, upper, kept
 
 

@@ -415,8 +415,9 @@ def certify(
         only for the children whose bound with their parent's range exceeds 0.9 times the largest
         vertex error less its margin (Note [screened children] of :mod:`~lipsurrogate.bounds.refine`).
         The global bound, every rung of the ladder and the refinement are those of ``"all"``; the
-        cells left below that threshold keep wider, still certified, bounds. ``"all"``: every block (the tightest per-cell bounds, for
-        :meth:`~lipsurrogate.Surrogate.predict` with ``with_bound=True``). On heat2d the slope
+        cells left below that threshold keep wider, still certified, bounds. ``"all"``: every
+        block (the tightest per-cell bounds, for :meth:`~lipsurrogate.Surrogate.predict` with
+        ``with_bound=True``). On heat2d the slope
         stage took 0.72-0.77x the time of ``"all"`` where 20% of the blocks were selected and
         about 0.9x where 49% were (``theory/cell-bounds.md`` section 16).
 
@@ -496,7 +497,7 @@ def certify(
     maxima: dict = {}
     found: list = []
     seconds = {"vertex_errors": 0.0, "global_bounds": 0.0}
-    floor = [-np.inf, 0.0]  # refinement floor, max(|e| + m)
+    floor = [-np.inf, 0.0]  # max(|e| - m) (a lower bound of max|f - u|: refinement's floor), max(|e| + m)
     screened = [0, 0]  # blocks that kept the screening ranges, all blocks
 
     def collect(tile):

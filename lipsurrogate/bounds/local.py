@@ -190,7 +190,6 @@ def input_intervals(model, chain, lo: np.ndarray, hi: np.ndarray):
         zlo, zhi = zc - zr, zc + zr
         eye = np.broadcast_to(np.diag(chain.in_scale), (len(xc), d, d))  # [n, k, unit]: diagonal either way
         dlo, dhi = eye.copy(), eye.copy()
-
     return zlo, zhi, dlo, dhi
 
 

@@ -374,11 +374,12 @@ def refine_boxes(
         half = 0.5 * spans * (1 + 4 * _U)
         inherited = np.repeat(parent_bound, len(child_of))
         own = np.arange(len(clo))  # the children that get ranges of their own
+        cbound = None
         if local_slopes is not None and screen_floor is not None and screen_floor > 0:
             # Note [screened children]: a child at most dominance * floor with its parent's range is
             # never split and never the largest, with its own range or without
-            cheap = np.minimum(signed_abs_bounds(cvals, cmarg, half, cslo, cshi), inherited)
-            own = np.flatnonzero(cheap > dominance * screen_floor)
+            cbound = np.minimum(signed_abs_bounds(cvals, cmarg, half, cslo, cshi), inherited)
+            own = np.flatnonzero(cbound > dominance * screen_floor)
         if local_slopes is not None and len(own):
             a, b = local_slopes(clo[own], chi[own])
             cslo[own] = np.maximum(cslo[own], np.asarray(a, dtype=np.float64))
@@ -388,13 +389,11 @@ def refine_boxes(
                                      "the certified ranges is wrong; no bound is printed.")
         _check_children(cvals, cmarg, spans, L, d)
         # a parent's bound holds on each of its children too: keep the smaller (both certified)
-        if len(own) == len(clo):
+        if cbound is None:
             cbound = np.minimum(signed_abs_bounds(cvals, cmarg, half, cslo, cshi), inherited)
-        else:
-            cbound = cheap
-            if len(own):
-                cbound[own] = np.minimum(signed_abs_bounds(cvals[own], cmarg[own], half[own], cslo[own], cshi[own]),
-                                         inherited[own])
+        elif len(own):  # the screened children keep the bound with their parent's range
+            cbound[own] = np.minimum(signed_abs_bounds(cvals[own], cmarg[own], half[own], cslo[own], cshi[own]),
+                                     inherited[own])
         cowner = np.repeat(owner, len(child_of))
 
         leaf_lo = np.concatenate([leaf_lo[keep], clo])

@@ -117,11 +117,11 @@ class Heat2DConfig:
     def __post_init__(self) -> None:
         if self.model not in MODELS:
             raise ConfigurationError(f"'model' of heat2d must be one of {list(MODELS)}. Got {self.model!r} instead.")
-        for name in ("cert_cells", "cert_cells_coarse"):
-            if len(getattr(self, name)) != 3 and not (name == "cert_cells_coarse" and not self.cert_cells_coarse):
-                raise ConfigurationError(f"'{name}' (--{name.replace('_', '-')}) needs 3 cell counts (x, y, t)"
-                                         f"{' or none' if name == 'cert_cells_coarse' else ''}. "
-                                         f"Got {list(getattr(self, name))}.")
+        if len(self.cert_cells) != 3:
+            raise ConfigurationError(f"'cert_cells' (--cert-cells) needs 3 cell counts (x, y, t). Got {list(self.cert_cells)}.")
+        if len(self.cert_cells_coarse) not in (0, 3):
+            raise ConfigurationError("'cert_cells_coarse' (--cert-cells-coarse) needs 3 cell counts (x, y, t) or none. "
+                                     f"Got {list(self.cert_cells_coarse)}.")
         check_blocks(self.local_block, 3)
         if self.tighten not in TIGHTEN:
             raise ConfigurationError(f"'tighten' (--tighten) must be one of {list(TIGHTEN)}. Got {self.tighten!r}.")

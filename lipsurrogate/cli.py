@@ -138,6 +138,33 @@ def _emergency_exit(code: int, word: str) -> None:
     os._exit(code)
 
 
+def _exit_without_teardown(code: int) -> None:
+    """End the finished command now: atexit handlers and flushed streams, but no module teardown.
+
+    Note [exit without teardown]
+        After the work is done the interpreter's finalisation frees, one by one, the modules of
+        torch, numba, xarray, py-pde and matplotlib (over 160,000 objects): 1.1-1.3 s of a
+        ``fit heat2d`` on the 2-core machine (measured: the same imports ending with ``os._exit``
+        instead of a normal exit, four pairs), for nothing the command needs. Like mypy's
+        ``hard_exit``, the command's own process ends with :func:`os._exit` once every file is
+        written (run folders appear atomically before ``_run`` returns), after the ``atexit``
+        handlers (logging, multiprocessing, temporary directories) and a flush of stdout and
+        stderr. While another non-daemon Python thread still runs, the normal exit waits for it:
+        then this returns and the caller exits as usual.
+    """
+    import atexit
+    import os
+    import threading
+
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return
+    atexit._run_exitfuncs()  # what a normal exit runs first (CPython's atexit module)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def _on_signal(signum, frame):  # pragma: no cover - exercised through a subprocess in the tests
     """Raise the interrupt where the main thread is; make sure the process ends even if it is swallowed.
 
@@ -203,7 +230,10 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError:
             previous = {}
     try:
-        return _run(args, parser)
+        code = _run(args, parser)
+        if argv is None:  # the command itself: Note [exit without teardown]
+            _exit_without_teardown(code)
+        return code
     except LipsurrogateError as err:
         _error(str(err))
         return 2

@@ -90,3 +90,24 @@ def test_local_block_takes_one_size_or_one_per_axis(capsys):
         main(["fit", "heat2d", "--local-block", "1,x"])
     assert exit_info.value.code == 2
     assert "--local-block" in capsys.readouterr().err
+
+
+def test_the_command_exits_without_teardown_but_with_its_output_and_atexit_handlers(tmp_path, capsys):
+    # Note [exit without teardown]: buffered output, atexit handlers and the exit status survive
+    code = ("import atexit, sys; from lipsurrogate.cli import _exit_without_teardown; "
+            "atexit.register(lambda: print('handler ran')); sys.stdout.write('buffered, no newline'); "
+            "_exit_without_teardown(3); print('not reached')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 3
+    assert out.stdout == "buffered, no newlinehandler ran\n"
+    # while another non-daemon thread runs, it returns and the normal exit waits for that thread
+    flag = tmp_path / "thread_finished"
+    code = ("import threading, time; from lipsurrogate.cli import _exit_without_teardown; "
+            f"t = threading.Thread(target=lambda: (time.sleep(0.5), open({str(flag)!r}, 'w').close())); t.start(); "
+            "_exit_without_teardown(5); print('returned')")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout == "returned\n" and flag.exists()
+    # the command itself: its whole output through a pipe, status 0
+    out = subprocess.run([sys.executable, "-m", "lipsurrogate", "tasks"], capture_output=True, text=True)
+    assert main(["tasks"]) == 0
+    assert out.returncode == 0 and out.stdout == capsys.readouterr().out

@@ -285,9 +285,8 @@ def _selected_error_slopes(model, reference, lo, hi, box, select, chunk: int = C
         if not len(idx):
             continue
         rows = np.concatenate([idx, np.repeat(idx[-1:], -len(idx) % ROW_ALIGN)])
-        layers = [LayerRanges(x.q_lower[rows], x.q_upper[rows], x.e_lower[:, rows], x.e_upper[:, rows])
-                  for x in record["layers"]]
-        tangents = tangent_bounds(chain.weights, layers, tuple(x[rows] for x in record["inputs"]), half[rows], bound)
+        tangents = tangent_bounds(chain.weights, record["layers"], tuple(x[rows] for x in record["inputs"]), half[rows],
+                                  bound, boxes=rows)
         m = len(idx)  # the padding rows dropped
         lower[a + idx], upper[a + idx] = _tightened(
             f_lower[idx], f_upper[idx], TangentBounds(tangents.lower_centre[:m], tangents.lower_slope[:m],

@@ -142,7 +142,8 @@ def _concretise(centre, slope, half, sign):
     return centre + sign * (reach + margin)
 
 
-def tangent_bounds(weights, records, inputs, half: np.ndarray, input_bound: np.ndarray) -> TangentBounds:
+def tangent_bounds(weights, records, inputs, half: np.ndarray, input_bound: np.ndarray,
+                   boxes: np.ndarray | None = None) -> TangentBounds:
     r"""Backward linear bounds of every :math:`\partial_k f` of a GroupSort(2) chain on boxes.
 
     Parameters
@@ -162,6 +163,10 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray, input_bound: np.n
         :func:`~lipsurrogate.bounds.affine.input_tangent_bound`). It only scales the rounding
         terms, and since it does not depend on the batch, each box's bounds depend on that box
         alone.
+    boxes : ndarray of int, optional
+        Which boxes of ``records`` the bounds are for (``inputs`` and ``half`` hold those boxes
+        only, in this order); default all of them. The compiled step reads the records' rows
+        through this index instead of copies of them (the same numbers).
 
     Returns
     -------
@@ -183,6 +188,9 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray, input_bound: np.n
     y = np.stack([np.broadcast_to(sign * weights[-1][0], (d, n, weights[-1].shape[1])) for sign in (1.0, -1.0)])
     weights_t = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64)) for w in weights]
     const = np.zeros((2, d, n))
+    boxes = np.arange(n, dtype=np.int64) if boxes is None else np.asarray(boxes, dtype=np.int64)
+    if boxes.shape != (n,):
+        raise ValueError(f"'boxes' must name one box of the records per box of 'inputs' ({n}). Got shape {boxes.shape}.")
     for i in range(len(weights) - 2, -1, -1):
         r = records[i]
         h = r.q_lower.shape[1]
@@ -192,9 +200,11 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray, input_bound: np.n
         rows = np.abs(w) @ below.T  # (w, d): bounds sum_j |W_oj| |dv_j| per output unit o and input k
         if ENABLED:
             c, terms, c_rows = _relax_kernel(y.reshape(2 * d, n, -1), r.q_lower, r.q_upper, r.e_lower, r.e_upper,
-                                             magnitudes[i], np.ascontiguousarray(rows.T), d)
+                                             magnitudes[i], np.ascontiguousarray(rows.T), d, boxes)
             c, terms, c_rows = c.reshape(2, d, n, -1), terms.reshape(2, d, n), c_rows.reshape(2, d, n)
         else:
+            if len(boxes) != len(r.q_lower) or np.any(boxes != np.arange(n)):
+                r = LayerRanges(r.q_lower[boxes], r.q_upper[boxes], r.e_lower[:, boxes], r.e_upper[:, boxes])
             c, terms, c_rows = _relax(y[..., :h], y[..., h:], r, magnitudes[i][None, :, None, :], rows)
         # on dv_{i-1}; |exact - y| <= gamma |c| |W| for any summation order: torch's float64 GEMM
         # uses torch's threads (numpy's BLAS runs one thread inside the certifier)
@@ -223,9 +233,10 @@ _RELAX_ROWS_PER_TASK = 256
 """Rows (bound, box) per parallel task of :func:`_relax_kernel`, each task with its own scratch rows."""
 
 
-def _relax_kernel(y, q_lower, q_upper, e_lower, e_upper, dz, rows_t, d):  # pragma: no cover - compiled
+def _relax_kernel(y, q_lower, q_upper, e_lower, e_upper, dz, rows_t, d, boxes):  # pragma: no cover - compiled
     """:func:`_relax` one number at a time (same formulas, same order of operations per element),
-    in parallel over (bound, box); ``rows_t`` is ``rows`` transposed, (d, w).
+    in parallel over (bound, box); ``rows_t`` is ``rows`` transposed, (d, w). Box ``i`` of ``y``
+    reads the ranges of box ``boxes[i]`` of ``q_*`` and ``e_*`` (which may hold more boxes).
 
     Note [selects, then sums in order]
         Which pairs are decided varies from unit to unit, so branches on it mispredict and keep the
@@ -249,12 +260,13 @@ def _relax_kernel(y, q_lower, q_upper, e_lower, e_upper, dz, rows_t, d):  # prag
             sk = idx // n
             i = idx - sk * n
             k = sk % d
+            box = boxes[i]
             for j in range(h):
                 alpha = y[sk, i, j]
                 beta = y[sk, i, j + h]
                 g = beta - alpha
-                el = e_lower[k, i, j]
-                eu = e_upper[k, i, j]
+                el = e_lower[k, box, j]
+                eu = e_upper[k, box, j]
                 p1 = g * el
                 p2 = g * eu
                 abs_el = abs(el)
@@ -271,8 +283,8 @@ def _relax_kernel(y, q_lower, q_upper, e_lower, e_upper, dz, rows_t, d):  # prag
                 high_side = (1 - lam_open) * yu
                 larger = high_side if high_side > low_side else low_side
                 mu_open = (larger if larger > 0.0 else 0.0) * (1 + 4 * _U)
-                up = q_lower[i, j] >= 0
-                down = q_upper[i, j] <= 0
+                up = q_lower[box, j] >= 0
+                down = q_upper[box, j] <= 0
                 lam = 1.0 if up else (0.0 if down else lam_open)
                 mu = 0.0 if (up or down) else mu_open
                 lg = lam * g

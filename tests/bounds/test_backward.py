@@ -1,5 +1,6 @@
 """Backward linear bounds on the network's derivatives (theory/cell-bounds.md section 14)."""
 
+import contextlib
 import copy
 
 import numpy as np
@@ -296,9 +297,21 @@ def test_compiled_relaxation_step_equals_its_scalar_definition_bit_for_bit(rng):
     dz = np.abs(rng.standard_normal((d, w)))
     rows = np.abs(rng.standard_normal((w, d)))
     expected = _relax_reference(y, q_lower, q_upper, e_lower, e_upper, dz, rows, d)
-    got = backward._relax_kernel(y, q_lower, q_upper, e_lower, e_upper, dz, np.ascontiguousarray(rows.T), d)
+    rows_t = np.ascontiguousarray(rows.T)
+    got = backward._relax_kernel(y, q_lower, q_upper, e_lower, e_upper, dz, rows_t, d, np.arange(n))
     for a, b in zip(got, expected):
         assert np.array_equal(a.view(np.int64), b.view(np.int64))
+    # a subset of the boxes, in another order and with a repeat (the padding): read through the
+    # index, the same bits as on copies of those boxes' ranges
+    boxes = np.array([4, 0, 7, 7, 2])
+    y_sub = np.ascontiguousarray(y[:, boxes])
+    through_index = backward._relax_kernel(y_sub, q_lower, q_upper, e_lower, e_upper, dz, rows_t, d, boxes)
+    on_copies = backward._relax_kernel(y_sub, q_lower[boxes], q_upper[boxes], np.ascontiguousarray(e_lower[:, boxes]),
+                                       np.ascontiguousarray(e_upper[:, boxes]), dz, rows_t, d, np.arange(len(boxes)))
+    for a, b in zip(through_index, on_copies):
+        assert np.array_equal(a.view(np.int64), b.view(np.int64))
+    assert not np.array_equal(through_index[0], backward._relax_kernel(
+        y_sub, q_lower, q_upper, e_lower, e_upper, dz, rows_t, d, np.arange(len(boxes)))[0])  # the index matters
 
 
 def test_the_input_tangent_bound_holds_at_sampled_points(rng):
@@ -344,3 +357,35 @@ def test_a_box_gets_the_same_slope_range_in_any_batch(method, rng):
         part = _error_slopes(model, ref, lo[keep], hi[keep], box, method=method)
         for a, b in zip(full, part):
             np.testing.assert_array_equal(a[keep], b)
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_backward_bounds_of_some_boxes_read_through_an_index_equal_those_on_copies(compiled, rng):
+    """tangent_bounds(..., boxes=rows): the records of the whole batch read through the index (the
+    certifier's screened blocks) give the bits of the records copied to those rows, with the compiled
+    relaxation step and with the numpy one."""
+    from lipsurrogate.bounds.affine import _forms, input_tangent_bound
+    from lipsurrogate.bounds.backward import LayerRanges, tangent_bounds
+    from lipsurrogate.bounds.network import extract_chain
+    from lipsurrogate._compiled import flag_off
+
+    if compiled and not backward.ENABLED:
+        pytest.skip("numba is not installed")
+    model = _inflate(_features(), 2.0)
+    chain = extract_chain(model)
+    lo, width = _boxes(3, 64, rng, widths=(0.02, 0.2))
+    centre, half = box_centres(lo, lo + width)
+    record = {}
+    _forms(model, chain, centre, half, torch.float32, record=record)
+    bound = input_tangent_bound(model, chain, np.array([[0, 2 * np.pi], [0, 2 * np.pi], [0, 7.0]]))
+    rows = np.array([3, 17, 17, 40, 0, 63, 5, 5])
+    inputs = tuple(x[rows] for x in record["inputs"])
+    copies = [LayerRanges(x.q_lower[rows], x.q_upper[rows], x.e_lower[:, rows], x.e_upper[:, rows])
+              for x in record["layers"]]
+    with flag_off(backward, "ENABLED") if not compiled else contextlib.nullcontext():
+        through_index = tangent_bounds(chain.weights, record["layers"], inputs, half[rows], bound, boxes=rows)
+        on_copies = tangent_bounds(chain.weights, copies, inputs, half[rows], bound)
+    for field in ("lower_centre", "lower_slope", "upper_centre", "upper_slope"):
+        assert np.array_equal(getattr(through_index, field), getattr(on_copies, field))
+    with pytest.raises(ValueError, match="boxes"):
+        tangent_bounds(chain.weights, record["layers"], inputs, half[rows], bound, boxes=rows[:3])

@@ -29,7 +29,8 @@ defaults when not given):
    128 x 128 x 32 grid: affine forms and backward bounds, ``bounds.affine.error_slopes``);
 3. the network's derivative intervals on 2 x 2 x 2 blocks of the same grid (interval propagation,
    ``bounds.local.network_intervals``: networks the affine forms do not support);
-4. the whole heat2d certificate (``tasks.heat2d.certify``: both grids and the refinement);
+4. the whole heat2d certificate (``tasks.heat2d.certify``: the run folder's grid, and its comparison grid
+   if it has one, and the refinement);
 5. with ``--task-runs``, the whole certificate of other tasks' run folders (their ``certify``).
 
 Usage::
@@ -97,6 +98,12 @@ def compare(a: np.ndarray, b: np.ndarray) -> str:
     return f"max relative difference {np.max(np.abs(a - b) / np.maximum(np.abs(b), 1e-300)):.1e}"
 
 
+def _grids(config: dict) -> str:
+    """The certificate grids of a heat2d run folder's config, e.g. "128 x 128 x 32 grid" (and the comparison grid)."""
+    grids = [config["cert_cells"]] + ([config["cert_cells_coarse"]] if config.get("cert_cells_coarse") else [])
+    return " and ".join(" x ".join(map(str, g)) for g in grids) + (" grids" if len(grids) > 1 else " grid")
+
+
 def make_stages(package, run: Path, tasks: list[tuple[str, str, Path]]):
     """``[(key, label, count, function(side) -> array)]`` and the side dict for ``package``."""
     import torch
@@ -141,7 +148,7 @@ def make_stages(package, run: Path, tasks: list[tuple[str, str, Path]]):
          4 * len(slope_lo), slopes),
         ("intervals", f"network derivative intervals, {len(interval_lo):,} blocks of 2 x 2 x 2 cells",
          8 * len(interval_lo), intervals),
-        ("heat2d", "whole heat2d certificate (128 x 128 x 32 and 64 x 64 x 16 grids, refinement)", 128 * 128 * 32,
+        ("heat2d", f"whole heat2d certificate ({_grids(config)}, refinement)", int(np.prod(config["cert_cells"])),
          certificate),
     ]
     for task, module, copy in tasks:

@@ -102,6 +102,26 @@ def test_heat2d_matches_closed_form(boundary, tol):
     assert ds.u.dims == ("t", "x", "y") and ds.x.attrs["units"] == "1"
 
 
+@pytest.mark.parametrize("boundary", ["periodic", "dirichlet"])
+def test_the_numpy_heat_stepper_takes_the_laplacian_of_pydes_default_backend(boundary, rng):
+    """heat_pde for the numpy stepper: the same right-hand side as py-pde's DiffusionPDE (its default,
+    compiled Laplacian) to rounding, from the sparse Laplacian where this py-pde has one."""
+    from pde import CartesianGrid, DiffusionPDE, ScalarField
+
+    from lipsurrogate.data.generators import _has_sparse_laplace, heat_pde
+
+    grid = CartesianGrid([[0, 2 * np.pi]] * 2, [16, 16], periodic=boundary == "periodic")
+    bc = "periodic" if boundary == "periodic" else {"value": 0}
+    state = ScalarField(grid, rng.standard_normal((16, 16)))
+    eq = heat_pde(grid, bc, "numpy")
+    assert (type(eq) is not DiffusionPDE) == _has_sparse_laplace(grid)
+    assert type(heat_pde(grid, bc, "numba")) is DiffusionPDE  # the compiled stepper keeps py-pde's own
+    default = DiffusionPDE(diffusivity=1.0, bc=bc).evolution_rate(state).data
+    got = eq.evolution_rate(state).data
+    assert np.abs(default).max() > 1.0
+    np.testing.assert_allclose(got, default, rtol=0, atol=1e-13 * np.abs(default).max())
+
+
 def test_heat2d_error_shrinks_with_resolution():
     errors = [heat2d(grid=g, t_end=0.5, frames=3, diffusivity=0.1, seed=1, **FAST).attrs["solver_max_error"] for g in (12, 24)]
     assert errors[1] < errors[0] / 3  # second order in space: about 4x

@@ -86,7 +86,7 @@ def _provenance(**attrs) -> dict:
 
 # -- heat equation ------------------------------------------------------------------------------
 
-def heat_pde(grid, bc, backend: str):
+def _heat_pde(grid, bc, backend: str):
     """py-pde's ``DiffusionPDE`` (diffusivity 1) for a stepper on ``backend``.
 
     With the numpy backend py-pde still builds the Laplacian of ``evolution_rate`` with its
@@ -129,7 +129,7 @@ class _HeatSolver:
 
         grid = CartesianGrid([[0, length]] * 2, [cells] * 2, periodic=boundary == "periodic")
         bc = "periodic" if boundary == "periodic" else {"value": 0}
-        self.stepper = Stepper(heat_pde(grid, bc, backend), ScalarField(grid), dt_tau, solver, backend)
+        self.stepper = Stepper(_heat_pde(grid, bc, backend), ScalarField(grid), dt_tau, solver, backend)
         self.x, self.y = np.meshgrid(*grid.axes_coords, indexing="ij")
 
     def solve(self, job: tuple[str, float], times: np.ndarray) -> tuple[np.ndarray, float, float]:

@@ -104,18 +104,18 @@ def test_heat2d_matches_closed_form(boundary, tol):
 
 @pytest.mark.parametrize("boundary", ["periodic", "dirichlet"])
 def test_the_numpy_heat_stepper_takes_the_laplacian_of_pydes_default_backend(boundary, rng):
-    """heat_pde for the numpy stepper: the same right-hand side as py-pde's DiffusionPDE (its default,
+    """_heat_pde for the numpy stepper: the same right-hand side as py-pde's DiffusionPDE (its default,
     compiled Laplacian) to rounding, from the sparse Laplacian where this py-pde has one."""
     from pde import CartesianGrid, DiffusionPDE, ScalarField
 
-    from lipsurrogate.data.generators import _has_sparse_laplace, heat_pde
+    from lipsurrogate.data.generators import _has_sparse_laplace, _heat_pde
 
     grid = CartesianGrid([[0, 2 * np.pi]] * 2, [16, 16], periodic=boundary == "periodic")
     bc = "periodic" if boundary == "periodic" else {"value": 0}
     state = ScalarField(grid, rng.standard_normal((16, 16)))
-    eq = heat_pde(grid, bc, "numpy")
+    eq = _heat_pde(grid, bc, "numpy")
     assert (type(eq) is not DiffusionPDE) == _has_sparse_laplace(grid)
-    assert type(heat_pde(grid, bc, "numba")) is DiffusionPDE  # the compiled stepper keeps py-pde's own
+    assert type(_heat_pde(grid, bc, "numba")) is DiffusionPDE  # the compiled stepper keeps py-pde's own
     default = DiffusionPDE(diffusivity=1.0, bc=bc).evolution_rate(state).data
     got = eq.evolution_rate(state).data
     assert np.abs(default).max() > 1.0

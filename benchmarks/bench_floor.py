@@ -21,11 +21,16 @@ rounds:
     d + 1 radius rows, chunk by chunk (:data:`lipsurrogate.bounds.affine.CHUNK` blocks), through
     :func:`lipsurrogate._gemm.linear` as the certifier calls it. The backward bounds, the pair
     kernel and refinement come on top of this.
+``derivative intervals (products only)``
+    Every layer's float64 products of interval propagation
+    (:func:`lipsurrogate.bounds.local.network_derivative_intervals`) on 2 x 2 x 2 blocks of the same
+    grid (65,536 blocks): centres and radii of the value and of the d derivatives, 2 (d + 1) rows
+    per block, in the chunks of :func:`~lipsurrogate.bounds.local.network_intervals`.
 
 From these: the certificate cannot take fewer passes than the vertex values' products plus the
-forms' products, and local constants by the affine forms on 2 x 2 x 2 blocks (the same rows per
-block, 8 cells each) cannot run faster than 8 x 131,072 cells in the forms' products' time. (Interval
-propagation, the looser method, multiplies fewer rows per block; it has no such floor here.) Random weights (speed does
+forms' products; local constants by the affine forms on 2 x 2 x 2 blocks (the same rows per
+block, 8 cells each) cannot run faster than 8 x 131,072 cells in the forms' products' time, and by
+interval propagation not faster than its 524,288 cells in its products' time. Random weights (speed does
 not depend on training); medians over interleaved rounds, each ratio taken within its round.
 
 Usage::
@@ -104,6 +109,21 @@ def _run(args, threads: int) -> None:
             for w, b in zip(w64[1:], b64[1:]):
                 torch.addmm(b, vertex_hidden[:m], w.T)
 
+    d = vertices.shape[1]
+    interval_chunk = 8160  # network_intervals' default
+    n_interval_blocks = 64 * 64 * 16
+    interval_in = torch.tensor(rng.standard_normal((interval_chunk * d, w64[0].shape[1])))
+    interval_hidden = torch.tensor(rng.standard_normal((interval_chunk * d, w64[1].shape[1])))
+
+    def interval_products():
+        for s in range(0, n_interval_blocks, interval_chunk):
+            m = min(interval_chunk, n_interval_blocks - s)
+            for w in w64:
+                x = interval_in if w is w64[0] else interval_hidden
+                wt, awt = w.T, w.abs().T
+                x[:m] @ wt, x[:m] @ awt  # value centres and radii
+                x[: m * d] @ wt, x[: m * d] @ awt  # derivative centres and radii
+
     def vertex_whole():
         evaluate_float64(chain, vertices)
 
@@ -115,7 +135,7 @@ def _run(args, threads: int) -> None:
                 _gemm.linear(forms_hidden[:m], w)
 
     stages = {"forward32": forward32, "vertex_products": vertex_products, "vertex_whole": vertex_whole,
-              "forms_products": forms_products}
+              "forms_products": forms_products, "interval_products": interval_products}
     for f in stages.values():  # compile and warm up
         f()
     seconds = {k: [] for k in stages}
@@ -130,11 +150,14 @@ def _run(args, threads: int) -> None:
     sec = {k: statistics.median(v) for k, v in seconds.items()}
     floor = statistics.median([a + b for a, b in zip(passes["vertex_products"], passes["forms_products"])])
     cells_per_s = statistics.median([8 * n_blocks / t for t in seconds["forms_products"]])
+    interval_cells_per_s = statistics.median([8 * n_interval_blocks / t for t in seconds["interval_products"]])
     labels = {
         "forward32": f"float32 forward pass, {len(vertices):,} vertices (the unit)",
         "vertex_products": f"float64 vertex values: the products only ({ROWS_PER_BLOCK:,}-row blocks)",
         "vertex_whole": "float64 vertex values: `evaluate_float64` whole",
         "forms_products": f"forward affine forms: the float32 products only, {n_blocks:,} blocks x {rows} rows",
+        "interval_products": f"derivative intervals: the float64 products only, {n_interval_blocks:,} blocks x "
+                             f"{2 * (d + 1)} rows",
     }
     lines = header("Floors under issue 17's certificate targets: the matrix products alone", [
         f"torch {torch.__version__} ({threads} threads), one numpy BLAS thread; network 3 -> 49 features -> "
@@ -150,7 +173,8 @@ def _run(args, threads: int) -> None:
               f"- the vertex values cannot take fewer than **{med['vertex_products']:.2f} passes** (their float64 "
               "products); target: 2",
               f"- local constants by the affine forms on 2 x 2 x 2 blocks cannot exceed **{cells_per_s:,.0f} cells/s** "
-              "(the forms' products of 8 cells per block); target: 1,000,000",
+              "(the forms' products of 8 cells per block), by interval propagation not "
+              f"**{interval_cells_per_s:,.0f} cells/s** (its float64 products); target: 1,000,000",
               ""]
     text = "\n".join(lines)
     print(text)

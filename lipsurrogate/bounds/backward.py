@@ -188,7 +188,8 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray, input_bound: np.n
     y = np.stack([np.broadcast_to(sign * weights[-1][0], (d, n, weights[-1].shape[1])) for sign in (1.0, -1.0)])
     weights_t = [torch.from_numpy(np.ascontiguousarray(w, dtype=np.float64)) for w in weights]
     const = np.zeros((2, d, n))
-    boxes = np.arange(n, dtype=np.int64) if boxes is None else np.asarray(boxes, dtype=np.int64)
+    gather = boxes is not None  # the numpy step takes copies of those boxes' ranges
+    boxes = np.asarray(boxes, dtype=np.int64) if gather else np.arange(n, dtype=np.int64)
     if boxes.shape != (n,):
         raise ValueError(f"'boxes' must name one box of the records per box of 'inputs' ({n}). Got shape {boxes.shape}.")
     for i in range(len(weights) - 2, -1, -1):
@@ -203,7 +204,7 @@ def tangent_bounds(weights, records, inputs, half: np.ndarray, input_bound: np.n
                                              magnitudes[i], np.ascontiguousarray(rows.T), d, boxes)
             c, terms, c_rows = c.reshape(2, d, n, -1), terms.reshape(2, d, n), c_rows.reshape(2, d, n)
         else:
-            if len(boxes) != len(r.q_lower) or np.any(boxes != np.arange(n)):
+            if gather:
                 r = LayerRanges(r.q_lower[boxes], r.q_upper[boxes], r.e_lower[:, boxes], r.e_upper[:, boxes])
             c, terms, c_rows = _relax(y[..., :h], y[..., h:], r, magnitudes[i][None, :, None, :], rows)
         # on dv_{i-1}; |exact - y| <= gamma |c| |W| for any summation order: torch's float64 GEMM

@@ -235,7 +235,7 @@ def cell_bounds(
         worst_vertex = np.maximum(worst_vertex, np.abs(e[sl]) + m[sl])
         if corners_e is not None:
             corners_e[v], corners_m[v] = e[sl], m[sl]
-    naive = (worst_vertex + lip_term) * (1 + 8 * 2.0**-53)
+    naive = (worst_vertex + lip_term) * closed_form_factor(d)
     per_cell = closed_form
     if method == "exact" and slopes is not None:
         half_spans = np.stack([np.broadcast_to(0.5 * spans[k], cell_shape) for k in range(d)], -1).reshape(-1, d)
@@ -269,16 +269,24 @@ def pair_minimum(e: np.ndarray, m: np.ndarray) -> np.ndarray:
     return best
 
 
+def closed_form_factor(d: int) -> float:
+    """:math:`1 + \\max(8, d + 4)\\, u`: the factor that makes the computed pair and naive bounds of
+    d-dimensional cells upper bounds of their exact values (``theory/cell-bounds.md`` section 8:
+    each term passes through at most d + 3 roundings of non-negative numbers, the factor's own
+    product included; 8 for d <= 4, as before 2026-12-08)."""
+    return 1 + max(8, d + 4) * 2.0**-53
+
+
 def closed_form_bounds(best: np.ndarray, local: Sequence[np.ndarray], spans: Sequence[np.ndarray],
                        shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The closed-form pair bound :math:`(\\text{best} + \\sum_k L_k h_k / 2)(1 + 8u)` of cells of
-    ``shape``, its Lipschitz term :math:`\\sum_k L_k h_k / 2` and the terms :math:`L_k h_k / 2`
-    (stacked last), from :func:`pair_minimum`'s
-    ``best``, each axis' slope bound ``local[k]`` and cell width ``spans[k]`` (broadcastable).
-    **Certified** (the margin covers the d + 2 roundings)."""
+    """The closed-form pair bound :math:`(\\text{best} + \\sum_k L_k h_k / 2)` times
+    :func:`closed_form_factor` for cells of ``shape``, its Lipschitz term :math:`\\sum_k L_k h_k / 2`
+    and the terms :math:`L_k h_k / 2` (stacked last), from :func:`pair_minimum`'s ``best``, each
+    axis' slope bound ``local[k]`` and computed cell width ``spans[k]`` (broadcastable).
+    **Certified**: the factor covers every rounding, those of the widths included."""
     half = np.stack([0.5 * np.broadcast_to(lk * sk, shape) for lk, sk in zip(local, spans)], -1)
     lip_term = half.sum(axis=-1)
-    return (best + lip_term) * (1 + 8 * 2.0**-53), lip_term, half
+    return (best + lip_term) * closed_form_factor(len(local)), lip_term, half
 
 
 def locate_cells(points: np.ndarray, edges: Sequence[np.ndarray]) -> tuple[np.ndarray, ...]:

@@ -110,7 +110,7 @@ class Heat2DConfig:
     # 2048 until 2026-12-07: 512 points per initial condition and step train the operator to 7.7-8.1% of
     # max|u| on the unseen initial condition in about 130 s end to end, against 7.86% in 218 s (README)
     operator_batch_points: int = 512
-    # the FAST settings under the options given (--fast): about 1% of max|u| in about 15 s
+    # the FAST settings under the options given (--fast): about 1% of max|u| in about 14 s
     fast: bool = False
     seed: int = 0
 
@@ -153,8 +153,8 @@ FAST = dict(hidden=[64, 64, 64], steps=1500, batch_size=2048, cert_cells=[96, 96
             refine_budget=100_000, dense_cells=300, random_points=50_000, adversarial_starts=16, adversarial_steps=20)
 """``fit heat2d --fast``: a smaller network (3 x 64), 1,500 steps of 2,048 points, a 96 x 96 x 24
 certificate grid and lighter verification, at the default learning rate (1e-2 since stop 37).
-Measured (seed 0, stop 38): 1.00% of max|u|, tightness 1.37, 15.3 s end to end, against 0.61% in
-about 34-39 s for the defaults (README, "The main job"); 1.93% at lr 3e-3 before."""
+Measured (seed 0, stop 39): 1.00% of max|u|, tightness 1.37, 14.1 s end to end, against 0.61% in
+28.5-32.8 s for the defaults (README, "The main job"); 1.93% at lr 3e-3 before."""
 
 
 def exact_solution_of(config: dict) -> tuple[HeatModes, float]:

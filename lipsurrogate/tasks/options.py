@@ -101,8 +101,8 @@ TASK_OPTIONS: dict[str, list] = {
         _opt("--family-samples", int, "deeponet: initial conditions in the training family [400]"),
         _opt("--operator-steps", int, "deeponet: training steps of the operator [10000]"),
         ("--fast", {"action": "store_true", "default": None,
-                    "help": "a smaller network and a coarser certificate: about 1%% of max|u| in about 15 s instead "
-                            "of 0.6%% in about 35 s (other options still win)"}),
+                    "help": "a smaller network and a coarser certificate: about 1%% of max|u| in about 14 s instead "
+                            "of 0.6%% in about 31 s (other options still win)"}),
     ],
     "heat2d-kappa": [
         _opt("--grid", int, "py-pde cells per axis [48]"),

@@ -1,5 +1,6 @@
 """Per-cell bounds against brute-force maximisation of functions with known constants."""
 
+import itertools
 
 import numpy as np
 import pytest
@@ -167,3 +168,29 @@ def test_local_slopes_are_checked():
         cell_bounds(e, edges, [1.0, 1.0], local_slopes=(ones[:-1], ones[:-1]))
     with pytest.raises(CertificationError, match="contradict"):
         cell_bounds(e, edges, [1.0, 1.0], local_slopes=(ones * 2, ones * 3))  # outside [-L, L]
+
+
+@pytest.mark.parametrize("d", [2, 4, 6])
+def test_pair_and_naive_bounds_are_above_their_exact_values(d, rng):
+    """theory/cell-bounds.md section 8: the computed pair and naive bounds, against the same formulas
+    in exact rational arithmetic, on non-uniform cells that straddle 0 (their widths are rounded).
+    Without the factor (closed_form_factor = 1) this fails for every d here."""
+    from fractions import Fraction
+
+    from lipsurrogate.bounds.cells import closed_form_factor
+
+    edges = [np.array([-1.0 / 3, 0.1 + rng.uniform(0, 0.1), 0.7]) for _ in range(d)]
+    e = rng.standard_normal((3,) * d) * 0.1
+    m = rng.uniform(0, 1e-3, e.shape)
+    L = rng.uniform(0.5, 3.0, d)
+    cert = cell_bounds(e, edges, L, m, method="pair", check=False)
+    assert closed_form_factor(d) == 1 + max(8, d + 4) * 2.0**-53
+    F = lambda x: Fraction(float(x))  # noqa: E731
+    for cell in itertools.product(range(2), repeat=d):
+        lip = sum(F(L[k]) * (F(edges[k][i + 1]) - F(edges[k][i])) for k, i in enumerate(cell)) / 2
+        corners = [tuple(i + o for i, o in zip(cell, off)) for off in itertools.product((0, 1), repeat=d)]
+        best = min((abs(F(e[v]) + F(e[w])) + F(m[v]) + F(m[w])) / 2
+                   for v, w in zip(corners, corners[::-1]))
+        worst = max(abs(F(e[v])) + F(m[v]) for v in corners)
+        assert F(cert.closed_form[cell]) >= best + lip
+        assert F(cert.naive[cell]) >= worst + lip
